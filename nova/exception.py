@@ -1,0 +1,84 @@
+"""NovaException and the named errors the services and commands raise.
+
+Every message is written for an operator: it names the instance, host,
+cell or URI concerned, and never a database password.
+"""
+
+
+class NovaException(Exception):
+    """Base of all nova errors; ``msg_fmt`` is filled from the kwargs."""
+
+    msg_fmt = 'An unknown exception occurred.'
+
+    def __init__(self, message=None, **kwargs):
+        self.kwargs = kwargs
+        if message is None:
+            message = self.msg_fmt % kwargs
+        self.message = message
+        super().__init__(message)
+
+    def format_message(self):
+        return self.message
+
+
+class ConfigError(NovaException):
+    msg_fmt = 'Invalid configuration: %(reason)s'
+
+
+class InvalidInput(NovaException):
+    msg_fmt = 'Invalid input: %(reason)s'
+
+
+class InstanceNotFound(NovaException):
+    msg_fmt = 'Instance %(instance_id)s could not be found.'
+
+
+class InstanceMappingNotFound(NovaException):
+    msg_fmt = 'Instance %(uuid)s has no instance mapping.'
+
+
+class CellMappingNotFound(NovaException):
+    msg_fmt = 'Cell %(uuid)s has no mapping.'
+
+
+class HostMappingNotFound(NovaException):
+    msg_fmt = 'Host %(name)s is not mapped to any cell.'
+
+
+class ServiceNotFound(NovaException):
+    msg_fmt = 'Service %(binary)s on host %(host)s could not be found.'
+
+
+class DBConnectionError(NovaException):
+    msg_fmt = 'Cannot reach database %(url)s: %(reason)s'
+
+
+class DBVersionNotFound(NovaException):
+    msg_fmt = 'Unknown database version %(version)s for the %(database)s database.'
+
+
+class HypervisorUnavailable(NovaException):
+    msg_fmt = 'Cannot connect to libvirt at %(uri)s: %(reason)s'
+
+
+class InstanceInvalidState(NovaException):
+    msg_fmt = ('Instance %(instance_uuid)s in %(attr)s %(state)s; '
+               '%(method)s is not possible in that state.')
+
+
+class InvalidMachineType(NovaException):
+    msg_fmt = ('Machine type %(mtype)s is not valid for instance '
+               '%(instance_uuid)s: %(reason)s')
+
+
+class UnsupportedMachineType(NovaException):
+    msg_fmt = ('Machine type %(mtype)s is not supported by host %(host)s '
+               '(architecture %(arch)s).')
+
+
+class InstanceDomainNotFound(NovaException):
+    msg_fmt = 'No libvirt domain for instance %(instance_uuid)s.'
+
+
+class MigrationError(NovaException):
+    msg_fmt = 'Migration error: %(reason)s'
