@@ -1,0 +1,80 @@
+"""Guest: one libvirt domain, seen the way the driver needs it."""
+
+import xml.etree.ElementTree as ET
+
+from nova.objects import fields
+
+
+def parse_machine_type(xml_string):
+    """Return the machine type of a domain XML, or None.
+
+    The value is the ``machine`` attribute of ``/domain/os/type``. None is
+    returned, never an exception, when the XML is malformed, is not a
+    domain, has no such attribute, or the attribute is not syntactically a
+    machine type (empty, or anything we would refuse to write ourselves):
+    callers record what this returns, so only a usable value gets out.
+    """
+    try:
+        root = ET.fromstring(xml_string)
+    except ET.ParseError:
+        return None
+    type_elem = root.find('./os/type') if root.tag == 'domain' else None
+    machine_type = None if type_elem is None else type_elem.get('machine')
+    return machine_type if fields.is_valid_machine_type(machine_type) else None
+
+
+class Guest:
+    """Wraps a ``virDomain``; libvirt errors propagate as libvirtError."""
+
+    def __init__(self, domain):
+        self._domain = domain
+
+    @property
+    def uuid(self):
+        """The domain's uuid as a string (the instance uuid)."""
+        return self._domain.UUIDString()
+
+    @property
+    def name(self):
+        """The domain's name."""
+        return self._domain.name()
+
+    def get_xml_desc(self):
+        """Return the domain XML as libvirt currently describes it."""
+        return self._domain.XMLDesc(0)
+
+    def get_machine_type(self):
+        """Return the machine type libvirt reports (versioned on QEMU) or None.
+
+        QEMU/KVM resolve an alias such as ``q35`` to the versioned type
+        (``pc-q35-7.2``) when the domain is defined, so this is the value
+        that pins the guest's chipset version.
+        """
+        return parse_machine_type(self.get_xml_desc())
+
+    def is_active(self):
+        """True if the domain is running (or paused), False if shut off."""
+        return bool(self._domain.isActive())
+
+    def launch(self):
+        """Start the domain unless it already runs."""
+        if not self.is_active():
+            self._domain.create()
+
+    def poweroff(self):
+        """Stop the domain at once (no guest shutdown) if it runs."""
+        if self.is_active():
+            self._domain.destroy()
+
+    def pause(self):
+        """Suspend the running domain's vCPUs."""
+        self._domain.suspend()
+
+    def resume(self):
+        """Resume a paused domain."""
+        self._domain.resume()
+
+    def delete_configuration(self):
+        """Remove the domain from libvirt, stopping it first if it runs."""
+        self.poweroff()
+        self._domain.undefine()
