@@ -32,7 +32,7 @@ api_db_opts = [
         help='Largest number of SQL connections kept open in a pool.'),
     cfg.IntOpt(
         'max_retries',
-        default=10,
+        default=2,
         help='Attempts to open a connection at start-up; -1 retries forever.'),
     cfg.IntOpt(
         'retry_interval',

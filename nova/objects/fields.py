@@ -64,7 +64,7 @@ class Architecture:
 # A machine type as QEMU and libvirt spell it: letters, digits, '.', '_'
 # and '-', starting with a letter or digit. Nothing else can reach domain
 # XML, whatever the caller.
-MACHINE_TYPE_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
+MACHINE_TYPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MACHINE_TYPE_MAX_LEN = 255
 
 
@@ -72,4 +72,4 @@ def is_valid_machine_type(value):
     """True if value is syntactically a machine type (not whether it exists)."""
     return (isinstance(value, str)
             and len(value) <= MACHINE_TYPE_MAX_LEN
-            and MACHINE_TYPE_RE.match(value) is not None)
+            and MACHINE_TYPE_RE.fullmatch(value) is not None)

@@ -61,7 +61,7 @@ class LibvirtConfigGuestTestCase(testtools.TestCase):
 
     def test_hostile_machine_types_refused(self):
         for machine_type in ('pc"><x', 'a b', '', 'é', 'x' * 300, '-pc',
-                             'pc\n\n', "pc'"):
+                             'pc\n', 'pc\n\n', "pc'"):
             guest = _guest_config(machine_type=machine_type)
             err = self.assertRaises(exception.InvalidMachineType,
                                     guest.to_xml)

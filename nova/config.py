@@ -1,0 +1,54 @@
+"""Parse the command line and configuration files into ``nova.conf.CONF``."""
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+import nova.conf
+from nova import exception
+
+CONF = nova.conf.CONF
+
+# Options read at start-up so that a bad value stops the service or
+# command before it does anything, with the offending entry named.
+_CHECKED_AT_START = (('libvirt', 'hw_machine_type'),)
+
+_logging_registered = False
+
+
+def parse_args(argv, default_config_files=None, configure_logging=True):
+    """Load configuration from ``argv`` (``--config-file`` ...) into CONF.
+
+    Raises ConfigError naming the file or the option when a config file is
+    missing or unreadable or an option has an invalid value.
+    """
+    global _logging_registered
+    if not _logging_registered:
+        logging.register_options(CONF)
+        _logging_registered = True
+    try:
+        CONF(argv, project='nova',
+             default_config_files=default_config_files)
+    except cfg.ConfigFilesNotFoundError as exc:
+        raise exception.ConfigError(
+            reason='config file not found or unreadable: %s'
+            % ', '.join(exc.config_files))
+    except cfg.ConfigFileParseError as exc:
+        raise exception.ConfigError(reason='cannot parse %s: %s'
+                                    % (exc.config_file, exc.msg))
+    except cfg.Error as exc:
+        raise exception.ConfigError(reason=str(exc).splitlines()[0])
+    check_values()
+    if configure_logging:
+        logging.setup(CONF, 'nova')
+
+
+def check_values():
+    """Read every option in _CHECKED_AT_START; raise ConfigError if invalid."""
+    for group, name in _CHECKED_AT_START:
+        try:
+            getattr(getattr(CONF, group), name)
+        except (cfg.ConfigFileValueError, ValueError) as exc:
+            detail = str(exc).split('is not valid:')[-1].strip() \
+                if 'is not valid:' in str(exc) else str(exc)
+            raise exception.ConfigError(
+                reason='[%s]%s: %s' % (group, name, detail))

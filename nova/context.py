@@ -1,0 +1,151 @@
+"""Request context, cell targeting and scatter-gather over cells.
+
+A ``RequestContext`` carries who is asking and which database it talks
+to: ``db_connection`` is None for the cell database of ``[database]``,
+or the transaction context manager of a cell set by ``target_cell``.
+"""
+
+import concurrent.futures
+import contextlib
+import copy
+import logging
+import threading
+import uuid as uuid_lib
+
+from oslo_db.sqlalchemy import enginefacade
+
+LOG = logging.getLogger(__name__)
+
+# Default seconds scatter_gather waits for every cell to answer.
+CELL_TIMEOUT = 60
+
+
+class _Sentinel:
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+
+# The result recorded for a cell that did not answer in time.
+did_not_respond_sentinel = _Sentinel('did_not_respond')
+
+# One transaction context manager per cell database URL, created once.
+_CELL_CACHE = {}
+_CELL_CACHE_LOCK = threading.Lock()
+
+
+@enginefacade.transaction_context_provider
+class RequestContext:
+    """Who asks (user, project, admin) and where (which cell database)."""
+
+    def __init__(self, user_id=None, project_id=None, is_admin=False,
+                 request_id=None, db_connection=None, cell_uuid=None):
+        self.user_id = user_id
+        self.project_id = project_id
+        self.is_admin = is_admin
+        self.request_id = request_id or 'req-' + str(uuid_lib.uuid4())
+        self.db_connection = db_connection
+        self.cell_uuid = cell_uuid
+
+    def elevated(self):
+        ctxt = copy.copy(self)
+        ctxt.is_admin = True
+        return ctxt
+
+    def __repr__(self):
+        return '<RequestContext %s cell=%s>' % (self.request_id,
+                                                self.cell_uuid)
+
+
+def get_admin_context():
+    """A context with admin rights on the default cell database."""
+    return RequestContext(is_admin=True)
+
+
+def get_context_manager(database_connection):
+    """The (cached) transaction context manager of one cell database URL."""
+    from nova.db.main import api as main_db_api
+    with _CELL_CACHE_LOCK:
+        manager = _CELL_CACHE.get(database_connection)
+        if manager is None:
+            manager = main_db_api.create_context_manager(database_connection)
+            _CELL_CACHE[database_connection] = manager
+        return manager
+
+
+def set_target_cell(context, cell_mapping):
+    """Point ``context`` at ``cell_mapping``'s database (None: the default)."""
+    if cell_mapping is None:
+        context.db_connection = None
+        context.cell_uuid = None
+    else:
+        context.db_connection = get_context_manager(
+            cell_mapping.database_connection)
+        context.cell_uuid = cell_mapping.uuid
+
+
+@contextlib.contextmanager
+def target_cell(context, cell_mapping):
+    """Yield a copy of ``context`` that talks to ``cell_mapping``'s database.
+
+    The caller's context is left untouched, so contexts for several cells
+    can be used side by side (and from several threads).
+    """
+    cctxt = copy.copy(context)
+    set_target_cell(cctxt, cell_mapping)
+    yield cctxt
+
+
+def scatter_gather_cells(context, cell_mappings, timeout, fn, *args,
+                         **kwargs):
+    """Run ``fn(cell_context, *args, **kwargs)`` on every cell in parallel.
+
+    Returns {cell_uuid: result}. A cell that does not answer within
+    ``timeout`` seconds maps to ``did_not_respond_sentinel``; a cell whose
+    call raised maps to the exception. Either way the other cells' answers
+    are returned.
+    """
+    cell_mappings = list(cell_mappings)
+    results = {}
+    if not cell_mappings:
+        return results
+
+    def run(cell_mapping):
+        with target_cell(context, cell_mapping) as cctxt:
+            return fn(cctxt, *args, **kwargs)
+
+    # Not a "with" block: its exit would wait for a cell that hangs.
+    pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=len(cell_mappings), thread_name_prefix='cell')
+    futures = {pool.submit(run, cell): cell for cell in cell_mappings}
+    done, not_done = concurrent.futures.wait(futures, timeout=timeout)
+    for future in done:
+        cell = futures[future]
+        try:
+            results[cell.uuid] = future.result()
+        except Exception as exc:
+            LOG.warning('Error from cell %s: %s', cell.identity, exc)
+            results[cell.uuid] = exc
+    for future in not_done:
+        cell = futures[future]
+        LOG.warning('Cell %s did not respond within %s seconds',
+                    cell.identity, timeout)
+        results[cell.uuid] = did_not_respond_sentinel
+    pool.shutdown(wait=False)
+    return results
+
+
+def scatter_gather_all_cells(context, fn, *args, timeout=CELL_TIMEOUT,
+                             **kwargs):
+    """``scatter_gather_cells`` over every cell in the API database."""
+    from nova import objects
+    cells = objects.CellMappingList.get_all(context)
+    return scatter_gather_cells(context, cells, timeout, fn, *args, **kwargs)
+
+
+def is_cell_failure_sentinel(result):
+    """True if a scatter-gather result says the cell did not answer."""
+    return (result is did_not_respond_sentinel
+            or isinstance(result, Exception))

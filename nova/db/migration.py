@@ -1,0 +1,114 @@
+"""Schema migrations of the cell ("main") and API databases, with Alembic.
+
+``db_sync`` upgrades a database to a revision (the head by default) and
+``db_version`` reports where it is. Each database has its own revision
+tree under ``nova/db/<database>/migrations``.
+"""
+
+import os
+
+from alembic import command as alembic_command
+from alembic import config as alembic_config
+from alembic import context as alembic_context
+from alembic import migration as alembic_migration
+from alembic import script as alembic_script
+from alembic.util import exc as alembic_exc
+from oslo_config import cfg
+from oslo_db import exception as db_exc
+import sqlalchemy as sa
+
+from nova.db import utils as db_utils
+from nova import exception
+
+CONF = cfg.CONF
+
+MAIN = 'main'
+API = 'api'
+DATABASES = (MAIN, API)
+
+
+def _migrations_dir(database):
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        database, 'migrations')
+
+
+def _default_url(database):
+    return (CONF.api_database.connection if database == API
+            else CONF.database.connection)
+
+
+def _alembic_config(database, connection):
+    config = alembic_config.Config()
+    config.set_main_option('script_location', _migrations_dir(database))
+    config.attributes['connection'] = connection
+    return config
+
+
+def run_alembic_env(target_metadata):
+    """Body of both env.py files: migrate on the connection we were given."""
+    config = alembic_context.config
+    connection = config.attributes['connection']
+    alembic_context.configure(connection=connection,
+                              target_metadata=target_metadata,
+                              render_as_batch=True)
+    with alembic_context.begin_transaction():
+        alembic_context.run_migrations()
+
+
+def _engine(database, url):
+    url = url or _default_url(database)
+    try:
+        db_utils.validate_url(url)
+    except ValueError as exc:
+        raise exception.DBConnectionError(url=db_utils.mask_url(url),
+                                          reason=str(exc))
+    db_utils.ensure_sqlite_directory(url)
+    return url, sa.create_engine(url)
+
+
+def _connect(engine, url):
+    try:
+        return engine.connect()
+    except (sa.exc.DBAPIError, db_exc.DBError) as exc:
+        raise exception.DBConnectionError(
+            url=db_utils.mask_url(url), reason=db_utils.describe_db_error(exc))
+
+
+def head_revision(database):
+    """The newest revision of ``database``'s migrations."""
+    script = alembic_script.ScriptDirectory(_migrations_dir(database))
+    return script.get_current_head()
+
+
+def db_sync(database=MAIN, version=None, url=None):
+    """Upgrade ``database`` at ``url`` (default: configured) to ``version``.
+
+    Raises DBVersionNotFound for a revision that does not exist and
+    DBConnectionError when the database cannot be reached; a database
+    already at ``version`` is left untouched.
+    """
+    url, engine = _engine(database, url)
+    target = version or 'head'
+    script = alembic_script.ScriptDirectory(_migrations_dir(database))
+    try:
+        script.get_revision(target)
+    except (alembic_exc.CommandError, KeyError):
+        raise exception.DBVersionNotFound(version=version, database=database)
+    try:
+        with _connect(engine, url) as connection:
+            config = _alembic_config(database, connection)
+            alembic_command.upgrade(config, target)
+            connection.commit()
+    finally:
+        engine.dispose()
+
+
+def db_version(database=MAIN, url=None):
+    """The current revision of ``database`` at ``url``, or None if empty."""
+    url, engine = _engine(database, url)
+    try:
+        with _connect(engine, url) as connection:
+            ctxt = alembic_migration.MigrationContext.configure(connection)
+            return ctxt.get_current_revision()
+    finally:
+        engine.dispose()

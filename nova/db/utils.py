@@ -1,0 +1,95 @@
+"""Helpers shared by the cell and API database layers."""
+
+import os
+
+from oslo_db import exception as db_exc
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
+
+
+def mask_url(url):
+    """``url`` with its password replaced by ``***``, safe to print or log."""
+    if not url:
+        return url
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        # Not parseable as a URL: print nothing of it that could be secret.
+        return '<unparseable database URL>'
+
+
+def validate_url(url):
+    """Raise ValueError with a clear reason if ``url`` is not a usable URL."""
+    if not url:
+        raise ValueError('no database connection URL is configured')
+    try:
+        parsed = sa.engine.make_url(url)
+    except Exception:
+        raise ValueError('malformed database connection URL %s'
+                         % mask_url(url))
+    try:
+        parsed.get_dialect()
+    except Exception:
+        raise ValueError('unsupported database driver %r in %s'
+                         % (parsed.drivername, mask_url(url)))
+    return parsed
+
+
+def ensure_sqlite_directory(url):
+    """Create the directory of an SQLite file database if it is missing."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == 'sqlite' and parsed.database \
+            and parsed.database != ':memory:':
+        directory = os.path.dirname(os.path.abspath(parsed.database))
+        os.makedirs(directory, exist_ok=True)
+
+
+def describe_db_error(exc):
+    """One line for an operator from an oslo.db / SQLAlchemy error.
+
+    Drivers put the URL, the SQL and sometimes credentials in their
+    messages; this keeps only the driver's first line of reason.
+    """
+    inner = getattr(exc, 'inner_exception', None) or exc
+    orig = getattr(inner, 'orig', None) or inner
+    args = getattr(orig, 'args', ())
+    if args and isinstance(args[-1], str):
+        text = args[-1]
+    else:
+        text = str(orig)
+    text = text.strip().splitlines()[0] if text.strip() else type(orig).__name__
+    if isinstance(exc, db_exc.DBConnectionError) and 'connect' not in text:
+        text = 'cannot connect: ' + text
+    return text
+
+
+def _dialect_insert(dialect_name, table):
+    return {'mysql': mysql.insert,
+            'postgresql': postgresql.insert,
+            'sqlite': sqlite.insert}[dialect_name](table)
+
+
+def insert_if_absent(dialect_name, table):
+    """INSERT that silently skips rows colliding with a unique key.
+
+    MySQL: ``INSERT ... ON DUPLICATE KEY UPDATE id = id`` (a no-op update,
+    unlike INSERT IGNORE, which would also hide truncation errors);
+    PostgreSQL and SQLite: ``INSERT ... ON CONFLICT DO NOTHING``.
+    """
+    stmt = _dialect_insert(dialect_name, table)
+    if dialect_name == 'mysql':
+        return stmt.on_duplicate_key_update(id=table.c.id)
+    return stmt.on_conflict_do_nothing()
+
+
+def upsert(dialect_name, table, conflict_columns, update_columns):
+    """INSERT that overwrites ``update_columns`` of a colliding row."""
+    stmt = _dialect_insert(dialect_name, table)
+    if dialect_name == 'mysql':
+        return stmt.on_duplicate_key_update(
+            {col: stmt.inserted[col] for col in update_columns})
+    return stmt.on_conflict_do_update(
+        index_elements=conflict_columns,
+        set_={col: stmt.excluded[col] for col in update_columns})

@@ -1,0 +1,168 @@
+"""Instance and InstanceList: an instance row and its system metadata."""
+
+import copy
+
+from nova.db.main import api as db
+from nova.objects import base
+from nova.objects import image_meta as image_meta_obj
+
+SYSTEM_METADATA = 'system_metadata'
+
+
+class Instance(base.ChangeTracking):
+    """One instance of a cell database.
+
+    ``system_metadata`` is loaded on demand (or up front with
+    ``expected_attrs=['system_metadata']``); ``save`` writes the changed
+    columns and the keys added, changed or removed since the last load.
+    """
+
+    FIELDS = ('id', 'uuid', 'user_id', 'project_id', 'image_ref',
+              'display_name', 'host', 'node', 'architecture', 'vm_state',
+              'task_state', 'power_state', 'launched_at', 'terminated_at',
+              'created_at', 'updated_at', 'deleted_at', 'deleted')
+
+    # Set by the database, never written by save().
+    READ_ONLY = ('id', 'created_at', 'updated_at', 'deleted_at', 'deleted')
+
+    def __init__(self, context=None, system_metadata=None, **values):
+        super().__init__(context, **values)
+        object.__setattr__(self, '_sysmeta', None)
+        object.__setattr__(self, '_orig_sysmeta', {})
+        if system_metadata is not None:
+            self.system_metadata = system_metadata
+
+    # -- system metadata ------------------------------------------------------
+
+    @property
+    def system_metadata(self):
+        if self._sysmeta is None:
+            loaded = db.instance_system_metadata_get_many(
+                self._context, [self.uuid])[self.uuid]
+            self._set_loaded_sysmeta(loaded)
+        return self._sysmeta
+
+    @system_metadata.setter
+    def system_metadata(self, value):
+        object.__setattr__(self, '_sysmeta', dict(value))
+
+    def _set_loaded_sysmeta(self, loaded):
+        object.__setattr__(self, '_sysmeta', dict(loaded))
+        object.__setattr__(self, '_orig_sysmeta', dict(loaded))
+
+    def _sysmeta_delta(self):
+        """(updates, deletes) of system metadata since it was loaded."""
+        if self._sysmeta is None:
+            return {}, []
+        updates = {key: value for key, value in self._sysmeta.items()
+                   if key not in self._orig_sysmeta
+                   or self._orig_sysmeta[key] != value}
+        deletes = [key for key in self._orig_sysmeta
+                   if key not in self._sysmeta]
+        return updates, deletes
+
+    @property
+    def image_meta(self):
+        """The image as recorded on this instance (its ``image_*`` keys)."""
+        return image_meta_obj.ImageMeta.from_instance(self)
+
+    # -- persistence ----------------------------------------------------------
+
+    @classmethod
+    def _from_row(cls, context, row, sysmeta=None):
+        instance = cls(context)
+        instance._load_row(row)
+        if sysmeta is not None:
+            instance._set_loaded_sysmeta(sysmeta)
+        return instance
+
+    @classmethod
+    def get_by_uuid(cls, context, uuid, expected_attrs=None):
+        """Load a non-deleted instance; InstanceNotFound otherwise."""
+        row = db.instance_get_by_uuid(context, uuid)
+        sysmeta = None
+        if SYSTEM_METADATA in (expected_attrs or ()):
+            sysmeta = db.instance_system_metadata_get_many(
+                context, [uuid])[uuid]
+        return cls._from_row(context, row, sysmeta)
+
+    def create(self):
+        """Insert this instance and its system metadata."""
+        values = {name: getattr(self, name) for name in self.obj_what_changed()
+                  if name not in self.READ_ONLY}
+        sysmeta = dict(self._sysmeta or {})
+        row = db.instance_create(self._context, values, sysmeta)
+        self._load_row(row)
+        self._set_loaded_sysmeta(sysmeta)
+
+    def save(self):
+        """Write changed columns and the system metadata delta, atomically."""
+        values = {name: getattr(self, name) for name in self.obj_what_changed()
+                  if name not in self.READ_ONLY}
+        updates, deletes = self._sysmeta_delta()
+        if not (values or updates or deletes):
+            return
+        row = db.instance_update(self._context, self.uuid, values,
+                                 updates, deletes)
+        self._load_row(row)
+        if self._sysmeta is not None:
+            object.__setattr__(self, '_orig_sysmeta', dict(self._sysmeta))
+
+    def refresh(self):
+        """Reload columns and system metadata from the database."""
+        self._load_row(db.instance_get_by_uuid(self._context, self.uuid))
+        object.__setattr__(self, '_sysmeta', None)
+
+    def destroy(self):
+        """Soft-delete this instance and its system metadata."""
+        db.instance_destroy(self._context, self.uuid)
+        self._load_row(db.instance_get_by_uuid(self._context, self.uuid,
+                                               read_deleted=True))
+
+    def __repr__(self):
+        return 'Instance(uuid=%s, host=%s, vm_state=%s)' % (
+            self.uuid, self.host, self.vm_state)
+
+    def __copy__(self):
+        clone = Instance._from_row(self._context, {
+            name: getattr(self, name) for name in self.FIELDS})
+        if self._sysmeta is not None:
+            object.__setattr__(clone, '_sysmeta', copy.copy(self._sysmeta))
+            object.__setattr__(clone, '_orig_sysmeta',
+                               copy.copy(self._orig_sysmeta))
+        return clone
+
+
+class InstanceList:
+    """Queries that return several instances."""
+
+    @staticmethod
+    def _build(context, rows, expected_attrs):
+        sysmeta = {}
+        if SYSTEM_METADATA in (expected_attrs or ()):
+            # One query for the whole page, not one per instance.
+            sysmeta = db.instance_system_metadata_get_many(
+                context, [row['uuid'] for row in rows])
+        return [Instance._from_row(context, row, sysmeta.get(row['uuid']))
+                for row in rows]
+
+    @classmethod
+    def get_by_host(cls, context, host, expected_attrs=None):
+        """Every non-deleted instance whose ``host`` is ``host``."""
+        rows = db.instance_get_all_by_host(context, host)
+        return cls._build(context, rows, expected_attrs)
+
+    @classmethod
+    def iter_by_filters(cls, context, filters, expected_attrs=None,
+                        page_size=1000):
+        """Yield the non-deleted instances matching ``filters``, page by page.
+
+        Memory holds one page at a time whatever the number of instances.
+        """
+        marker = None
+        while True:
+            rows = db.instance_get_page(context, filters, page_size, marker)
+            if not rows:
+                return
+            yield from cls._build(context, rows, expected_attrs)
+            marker = rows[-1]['id']
