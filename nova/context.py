@@ -75,6 +75,14 @@ def get_context_manager(database_connection):
         return manager
 
 
+def reset_cell_cache():
+    """Close and forget every cell's context manager (for tests)."""
+    with _CELL_CACHE_LOCK:
+        for manager in _CELL_CACHE.values():
+            manager.dispose_pool()
+        _CELL_CACHE.clear()
+
+
 def set_target_cell(context, cell_mapping):
     """Point ``context`` at ``cell_mapping``'s database (None: the default)."""
     if cell_mapping is None:

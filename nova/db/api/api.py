@@ -1,8 +1,11 @@
 """The API database's transaction context manager.
 
-Configured from ``[api_database]`` on first use; object modules
-(``nova.objects.cell_mapping`` ...) query through its reader and writer.
+Created and configured from ``[api_database]`` on first use; object
+modules (``nova.objects.cell_mapping`` ...) query through ``reader`` and
+``writer``.
 """
+
+import functools
 
 from oslo_config import cfg
 from oslo_db.sqlalchemy import enginefacade
@@ -11,36 +14,43 @@ from nova.db import utils as db_utils
 
 CONF = cfg.CONF
 
-context_manager = enginefacade.transaction_context()
-_configured = False
+_context_manager = None
 
 
-def configure():
-    """Apply ``[api_database]`` to the context manager, once."""
-    global _configured
-    if not _configured:
+def get_context_manager():
+    """The API database's context manager, configured on first use."""
+    global _context_manager
+    if _context_manager is None:
         opts = dict(CONF.api_database.items())
         db_utils.ensure_sqlite_directory(opts['connection'])
-        context_manager.configure(sqlite_fk=True, **opts)
-        _configured = True
+        manager = enginefacade.transaction_context()
+        manager.configure(sqlite_fk=True, **opts)
+        _context_manager = manager
+    return _context_manager
 
 
-def _wrap(transaction):
+def reset():
+    """Forget the context manager (tests switch databases between cases)."""
+    global _context_manager
+    if _context_manager is not None:
+        _context_manager.dispose_pool()
+    _context_manager = None
+
+
+def _using(kind):
     def decorator(f):
+        @functools.wraps(f)
         def wrapper(context, *args, **kwargs):
-            configure()
+            transaction = getattr(get_context_manager(), kind)
             with transaction.using(context):
                 return f(context, *args, **kwargs)
-        wrapper.__name__ = f.__name__
-        wrapper.__doc__ = f.__doc__
         return wrapper
     return decorator
 
 
-reader = _wrap(context_manager.reader)
-writer = _wrap(context_manager.writer)
+reader = _using('reader')
+writer = _using('writer')
 
 
 def get_engine():
-    configure()
-    return context_manager.writer.get_engine()
+    return get_context_manager().writer.get_engine()

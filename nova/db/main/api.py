@@ -18,7 +18,6 @@ from nova import exception
 
 CONF = cfg.CONF
 
-main_context_manager = enginefacade.transaction_context()
 
 INSTANCES = models.Instance.__table__
 SYSMETA = models.InstanceSystemMetadata.__table__
@@ -37,24 +36,33 @@ def create_context_manager(connection):
     return manager
 
 
-_main_configured = False
+_main_context_manager = None
 
 
-def _configure_main_context_manager():
-    """Apply [database] once; create the directory of an SQLite file."""
-    global _main_configured
-    if not _main_configured:
+def _get_main_context_manager():
+    """The [database] context manager, configured on first use."""
+    global _main_context_manager
+    if _main_context_manager is None:
         db_utils.ensure_sqlite_directory(CONF.database.connection)
-        main_context_manager.configure(sqlite_fk=True)
-        _main_configured = True
+        manager = enginefacade.transaction_context()
+        manager.configure(sqlite_fk=True)
+        _main_context_manager = manager
+    return _main_context_manager
+
+
+def reset():
+    """Forget the [database] context manager (tests switch databases)."""
+    global _main_context_manager
+    if _main_context_manager is not None:
+        _main_context_manager.dispose_pool()
+    _main_context_manager = None
 
 
 def get_context_manager(context):
     """The context manager of the cell ``context`` targets."""
     if context.db_connection is not None:
         return context.db_connection
-    _configure_main_context_manager()
-    return main_context_manager
+    return _get_main_context_manager()
 
 
 def get_engine(context):

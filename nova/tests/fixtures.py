@@ -1,0 +1,205 @@
+"""Test fixtures: real databases (SQLite, MariaDB, PostgreSQL) and cells.
+
+MariaDB and PostgreSQL follow oslo.db's opportunistic convention: the
+user and database ``openstack_citest`` (created by tools/test-setup.sh);
+each test gets a database of its own, dropped afterwards. When a server
+cannot be reached the test is skipped, except under CI=true, where it
+fails: CI must never pass by skipping what it is meant to test.
+"""
+
+import os
+import uuid as uuid_lib
+
+import fixtures
+from oslo_config import fixture as config_fixture
+import sqlalchemy as sa
+import testtools
+
+from nova import context
+import nova.conf
+from nova.db.api import api as api_db
+from nova.db.main import api as main_db
+from nova.db import migration
+from nova import objects
+
+CONF = nova.conf.CONF
+
+CITEST = 'openstack_citest'
+ADMIN_URLS = {
+    'mysql': 'mysql+pymysql://%s:%s@127.0.0.1/%s' % (CITEST, CITEST, CITEST),
+    'postgresql': 'postgresql+psycopg2://%s:%s@127.0.0.1/%s'
+                  % (CITEST, CITEST, CITEST),
+}
+BACKENDS = ('sqlite', 'mysql', 'postgresql')
+
+
+def in_ci():
+    return os.environ.get('CI') == 'true'
+
+
+def unavailable(test, what):
+    """Skip a test whose service is missing; fail it under CI=true."""
+    if in_ci():
+        test.fail('%s is not available, and CI=true requires it' % what)
+    test.skipTest('%s is not available' % what)
+
+
+class ConfFixture(config_fixture.Config):
+    """CONF for one test: state in a temporary directory, defaults reset."""
+
+    def setUp(self):
+        super().setUp()
+        state_path = self.useFixture(fixtures.TempDir()).path
+        self.config(state_path=state_path)
+        self.config(connection_uri='test:///default', virt_type='test',
+                    group='libvirt')
+        self.state_path = state_path
+
+
+class Database(fixtures.Fixture):
+    """A new, empty database on ``backend``; ``url`` points at it."""
+
+    def __init__(self, test, backend, name='nova'):
+        super().__init__()
+        self.test = test
+        self.backend = backend
+        self.name = name
+
+    def setUp(self):
+        super().setUp()
+        if self.backend == 'sqlite':
+            directory = self.useFixture(fixtures.TempDir()).path
+            self.url = 'sqlite:///%s' % os.path.join(directory,
+                                                     self.name + '.sqlite')
+            return
+        db_name = 'nt_%s_%s' % (self.name, uuid_lib.uuid4().hex[:12])
+        admin = sa.create_engine(ADMIN_URLS[self.backend],
+                                 isolation_level='AUTOCOMMIT')
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text('CREATE DATABASE %s' % db_name))
+        except sa.exc.OperationalError:
+            admin.dispose()
+            unavailable(self.test, self.backend)
+        self.addCleanup(self._drop, admin, db_name)
+        self.url = sa.engine.make_url(ADMIN_URLS[self.backend]).set(
+            database=db_name).render_as_string(hide_password=False)
+
+    def _drop(self, admin, db_name):
+        context.reset_cell_cache()
+        main_db.reset()
+        api_db.reset()
+        with admin.connect() as conn:
+            if self.backend == 'postgresql':
+                conn.execute(sa.text(
+                    'SELECT pg_terminate_backend(pid) FROM pg_stat_activity '
+                    'WHERE datname = :name AND pid <> pg_backend_pid()'),
+                    {'name': db_name})
+            conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % db_name))
+        admin.dispose()
+
+
+class CellDatabases(fixtures.Fixture):
+    """An API database and ``cells`` cell databases, synced and mapped.
+
+    ``[database]`` points at the first cell, ``[api_database]`` at the API
+    database. ``cell_revision`` leaves the cell databases at an older
+    revision (for upgrade tests). ``self.cells`` holds the CellMappings.
+    """
+
+    def __init__(self, test, backend='sqlite', cells=1, cell_revision=None):
+        super().__init__()
+        self.test = test
+        self.backend = backend
+        self.cell_count = cells
+        self.cell_revision = cell_revision
+
+    def setUp(self):
+        super().setUp()
+        conf = self.test.conf_fixture
+        api = self.useFixture(Database(self.test, self.backend, 'api'))
+        cell_urls = [self.useFixture(
+            Database(self.test, self.backend, 'cell%d' % (i + 1))).url
+            for i in range(self.cell_count)]
+        conf.config(connection=api.url, group='api_database')
+        conf.config(connection=cell_urls[0], group='database')
+        self._reset()
+        self.addCleanup(self._reset)
+        migration.db_sync(migration.API)
+        for url in cell_urls:
+            migration.db_sync(migration.MAIN, version=self.cell_revision,
+                              url=url)
+        self.api_url = api.url
+        self.cell_urls = cell_urls
+        ctxt = context.get_admin_context()
+        self.cells = []
+        for i, url in enumerate(cell_urls):
+            cell = objects.CellMapping(
+                ctxt, uuid=str(uuid_lib.uuid4()), name='cell%d' % (i + 1),
+                database_connection=url, transport_url='none:///')
+            cell.create()
+            self.cells.append(cell)
+
+    @staticmethod
+    def _reset():
+        context.reset_cell_cache()
+        main_db.reset()
+        api_db.reset()
+
+
+class TestCase(testtools.TestCase):
+    """Base test: its own CONF and, with DATABASE set, its own databases."""
+
+    # 'sqlite', 'mysql' or 'postgresql'; None: no database.
+    DATABASE = 'sqlite'
+    CELLS = 1
+    CELL_REVISION = None
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.NestedTempfile())
+        self.conf_fixture = self.useFixture(ConfFixture(CONF))
+        self.flags = self.conf_fixture.config
+        self.context = context.get_admin_context()
+        if self.DATABASE:
+            self.db = self.useFixture(CellDatabases(
+                self, self.DATABASE, cells=self.CELLS,
+                cell_revision=self.CELL_REVISION))
+            self.cells = self.db.cells
+
+    def cell_context(self, index=0):
+        """An admin context targeted at cell ``index``."""
+        ctxt = context.get_admin_context()
+        context.set_target_cell(ctxt, self.cells[index])
+        return ctxt
+
+    def create_instance(self, ctxt=None, map_instance=True, **values):
+        """Create an instance (and its mapping) with sensible defaults."""
+        ctxt = ctxt or self.cell_context()
+        values.setdefault('uuid', str(uuid_lib.uuid4()))
+        values.setdefault('project_id', 'project')
+        values.setdefault('user_id', 'user')
+        values.setdefault('image_ref', 'image')
+        values.setdefault('vm_state', 'active')
+        values.setdefault('system_metadata', {})
+        inst = objects.Instance(ctxt, **values)
+        inst.create()
+        if map_instance:
+            cell = next(c for c in self.cells if c.uuid == ctxt.cell_uuid) \
+                if ctxt.cell_uuid else self.cells[0]
+            objects.InstanceMapping(
+                self.context, instance_uuid=inst.uuid, cell_mapping=cell,
+                project_id=inst.project_id).create()
+        return inst
+
+
+def backend_variants(base, backends=('mysql', 'postgresql')):
+    """Classes running ``base``'s tests on each of ``backends``.
+
+    Used by functional modules: ``globals().update(backend_variants(X))``.
+    """
+    return {'%s_%s' % (base.__name__, b): type(
+        '%s_%s' % (base.__name__, b), (base,), {'DATABASE': b})
+        for b in backends}
+
+
