@@ -1,6 +1,7 @@
 """Helpers shared by the cell and API database layers."""
 
 import os
+import re
 
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
@@ -18,6 +19,15 @@ def mask_url(url):
     except Exception:
         # Not parseable as a URL: print nothing of it that could be secret.
         return '<unparseable database URL>'
+
+
+# user:password@ in any URL-like text.
+_URL_PASSWORD_RE = re.compile(r'(://[^:/@\s]*:)[^@\s]*@')
+
+
+def scrub_secrets(text):
+    """``text`` with the password of every URL in it replaced by ``***``."""
+    return _URL_PASSWORD_RE.sub(r'\1***@', text)
 
 
 def validate_url(url):
@@ -62,7 +72,7 @@ def describe_db_error(exc):
     text = text.strip().splitlines()[0] if text.strip() else type(orig).__name__
     if isinstance(exc, db_exc.DBConnectionError) and 'connect' not in text:
         text = 'cannot connect: ' + text
-    return text
+    return scrub_secrets(text)
 
 
 def _dialect_insert(dialect_name, table):
