@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The project's test command: set up everything a fresh machine needs,
+# then run the unit and functional tiers and print one summary line:
+#   N passed, N failed, N skipped
+# Exits non-zero if any test failed or none ran.
+#
+# As root on Debian it installs the missing system packages (bindep.txt),
+# creates .venv, prepares MariaDB, PostgreSQL and libvirtd
+# (tools/test-setup.sh). Later runs reuse all of that.
+#
+# Usage: tools/run-tests.sh [unit|functional|all]   (default: all)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+TIERS=${1:-all}
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+log() { printf '==> %s\n' "$*"; }
+
+install_system_packages() {
+    local wanted=(libvirt-dev pkg-config gcc libvirt-daemon
+                  libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86)
+    command -v mariadb >/dev/null || wanted+=(mariadb-server mariadb-client)
+    command -v psql >/dev/null || wanted+=(postgresql postgresql-client)
+    local missing=()
+    for pkg in "${wanted[@]}"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        log "missing system packages: ${missing[*]} (install them as root)"
+        return 1
+    fi
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+make_venv() {
+    # Reinstall only when the requirements change.
+    local stamp="$VENV/.requirements.sha" want
+    want=$(cat requirements.txt test-requirements.txt pyproject.toml | sha256sum)
+    if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return 0
+    fi
+    log "creating virtual environment $VENV"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+    "$VENV/bin/pip" install -q -r requirements.txt -r test-requirements.txt \
+        2>&1 | grep -v '^WARNING: Location' || true
+    "$VENV/bin/pip" install -q --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
+    "$VENV/bin/python" -c 'import nova, libvirt, oslo_db, stestr' 
+    echo "$want" > "$stamp"
+}
+
+run_tier() {
+    local name=$1 path=$2 rc=0
+    log "$name tier ($path)"
+    "$VENV/bin/stestr" --test-path "$path" run || rc=$?
+    "$VENV/bin/stestr" last --subunit | "$VENV/bin/python" tools/subunit-counts.py >> "$COUNTS"
+    return $rc
+}
+
+install_system_packages
+make_venv
+if [ "$TIERS" != unit ]; then
+    log "preparing MariaDB, PostgreSQL and libvirtd"
+    bash tools/test-setup.sh
+fi
+
+COUNTS=$(mktemp)
+trap 'rm -f "$COUNTS"' EXIT
+status=0
+if [ "$TIERS" != functional ]; then
+    run_tier unit ./nova/tests/unit || status=1
+fi
+if [ "$TIERS" != unit ]; then
+    run_tier functional ./nova/tests/functional || status=1
+fi
+
+read -r passed failed skipped < <(awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}' "$COUNTS")
+echo "$passed passed, $failed failed, $skipped skipped"
+if [ "$passed" -eq 0 ] || [ "$failed" -ne 0 ]; then
+    status=1
+fi
+exit $status
