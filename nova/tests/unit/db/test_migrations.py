@@ -1,0 +1,141 @@
+"""Alembic revisions of both databases: walk, compare with models, data.
+
+Runs on SQLite here; nova/tests/functional/db/test_migrations.py runs the
+same tests on MariaDB and PostgreSQL.
+"""
+
+import datetime
+
+from alembic import autogenerate
+from alembic import migration as alembic_migration
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from nova.db.api import models as api_models
+from nova.db.main import models as main_models
+from nova.db import migration
+from nova import exception
+from nova.tests import fixtures
+
+MAIN_REVISIONS = ['001_baseline', '002_machine_type_unique_sysmeta',
+                  '003_host_machine_types']
+
+
+class MigrationTests(fixtures.TestCase):
+    DATABASE = None
+    BACKEND = 'sqlite'
+
+    def setUp(self):
+        super().setUp()
+        self.url = self.useFixture(
+            fixtures.Database(self, self.BACKEND, 'migrate')).url
+        self.engine = sa.create_engine(self.url)
+        self.addCleanup(self.engine.dispose)
+
+    def _schema_diff(self, metadata):
+        with self.engine.connect() as conn:
+            ctxt = alembic_migration.MigrationContext.configure(
+                conn, opts={'compare_type': True})
+            return autogenerate.compare_metadata(ctxt, metadata)
+
+    def test_walk_main_revisions_one_by_one(self):
+        self.assertIsNone(migration.db_version(migration.MAIN, url=self.url))
+        for revision in MAIN_REVISIONS:
+            migration.db_sync(migration.MAIN, version=revision, url=self.url)
+            self.assertEqual(revision,
+                             migration.db_version(migration.MAIN,
+                                                  url=self.url))
+        self.assertEqual(MAIN_REVISIONS[-1],
+                         migration.head_revision(migration.MAIN))
+
+    def test_second_sync_is_a_no_op(self):
+        migration.db_sync(migration.MAIN, url=self.url)
+        before = self._table_names()
+        migration.db_sync(migration.MAIN, url=self.url)
+        self.assertEqual(before, self._table_names())
+        self.assertEqual(MAIN_REVISIONS[-1],
+                         migration.db_version(migration.MAIN, url=self.url))
+
+    def _table_names(self):
+        return sorted(sa.inspect(self.engine).get_table_names())
+
+    def test_main_models_match_migrations(self):
+        migration.db_sync(migration.MAIN, url=self.url)
+        self.assertEqual([], self._schema_diff(main_models.BASE.metadata))
+
+    def test_api_models_match_migrations(self):
+        migration.db_sync(migration.API, url=self.url)
+        self.assertEqual([], self._schema_diff(api_models.BASE.metadata))
+
+    def test_unknown_version_refused_and_nothing_written(self):
+        err = self.assertRaises(exception.DBVersionNotFound,
+                                migration.db_sync, migration.MAIN,
+                                version='999_nope', url=self.url)
+        self.assertIn('999_nope', err.format_message())
+        self.assertEqual([], self._table_names())
+
+    # -- the machine type revision's data migration ------------------------
+
+    def _seed_duplicates(self):
+        """Baseline rows: instance a has 3 live 'k' rows, b has one."""
+        meta = sa.MetaData()
+        instances = sa.Table('instances', meta, autoload_with=self.engine)
+        sysmeta = sa.Table('instance_system_metadata', meta,
+                           autoload_with=self.engine)
+        t0 = datetime.datetime(2020, 1, 1)
+        with self.engine.begin() as conn:
+            for uuid in ('a', 'b'):
+                conn.execute(instances.insert().values(uuid=uuid, deleted=0))
+            rows = [
+                # (instance, key, value, created_at, updated_at, deleted)
+                ('a', 'k', 'oldest', t0, None, 0),
+                ('a', 'k', 'updated-last', t0,
+                 t0 + datetime.timedelta(days=3), 0),
+                ('a', 'k', 'created-later', t0 + datetime.timedelta(days=1),
+                 None, 0),
+                ('a', 'other', 'x', t0, None, 0),
+                ('b', 'k', 'only', t0, None, 0),
+            ]
+            for uuid, key, value, created, updated, deleted in rows:
+                conn.execute(sysmeta.insert().values(
+                    instance_uuid=uuid, key=key, value=value,
+                    created_at=created, updated_at=updated, deleted=deleted))
+        return sysmeta
+
+    def test_upgrade_soft_deletes_duplicates_keeping_newest(self):
+        migration.db_sync(migration.MAIN, version='001_baseline',
+                          url=self.url)
+        sysmeta = self._seed_duplicates()
+        migration.db_sync(migration.MAIN, url=self.url)
+        with self.engine.connect() as conn:
+            live = conn.execute(
+                sa.select(sysmeta.c.instance_uuid, sysmeta.c.key,
+                          sysmeta.c.value)
+                .where(sysmeta.c.deleted == 0)
+                .order_by(sysmeta.c.instance_uuid, sysmeta.c.key)).all()
+            dead = conn.execute(
+                sa.select(sysmeta.c.value, sysmeta.c.id, sysmeta.c.deleted,
+                          sysmeta.c.deleted_at)
+                .where(sysmeta.c.deleted != 0)
+                .order_by(sysmeta.c.value)).all()
+        self.assertEqual([('a', 'k', 'updated-last'), ('a', 'other', 'x'),
+                          ('b', 'k', 'only')], [tuple(r) for r in live])
+        self.assertEqual(['created-later', 'oldest'], [r.value for r in dead])
+        for row in dead:
+            self.assertEqual(row.id, row.deleted)
+            self.assertIsNotNone(row.deleted_at)
+
+    def test_new_duplicate_live_row_refused_by_database(self):
+        migration.db_sync(migration.MAIN, version='001_baseline',
+                          url=self.url)
+        sysmeta = self._seed_duplicates()
+        migration.db_sync(migration.MAIN, url=self.url)
+        with self.engine.connect() as conn:
+            self.assertRaises(
+                sa_exc.IntegrityError, conn.execute, sysmeta.insert().values(
+                    instance_uuid='b', key='k', value='second', deleted=0))
+            conn.rollback()
+            # A soft-deleted row with the same key is still allowed.
+            conn.execute(sysmeta.insert().values(
+                instance_uuid='b', key='k', value='old', deleted=12345))
+            conn.commit()
