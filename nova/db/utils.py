@@ -87,6 +87,8 @@ def insert_if_absent(dialect_name, table):
     MySQL: ``INSERT ... ON DUPLICATE KEY UPDATE id = id`` (a no-op update,
     unlike INSERT IGNORE, which would also hide truncation errors);
     PostgreSQL and SQLite: ``INSERT ... ON CONFLICT DO NOTHING``.
+    Its rowcount is not the number of rows inserted on MySQL (a skipped
+    row counts as matched): callers count what they insert themselves.
     """
     stmt = _dialect_insert(dialect_name, table)
     if dialect_name == 'mysql':

@@ -63,15 +63,23 @@ def _mapping_create(context, values):
 def map_instances(context, cell_mapping, instances):
     """Map ``instances`` (dicts of uuid, project_id, user_id) to a cell.
 
-    Instances already mapped are left alone (insert-if-absent); returns
-    how many new mappings were written.
+    Instances already mapped are left alone; returns how many new
+    mappings were written. Insert-if-absent, so a concurrent run cannot
+    make a duplicate.
     """
-    if not instances:
-        return 0
-    stmt = db_utils.insert_if_absent(
-        context.session.get_bind().dialect.name, MAPPINGS)
+    uuids = [inst['uuid'] for inst in instances]
+    # SELECT instance_uuid FROM instance_mappings WHERE instance_uuid IN (...)
+    mapped = set(context.session.execute(
+        sa.select(MAPPINGS.c.instance_uuid)
+        .where(MAPPINGS.c.instance_uuid.in_(uuids))).scalars()) \
+        if uuids else set()
     rows = [{'instance_uuid': inst['uuid'], 'cell_id': cell_mapping.id,
              'project_id': inst['project_id'] or '',
              'user_id': inst['user_id'], 'queued_for_delete': False,
-             'deleted': 0} for inst in instances]
-    return context.session.execute(stmt, rows).rowcount
+             'deleted': 0}
+            for inst in instances if inst['uuid'] not in mapped]
+    if rows:
+        stmt = db_utils.insert_if_absent(
+            context.session.get_bind().dialect.name, MAPPINGS)
+        context.session.execute(stmt, rows)
+    return len(rows)

@@ -57,13 +57,17 @@ class ConfFixture(config_fixture.Config):
 
 
 class Database(fixtures.Fixture):
-    """A new, empty database on ``backend``; ``url`` points at it."""
+    """A new, empty database on ``backend``; ``url`` points at it.
 
-    def __init__(self, test, backend, name='nova'):
+    ``db_name`` fixes the server-side database name (default: random).
+    """
+
+    def __init__(self, test, backend, name='nova', db_name=None):
         super().__init__()
         self.test = test
         self.backend = backend
         self.name = name
+        self.db_name = db_name
 
     def setUp(self):
         super().setUp()
@@ -72,7 +76,8 @@ class Database(fixtures.Fixture):
             self.url = 'sqlite:///%s' % os.path.join(directory,
                                                      self.name + '.sqlite')
             return
-        db_name = 'nt_%s_%s' % (self.name, uuid_lib.uuid4().hex[:12])
+        db_name = self.db_name or 'nt_%s_%s' % (self.name,
+                                                 uuid_lib.uuid4().hex[:12])
         admin = sa.create_engine(ADMIN_URLS[self.backend],
                                  isolation_level='AUTOCOMMIT')
         try:

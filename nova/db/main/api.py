@@ -263,10 +263,11 @@ def instance_system_metadata_record(context, key, values, overwrite=False):
     ``values`` is {uuid: value}. With ``overwrite`` False the statement is
     insert-if-absent: a value already recorded wins. With True it is an
     upsert, for values read from a live domain, which beat computed ones.
-    Returns the number of rows the database reports as written.
+    Returns nothing: MySQL counts a skipped duplicate as a matched row, so
+    the driver's rowcount cannot tell inserted rows from skipped ones.
     """
     if not values:
-        return 0
+        return
     rows = _sysmeta_rows((uuid, key, v) for uuid, v in values.items())
     dialect = _dialect(context)
     if overwrite:
@@ -274,7 +275,7 @@ def instance_system_metadata_record(context, key, values, overwrite=False):
                                ['instance_uuid', 'key', 'deleted'], ['value'])
     else:
         stmt = db_utils.insert_if_absent(dialect, SYSMETA)
-    return _execute(context, stmt, rows).rowcount
+    _execute(context, stmt, rows)
 
 
 # -- faults ------------------------------------------------------------------
