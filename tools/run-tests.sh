@@ -47,11 +47,10 @@ make_venv() {
     fi
     log "creating virtual environment $VENV"
     "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-    "$VENV/bin/pip" install -q -r requirements.txt -r test-requirements.txt \
-        2>&1 | grep -v '^WARNING: Location' || true
-    "$VENV/bin/pip" install -q --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
-    "$VENV/bin/python" -c 'import nova, libvirt, oslo_db, stestr' 
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q -r requirements.txt -r test-requirements.txt
+    "$VENV/bin/pip" install -q --no-deps -e .
+    "$VENV/bin/python" -c 'import nova, libvirt, oslo_db, stestr'
     echo "$want" > "$stamp"
 }
 
