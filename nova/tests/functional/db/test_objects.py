@@ -1,0 +1,9 @@
+"""Instance objects, cells and scatter-gather on MariaDB and PostgreSQL."""
+
+from nova.tests import fixtures
+from nova.tests.unit.db import test_instance_object
+from nova.tests.unit import test_context
+
+globals().update(fixtures.backend_variants(
+    test_instance_object.InstanceObjectTests))
+globals().update(fixtures.backend_variants(test_context.TargetCellTests))
