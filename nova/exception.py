@@ -82,3 +82,52 @@ class InstanceDomainNotFound(NovaException):
 
 class MigrationError(NovaException):
     msg_fmt = 'Migration error: %(reason)s'
+
+
+# -- machine type operator commands (nova-manage libvirt, nova-status) -------
+# Each class is one exit code of ``nova-manage libvirt``; see
+# doc/source/cli/nova-manage.rst.
+
+class InvalidUUID(NovaException):
+    msg_fmt = '%(uuid)s is not a valid UUID.'
+
+
+class MachineTypeUpdateInvalidState(InstanceInvalidState):
+    msg_fmt = ('Instance %(instance_uuid)s is in vm_state %(state)s: its '
+               'machine type can be changed (from %(existing)s to %(new)s) '
+               'only when it is stopped, shelved or shelved_offloaded. Stop '
+               'or shelve it first, or use --force.')
+
+
+class InvalidMachineTypeUpdate(NovaException):
+    msg_fmt = ('Refusing to change the machine type of %(target)s from '
+               '%(existing)s to %(new)s: %(reason)s. Use --force to do it '
+               'anyway; the guest will then see different hardware.')
+
+
+class MachineTypeUnsupported(NovaException):
+    msg_fmt = ('Machine type %(mtype)s is not supported for %(target)s: '
+               '%(reason)s.')
+
+
+class MachineTypeSyntaxError(MachineTypeUnsupported):
+    msg_fmt = ("%(mtype)s is not a machine type: a machine type is letters, "
+               "digits, '.', '_' and '-', starting with a letter or digit, "
+               "at most %(max_len)d characters. Nothing was changed.")
+
+
+class MachineTypeUnsupportedByHost(MachineTypeUnsupported):
+    msg_fmt = ('Machine type %(mtype)s is not supported by host %(host)s '
+               '(architecture %(arch)s), where instance %(instance_uuid)s '
+               '(vm_state %(state)s) is; its machine type stays '
+               '%(existing)s. Use --force to record it anyway.')
+
+
+class MachineTypeUpdateConflict(NovaException):
+    msg_fmt = ('Instance %(instance_uuid)s changed while its machine type '
+               'was being updated; nothing was written. Run the command '
+               'again.')
+
+
+class CellUnavailable(NovaException):
+    msg_fmt = 'Cell %(cell)s did not answer: %(reason)s'

@@ -122,3 +122,15 @@ def print_error(message, code=1):
     line = ' '.join(db_utils.scrub_secrets(str(message)).split())
     print('ERROR: %s' % line, file=sys.stderr)
     return code
+
+
+def quiet_logging():
+    """Keep log records off the terminal of an operator command.
+
+    Commands report every error themselves, on one line; left alone,
+    Python would print library records (oslo.db logs each wrapped
+    database error with its traceback and SQL) to stderr.
+    """
+    root = logging.getLogger()
+    if not any(isinstance(h, logging.NullHandler) for h in root.handlers):
+        root.addHandler(logging.NullHandler())

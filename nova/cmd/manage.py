@@ -4,7 +4,10 @@ Each command returns its exit code; the codes are documented in
 doc/source/cli/nova-manage.rst and each one has a test.
 """
 
+import argparse
+import functools
 import sys
+import time
 import uuid as uuid_lib
 
 import prettytable
@@ -20,7 +23,9 @@ from nova import exception
 from nova import objects
 from nova.objects import cell_mapping as cell_mapping_obj
 from nova.objects import host_mapping as host_mapping_obj
+from nova.objects import instance as instance_obj
 from nova.objects import instance_mapping as instance_mapping_obj
+from nova.virt.libvirt import machine_type_utils
 
 CONF = nova.conf.CONF
 
@@ -31,6 +36,102 @@ def _print_table(headers, rows):
     for row in rows:
         table.add_row(row)
     print(table)
+
+
+# Nova's online data migrations, in the order they run: each is
+# f(context, max_count) -> (found, done) on the cell ``context`` targets.
+online_migrations = (
+    instance_obj.populate_missing_machine_types,
+)
+# How many rows a migration has left in a cell, for the progress lines.
+_remaining_counters = {
+    instance_obj.populate_missing_machine_types:
+        instance_obj.count_missing_machine_types,
+}
+# Rows per batch when no --max-count is given. Each batch is one SELECT
+# and one bulk INSERT in a short transaction.
+MIGRATION_BATCH = 1000
+# A larger --max-count is a typo, not a plan.
+MAX_COUNT_LIMIT = 2 ** 31 - 1
+
+
+def _max_count(value):
+    """argparse type of --max-count: an integer from 1 to MAX_COUNT_LIMIT."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = None
+    if count is None or not 1 <= count <= MAX_COUNT_LIMIT:
+        raise argparse.ArgumentTypeError(
+            'must be an integer from 1 to %d, not %.40r'
+            % (MAX_COUNT_LIMIT, value))
+    return count
+
+
+def _migration_targets(ctxt):
+    """[(name, context)] of every cell; [database] when none is mapped."""
+    cells = objects.CellMappingList.get_all(ctxt)
+    if not cells:
+        return [('[database]', ctxt)]
+    targets = []
+    for cell in cells:
+        with context.target_cell(ctxt, cell) as cctxt:
+            targets.append((cell.identity, cctxt))
+    return targets
+
+
+class _MigrationRun:
+    """One run of online_data_migrations over cells: totals and progress."""
+
+    def __init__(self, targets):
+        self.targets = targets
+        self.totals = {m.__name__: [0, 0] for m in online_migrations}
+        self.failed = False
+        self.last_done = 0
+        self._remaining = {}
+        self._started = time.monotonic()
+
+    def run_pass(self, batch, limit_total=False):
+        """Run each migration once per cell; return the rows migrated.
+
+        With ``limit_total`` the pass migrates at most ``batch`` rows in
+        all, else up to ``batch`` per migration and cell.
+        """
+        done_in_pass = 0
+        for migrate in online_migrations:
+            for name, cctxt in self.targets:
+                count = batch - done_in_pass if limit_total else batch
+                if count <= 0:
+                    break
+                done_in_pass += self._run_one(migrate, name, cctxt, count)
+        self.last_done = done_in_pass
+        return done_in_pass
+
+    def _run_one(self, migrate, cell_name, cctxt, count):
+        """Run one batch of ``migrate`` on one cell; return rows done."""
+        try:
+            remaining = self._remaining.get((migrate, cell_name))
+            if remaining is None:
+                remaining = _remaining_counters[migrate](cctxt)
+            found, done = migrate(cctxt, count)
+        except Exception as exc:
+            self.failed = True
+            common.print_error('%s failed in cell %s: %s' % (
+                migrate.__name__, cell_name,
+                machine_type_utils.describe_error(exc)))
+            return 0
+        self._remaining[(migrate, cell_name)] = max(remaining - done, 0)
+        totals = self.totals[migrate.__name__]
+        totals[0] += found
+        totals[1] += done
+        if found:
+            elapsed = max(time.monotonic() - self._started, 1e-6)
+            print('%s in cell %s: %d rows matched, %d migrated, %d '
+                  'remaining, %.0f rows/s' % (
+                      migrate.__name__, cell_name, found, done,
+                      self._remaining[(migrate, cell_name)],
+                      totals[1] / elapsed))
+        return done
 
 
 class DbCommands:
@@ -55,6 +156,40 @@ class DbCommands:
         """Print the cell database's current schema revision."""
         print(migration.db_version(migration.MAIN) or 'None')
         return 0
+
+    @args('--max-count', type=_max_count, metavar='N',
+          help='Migrate at most N rows in all, then stop (default: run '
+               'batches of %d until nothing is left).' % MIGRATION_BATCH)
+    def online_data_migrations(self, max_count=None):
+        """Run the online data migrations on every cell.
+
+        Exit codes: 0 nothing left to migrate, 1 --max-count given and rows
+        were migrated (run again), 2 some migrations failed and nothing
+        else progressed, 127 invalid --max-count.
+        """
+        ctxt = context.get_admin_context()
+        try:
+            targets = _migration_targets(ctxt)
+        except Exception as exc:
+            # Not 1, which tells scripts to run again.
+            return common.print_error(
+                'cannot list the cells: %s'
+                % machine_type_utils.describe_error(exc), 2)
+        run = _MigrationRun(targets)
+        if max_count is None:
+            print('Running batches of %d until complete.' % MIGRATION_BATCH)
+            while run.run_pass(MIGRATION_BATCH):
+                pass
+        else:
+            run.run_pass(max_count, limit_total=True)
+        _print_table(['Migration', 'Total Needed', 'Completed'],
+                     [[name, found, done]
+                      for name, (found, done) in run.totals.items()])
+        if run.failed and (max_count is None or not run.last_done):
+            print('Some migrations failed unexpectedly; see the errors '
+                  'above.')
+            return 2
+        return 1 if max_count is not None and run.last_done else 0
 
 
 def _cell0_urls():
@@ -234,6 +369,202 @@ class CellV2Commands:
         return mapped
 
 
+# The exit code of each refusal of the libvirt commands; any other error
+# is 1 (see common.run).
+_REFUSAL_EXIT_CODES = (
+    (exception.InvalidUUID, 2),
+    (exception.InstanceMappingNotFound, 2),
+    (exception.InstanceNotFound, 2),
+    (exception.CellMappingNotFound, 2),
+    (exception.MachineTypeUpdateInvalidState, 3),
+    (exception.InvalidMachineTypeUpdate, 4),
+    (exception.MachineTypeUnsupported, 5),
+)
+
+
+def _refusals_to_exit_codes(func):
+    """Print a refusal raised by ``func`` on one line; return its code."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except tuple(cls for cls, _ in _REFUSAL_EXIT_CODES) as exc:
+            code = next(code for cls, code in _REFUSAL_EXIT_CODES
+                        if isinstance(exc, cls))
+            return common.print_error(exc.format_message(), code)
+    return wrapper
+
+
+def _print_cell_error(cell, result):
+    """Print a CellUnavailable result; return True if it was one."""
+    if isinstance(result, exception.CellUnavailable):
+        common.print_error(result.format_message())
+        return True
+    return False
+
+
+class LibvirtCommands:
+    """Machine types of libvirt instances (doc: admin/hw-machine-type)."""
+
+    @args('instance_uuid', metavar='INSTANCE_UUID')
+    @_refusals_to_exit_codes
+    def get_machine_type(self, instance_uuid):
+        """Print the machine type recorded for an instance.
+
+        Exit codes: 0 printed, 1 unexpected error, 2 no such instance or
+        instance mapping (or not a UUID), 3 no machine type recorded.
+        """
+        ctxt = context.get_admin_context()
+        machine_type = machine_type_utils.get_machine_type(ctxt,
+                                                           instance_uuid)
+        if machine_type is None:
+            return common.print_error(
+                'No machine type is recorded for instance %s.'
+                % instance_uuid, 3)
+        print(machine_type)
+        return 0
+
+    @args('instance_uuid', metavar='INSTANCE_UUID')
+    @args('machine_type', metavar='MACHINE_TYPE')
+    @args('--force', action='store_true',
+          help='Skip the vm_state, family, version and host checks (never '
+               'the syntax check). The guest sees other hardware at its '
+               'next boot and may not boot.')
+    @_refusals_to_exit_codes
+    def update_machine_type(self, instance_uuid, machine_type, force=False):
+        """Set or change the machine type recorded for an instance.
+
+        Exit codes: 0 updated (or already that type), 1 unexpected error,
+        2 no such instance or instance mapping, 3 vm_state not stopped,
+        shelved or shelved_offloaded, 4 a change of family, between alias
+        and versioned, or to an older version, 5 unsupported machine type
+        (not a machine type, not of a supported family, or not supported
+        by the instance's host).
+        """
+        ctxt = context.get_admin_context()
+        new, previous = machine_type_utils.update_machine_type(
+            ctxt, instance_uuid, machine_type, force=force)
+        if new == previous:
+            print('Instance %s already has machine type %s; nothing changed.'
+                  % (instance_uuid, new))
+            return 0
+        if force:
+            print('WARNING: --force skipped the vm_state, family, version '
+                  'and host checks; the guest sees %s hardware at its next '
+                  'boot.' % new, file=sys.stderr)
+        print('Instance %s: machine type updated from %s to %s.'
+              % (instance_uuid, previous or 'none (not recorded)', new))
+        return 0
+
+    @args('--cell-uuid', dest='cell_uuid', metavar='UUID',
+          help='Only look in this cell (default: every cell).')
+    @_refusals_to_exit_codes
+    def list_unset_machine_type(self, cell_uuid=None):
+        """List the instances that have no recorded machine type.
+
+        One UUID a line, streamed: live instances that are not building.
+        Exit codes: 0 none, 1 unexpected error (a cell did not answer:
+        the others are listed), 2 no such cell, 3 instances listed.
+        """
+        ctxt = context.get_admin_context()
+        listed = 0
+        try:
+            for instance_uuid in machine_type_utils.list_unset_machine_type(
+                    ctxt, cell_uuid):
+                print(instance_uuid)
+                listed += 1
+        except exception.CellUnavailable as exc:
+            return common.print_error(exc.format_message())
+        return 3 if listed else 0
+
+    @args('--from', dest='from_type', required=True, metavar='MACHINE_TYPE',
+          help='Change the instances recorded with this machine type.')
+    @args('--to', dest='to_type', required=True, metavar='MACHINE_TYPE',
+          help='The machine type to record instead.')
+    @args('--cell-uuid', dest='cell_uuid', metavar='UUID',
+          help='Only change the instances of this cell (default: every '
+               'cell).')
+    @args('--dry-run', action='store_true',
+          help='Change nothing; print what would be changed or refused.')
+    @args('--force', action='store_true',
+          help='Skip the vm_state, family, version and host checks (never '
+               'the syntax check).')
+    @_refusals_to_exit_codes
+    def bulk_update_machine_type(self, from_type, to_type, cell_uuid=None,
+                                 dry_run=False, force=False):
+        """Change every instance recorded as one machine type to another.
+
+        The rules of update_machine_type, per instance; a table per cell of
+        the instances updated and refused, with the reason.
+        Exit codes: 0 all updated (or nothing to do), 1 unexpected error
+        (a cell did not answer: the others are done), 2 no such cell,
+        3 some instances refused (the others are updated), 4 the change
+        itself is refused (family, alias/versioned, older version), 5
+        unsupported --to machine type. 3, 4 and 5 also with --dry-run.
+        """
+        ctxt = context.get_admin_context()
+        results = machine_type_utils.bulk_update_machine_type(
+            ctxt, from_type, to_type, cell_uuid=cell_uuid, dry_run=dry_run,
+            force=force)
+        if not results:
+            print('--from and --to are both %s; nothing to do.' % to_type)
+            return 0
+        verb = 'would update' if dry_run else 'updated'
+        failed = refused = False
+        for cell, outcome in results:
+            if _print_cell_error(cell, outcome):
+                failed = True
+                continue
+            print('Cell %s:' % cell.identity)
+            _print_table(
+                ['Result', 'Instances', 'Reason'],
+                [[verb, outcome.updated, '']] +
+                [['refused', count, reason]
+                 for reason, count in sorted(outcome.refused.items())])
+            refused = refused or bool(outcome.refused)
+        if failed:
+            return 1
+        return 3 if refused else 0
+
+    @args('--cell-uuid', dest='cell_uuid', metavar='UUID',
+          help='Only count the instances of this cell (default: every '
+               'cell).')
+    @_refusals_to_exit_codes
+    def machine_type_summary(self, cell_uuid=None):
+        """Count instances by recorded machine type and vm_state, per cell.
+
+        For planning a change of machine type (pc to q35): "unset" counts
+        the instances with nothing recorded.
+        Exit codes: 0 printed, 1 unexpected error (a cell did not answer:
+        the others are printed), 2 no such cell.
+        """
+        ctxt = context.get_admin_context()
+        failed = False
+        for cell, counts in machine_type_utils.machine_type_summary(
+                ctxt, cell_uuid):
+            if _print_cell_error(cell, counts):
+                failed = True
+                continue
+            print('Cell %s:' % cell.identity)
+            _print_summary(counts)
+        return 1 if failed else 0
+
+
+def _print_summary(counts):
+    """A table of {(machine type or None, vm_state): count}: types by state."""
+    if not counts:
+        print('No instances.')
+        return
+    states = sorted({state or '' for _, state in counts})
+    types = sorted({mtype for mtype, _ in counts},
+                   key=lambda mtype: (mtype is None, mtype or ''))
+    rows = []
+    for mtype in types:
+        by_state = [counts.get((mtype, state or None), 0) for state in states]
+        rows.append([mtype or 'unset'] + by_state + [sum(by_state)])
+    _print_table(['Machine type'] + states + ['Total'], rows)
+
+
 def _cell0_url(connection):
     """cell0's database URL: the [database] one with ``_cell0`` appended."""
     url = db_utils.validate_url(connection)
@@ -261,8 +592,10 @@ CATEGORIES = {
     'api_db': ApiDbCommands,
     'cell_v2': CellV2Commands,
     'db': DbCommands,
+    'libvirt': LibvirtCommands,
 }
 
 
 def main(argv=None):
+    common.quiet_logging()
     sys.exit(common.run('nova-manage', CATEGORIES, argv))

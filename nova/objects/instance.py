@@ -1,10 +1,13 @@
 """Instance and InstanceList: an instance row and its system metadata."""
 
 import copy
+import logging
 
 from nova.db.main import api as db
 from nova.objects import base
 from nova.objects import image_meta as image_meta_obj
+
+LOG = logging.getLogger(__name__)
 
 SYSTEM_METADATA = 'system_metadata'
 
@@ -166,3 +169,78 @@ class InstanceList:
                 return
             yield from cls._build(context, rows, expected_attrs)
             marker = rows[-1]['id']
+
+
+# -- online data migrations (nova-manage db online_data_migrations) -----------
+
+def _libvirt_utils():
+    """nova.virt.libvirt.utils, imported late: it needs nova.conf, whose
+    libvirt options import nova.objects, which imports this module."""
+    from nova.virt.libvirt import utils
+    return utils
+
+
+def _resolve_machine_types(context, rows):
+    """{uuid: machine type} for the rows resolution can decide.
+
+    Each row goes through the one resolution function, as a spawn would:
+    image property, then configuration, then the built-in default for
+    the guest arch. A row it cannot decide (an arch with no default) is
+    left out and logged.
+    """
+    libvirt_utils = _libvirt_utils()
+    resolved = {}
+    for row in rows:
+        instance = Instance(context, uuid=row['uuid'],
+                            architecture=row['architecture'],
+                            system_metadata=row['system_metadata'])
+        machine_type = libvirt_utils.get_machine_type(instance.image_meta,
+                                                      instance)
+        if machine_type:
+            resolved[row['uuid']] = machine_type
+        else:
+            LOG.warning('No machine type can be resolved for instance %s '
+                        '(architecture %s); set one with nova-manage '
+                        'libvirt update_machine_type.', row['uuid'],
+                        libvirt_utils.get_guest_arch(instance.image_meta,
+                                                     instance))
+    return resolved
+
+
+def populate_missing_machine_types(context, max_count):
+    """Record the machine type of instances without a host.
+
+    Instances on a host are recorded by that host's nova-compute; live
+    instances with no host (shelved offloaded, never scheduled) and no
+    record, except BUILDING ones, are recorded here by resolution, in
+    batches of up to ``max_count``: one anti-join SELECT, one bulk
+    insert-if-absent, so a value recorded meanwhile wins. Rows that
+    cannot be resolved are skipped (found, not done) so they never block
+    the rows after them. Returns (found, done).
+    """
+    libvirt_utils = _libvirt_utils()
+    key = libvirt_utils.MACHINE_TYPE_SYSMETA_KEY
+    # What resolution reads of an instance without a host: its image's.
+    image_keys = [image_meta_obj.SYSMETA_IMAGE_PREFIX + prop for prop in (
+        libvirt_utils.MACHINE_TYPE_IMAGE_PROPERTY,
+        libvirt_utils.ARCH_IMAGE_PROPERTY)]
+    found = done = 0
+    marker = None
+    while done < max_count:
+        page = db.instance_get_page_without_sysmeta(
+            context, key, max_count - done, marker, host_is_null=True,
+            with_keys=image_keys)
+        if not page:
+            break
+        resolved = _resolve_machine_types(context, page)
+        db.instance_system_metadata_record(context, key, resolved)
+        found += len(page)
+        done += len(resolved)
+        marker = page[-1]['id']
+    return found, done
+
+
+def count_missing_machine_types(context):
+    """How many instances populate_missing_machine_types has left to do."""
+    return db.instance_count_without_sysmeta(
+        context, _libvirt_utils().MACHINE_TYPE_SYSMETA_KEY, host_is_null=True)

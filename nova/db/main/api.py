@@ -12,6 +12,7 @@ from oslo_db.sqlalchemy import enginefacade
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
+from nova.compute import vm_states
 from nova.db import utils as db_utils
 from nova.db.main import models
 from nova import exception
@@ -361,3 +362,299 @@ def host_machine_types_get(context, host):
         context, sa.select(HOST_MACHINE_TYPES)
         .where(HOST_MACHINE_TYPES.c.host == host)
         .order_by(HOST_MACHINE_TYPES.c.arch, HOST_MACHINE_TYPES.c.name))]
+
+
+# == Machine type operator queries ============================================
+# nova-manage libvirt, nova-manage db online_data_migrations and nova-status
+# (nova/virt/libvirt/machine_type_utils.py, nova/objects/instance.py and
+# nova/cmd/status.py). Every query is one set-based statement on one cell.
+
+def _sysmeta_recorded(key):
+    """EXISTS: the instance of the outer query has a live ``key`` row."""
+    # EXISTS (SELECT 1 FROM instance_system_metadata s
+    #          WHERE s.instance_uuid = instances.uuid AND s.key = :key
+    #            AND s.deleted = 0)
+    return sa.select(sa.literal(1)).where(
+        SYSMETA.c.instance_uuid == INSTANCES.c.uuid,
+        SYSMETA.c.key == key, SYSMETA.c.deleted == 0).exists()
+
+
+def _unrecorded_instances(key):
+    """WHERE clauses: live instances without ``key``, except BUILDING ones.
+
+    An instance being built gets its record from the spawn that builds it.
+    """
+    return (INSTANCES.c.deleted == 0,
+            sa.or_(INSTANCES.c.vm_state.is_(None),
+                   INSTANCES.c.vm_state != vm_states.BUILDING),
+            ~_sysmeta_recorded(key))
+
+
+@pick_context_manager_reader
+def instance_get_page_without_sysmeta(context, key, limit, marker_id=None,
+                                      host_is_null=False, with_keys=()):
+    """One page (by id) of live, non-BUILDING instances with no ``key`` row.
+
+    Keyset paging: pass the last id seen as ``marker_id``, so every page
+    costs what the first does and memory holds one page. ``host_is_null``
+    keeps instances without a host only. Each ``with_keys`` entry is
+    brought along by an outer join. Returns dicts of id, uuid,
+    architecture and system_metadata ({key: value} of the ``with_keys``
+    present).
+    """
+    # SELECT i.id, i.uuid, i.architecture, w0.value, w1.value, ...
+    #   FROM instances i
+    #   LEFT JOIN instance_system_metadata w0
+    #          ON w0.instance_uuid = i.uuid AND w0.key = :with_key0
+    #             AND w0.deleted = 0
+    #  WHERE i.deleted = 0 AND i.vm_state != 'building' [AND i.host IS NULL]
+    #    AND i.id > :marker_id
+    #    AND NOT EXISTS (SELECT 1 FROM instance_system_metadata s
+    #                     WHERE s.instance_uuid = i.uuid AND s.key = :key
+    #                       AND s.deleted = 0)
+    #  ORDER BY i.id LIMIT :limit
+    # The unique key (instance_uuid, key, deleted) lets each outer join
+    # match at most one row.
+    joined = INSTANCES
+    columns = [INSTANCES.c.id, INSTANCES.c.uuid, INSTANCES.c.architecture]
+    for index, with_key in enumerate(with_keys):
+        alias = SYSMETA.alias('w%d' % index)
+        joined = joined.outerjoin(alias, sa.and_(
+            alias.c.instance_uuid == INSTANCES.c.uuid,
+            alias.c.key == with_key, alias.c.deleted == 0))
+        columns.append(alias.c.value.label('w%d' % index))
+    query = (sa.select(*columns).select_from(joined)
+             .where(*_unrecorded_instances(key))
+             .order_by(INSTANCES.c.id).limit(limit))
+    if host_is_null:
+        query = query.where(INSTANCES.c.host.is_(None))
+    if marker_id is not None:
+        query = query.where(INSTANCES.c.id > marker_id)
+    page = []
+    for row in _execute(context, query):
+        values = row._mapping
+        page.append({
+            'id': values['id'], 'uuid': values['uuid'],
+            'architecture': values['architecture'],
+            'system_metadata': {
+                with_key: values['w%d' % index]
+                for index, with_key in enumerate(with_keys)
+                if values['w%d' % index] is not None}})
+    return page
+
+
+@pick_context_manager_reader
+def instance_count_without_sysmeta(context, key, host_is_null=False):
+    """How many live, non-BUILDING instances have no ``key`` row."""
+    # SELECT count(*) FROM instances i
+    #  WHERE i.deleted = 0 AND i.vm_state != 'building' [AND i.host IS NULL]
+    #    AND NOT EXISTS (<a live key row of i>)
+    query = sa.select(sa.func.count()).select_from(INSTANCES).where(
+        *_unrecorded_instances(key))
+    if host_is_null:
+        query = query.where(INSTANCES.c.host.is_(None))
+    return _execute(context, query).scalar()
+
+
+@pick_context_manager_reader
+def instance_count_without_sysmeta_by_host(context, key, binary):
+    """Instances with no ``key`` row, counted per host, with its service.
+
+    For telling which remedy fits which instances: host None gathers the
+    instances without a host. Returns dicts of host, service (True if
+    the host has a live ``binary`` service row), version (of that
+    service, or None) and count, by host.
+    """
+    # SELECT i.host, s.id, s.version, count(*) FROM instances i
+    #   LEFT JOIN services s ON s.host = i.host AND s.binary = :binary
+    #                       AND s.deleted = 0
+    #  WHERE i.deleted = 0 AND i.vm_state != 'building'
+    #    AND NOT EXISTS (<a live key row of i>)
+    #  GROUP BY i.host, s.id, s.version ORDER BY i.host
+    query = (sa.select(INSTANCES.c.host, SERVICES.c.id, SERVICES.c.version,
+                       sa.func.count().label('count'))
+             .select_from(INSTANCES.outerjoin(SERVICES, sa.and_(
+                 SERVICES.c.host == INSTANCES.c.host,
+                 SERVICES.c.binary == binary, SERVICES.c.deleted == 0)))
+             .where(*_unrecorded_instances(key))
+             .group_by(INSTANCES.c.host, SERVICES.c.id, SERVICES.c.version)
+             .order_by(INSTANCES.c.host))
+    return [{'host': host, 'service': service_id is not None,
+             'version': version, 'count': count}
+            for host, service_id, version, count in _execute(context, query)]
+
+
+def _recorded_join(key):
+    """instances JOIN their live ``key`` row (one at most per instance)."""
+    return INSTANCES.join(SYSMETA, sa.and_(
+        SYSMETA.c.instance_uuid == INSTANCES.c.uuid,
+        SYSMETA.c.key == key, SYSMETA.c.deleted == 0))
+
+
+@pick_context_manager_reader
+def instance_sysmeta_value_counts(context, key):
+    """Live instances counted by their ``key`` value and vm_state.
+
+    Returns (value or None when not recorded, vm_state, count) tuples.
+    """
+    # SELECT s.value, i.vm_state, count(*) FROM instances i
+    #   LEFT JOIN instance_system_metadata s
+    #          ON s.instance_uuid = i.uuid AND s.key = :key AND s.deleted = 0
+    #  WHERE i.deleted = 0
+    #  GROUP BY s.value, i.vm_state
+    query = (sa.select(SYSMETA.c.value, INSTANCES.c.vm_state,
+                       sa.func.count())
+             .select_from(INSTANCES.outerjoin(SYSMETA, sa.and_(
+                 SYSMETA.c.instance_uuid == INSTANCES.c.uuid,
+                 SYSMETA.c.key == key, SYSMETA.c.deleted == 0)))
+             .where(INSTANCES.c.deleted == 0)
+             .group_by(SYSMETA.c.value, INSTANCES.c.vm_state))
+    return [tuple(row) for row in _execute(context, query)]
+
+
+@pick_context_manager_reader
+def instance_sysmeta_value_groups(context, key, value):
+    """Live instances whose ``key`` is ``value``, counted by vm_state, host.
+
+    Returns (vm_state, host, count) tuples.
+    """
+    # SELECT i.vm_state, i.host, count(*) FROM instances i
+    #   JOIN instance_system_metadata s
+    #     ON s.instance_uuid = i.uuid AND s.key = :key AND s.deleted = 0
+    #  WHERE i.deleted = 0 AND s.value = :value
+    #  GROUP BY i.vm_state, i.host
+    query = (sa.select(INSTANCES.c.vm_state, INSTANCES.c.host,
+                       sa.func.count())
+             .select_from(_recorded_join(key))
+             .where(INSTANCES.c.deleted == 0, SYSMETA.c.value == value)
+             .group_by(INSTANCES.c.vm_state, INSTANCES.c.host))
+    return [tuple(row) for row in _execute(context, query)]
+
+
+@pick_context_manager_writer
+def instance_sysmeta_replace_value(context, key, old, new, only_states=None,
+                                   exclude_hosts=(), uuid=None):
+    """Set ``key`` to ``new`` on live instances where it is ``old``.
+
+    One UPDATE. Only instances in vm_state ``only_states`` (any when
+    None), not on ``exclude_hosts`` (instances without a host always
+    qualify) and, with ``uuid``, only that instance. Conditioning the
+    write on ``old`` and the state makes a concurrent change win rather
+    than be overwritten.
+    Returns the number of rows updated.
+    """
+    # UPDATE instance_system_metadata SET value = :new, updated_at = :now
+    #  WHERE key = :key AND deleted = 0 AND value = :old
+    #    AND instance_uuid IN (
+    #        SELECT uuid FROM instances
+    #         WHERE deleted = 0 [AND uuid = :uuid] [AND vm_state IN (...)]
+    #           [AND (host IS NULL OR host NOT IN (:exclude_hosts))])
+    instances = sa.select(INSTANCES.c.uuid).where(INSTANCES.c.deleted == 0)
+    if uuid is not None:
+        instances = instances.where(INSTANCES.c.uuid == uuid)
+    if only_states is not None:
+        instances = instances.where(
+            INSTANCES.c.vm_state.in_(list(only_states)))
+    if exclude_hosts:
+        instances = instances.where(sa.or_(
+            INSTANCES.c.host.is_(None),
+            INSTANCES.c.host.not_in(list(exclude_hosts))))
+    stmt = (SYSMETA.update()
+            .where(SYSMETA.c.key == key, SYSMETA.c.deleted == 0,
+                   SYSMETA.c.value == old,
+                   SYSMETA.c.instance_uuid.in_(instances))
+            .values(value=new, updated_at=timeutils.utcnow()))
+    return _execute(context, stmt).rowcount
+
+
+def _host_reports(host, machine_type=None, arch=None):
+    """EXISTS: ``host`` reported machine types [naming ``machine_type``].
+
+    ``host`` and ``machine_type`` may be columns of the outer query. A
+    reported type names ``machine_type`` by its name or, for an alias,
+    by the versioned type it resolves to (canonical). ``arch`` narrows
+    to one guest architecture.
+    """
+    # EXISTS (SELECT 1 FROM host_machine_types h WHERE h.host = :host
+    #          [AND h.arch = :arch]
+    #          [AND (h.name = :machine_type OR h.canonical = :machine_type)])
+    reported = HOST_MACHINE_TYPES.alias('reported')
+    query = sa.select(sa.literal(1)).where(reported.c.host == host)
+    if arch is not None:
+        query = query.where(reported.c.arch == arch)
+    if machine_type is not None:
+        query = query.where(sa.or_(reported.c.name == machine_type,
+                                   reported.c.canonical == machine_type))
+    return query.exists()
+
+
+def _host_refuses(host, machine_type, arch=None):
+    """A host refuses a type when it reported types, but not that one.
+
+    A host that reported nothing (its nova-compute predates reporting,
+    or libvirt lists nothing for the arch) refuses nothing: support
+    cannot be checked there.
+    """
+    return sa.and_(_host_reports(host, arch=arch),
+                   ~_host_reports(host, machine_type, arch))
+
+
+@pick_context_manager_reader
+def host_machine_types_refusing(context, machine_type, hosts=None,
+                                arch=None):
+    """The hosts (of ``hosts``, or all) that do not support ``machine_type``.
+
+    With ``arch``, judged on what each host reported for that guest arch.
+    Returns a set of host names.
+    """
+    # SELECT DISTINCT h.host FROM host_machine_types h
+    #  WHERE [h.host IN (:hosts)] [AND h.arch = :arch]
+    #    AND NOT EXISTS (<a row of h.host [for :arch] naming :machine_type>)
+    query = (sa.select(HOST_MACHINE_TYPES.c.host).distinct()
+             .where(~_host_reports(HOST_MACHINE_TYPES.c.host, machine_type,
+                                   arch)))
+    if hosts is not None:
+        query = query.where(HOST_MACHINE_TYPES.c.host.in_(list(hosts)))
+    if arch is not None:
+        query = query.where(HOST_MACHINE_TYPES.c.arch == arch)
+    return set(_execute(context, query).scalars())
+
+
+@pick_context_manager_reader
+def instance_sysmeta_values_refused_by_host(context, key):
+    """Recorded ``key`` values their instance's host no longer offers.
+
+    Returns dicts of host, machine_type, problem ('unsupported': the
+    host reported machine types but not this one; 'deprecated': the host
+    reports it as deprecated) and count of live instances, by host.
+    """
+    # SELECT i.host, s.value, count(*) FROM instances i
+    #   JOIN instance_system_metadata s
+    #     ON s.instance_uuid = i.uuid AND s.key = :key AND s.deleted = 0
+    #  WHERE i.deleted = 0 AND <problem>
+    #  GROUP BY i.host, s.value
+    # <problem> is, for 'unsupported':
+    #   EXISTS (SELECT 1 FROM host_machine_types h WHERE h.host = i.host)
+    #   AND NOT EXISTS (<a row of i.host naming s.value>)
+    # and for 'deprecated':
+    #   EXISTS (SELECT 1 FROM host_machine_types h WHERE h.host = i.host
+    #            AND h.name = s.value AND h.deprecated)
+    reported = HOST_MACHINE_TYPES.alias('reported')
+    deprecated = sa.select(sa.literal(1)).where(
+        reported.c.host == INSTANCES.c.host,
+        reported.c.name == SYSMETA.c.value,
+        reported.c.deprecated == sa.true()).exists()
+    problems = (
+        ('unsupported', _host_refuses(INSTANCES.c.host, SYSMETA.c.value)),
+        ('deprecated', deprecated))
+    found = []
+    for problem, condition in problems:
+        query = (sa.select(INSTANCES.c.host, SYSMETA.c.value,
+                           sa.func.count())
+                 .select_from(_recorded_join(key))
+                 .where(INSTANCES.c.deleted == 0, condition)
+                 .group_by(INSTANCES.c.host, SYSMETA.c.value))
+        found += [{'host': host, 'machine_type': value, 'problem': problem,
+                   'count': count}
+                  for host, value, count in _execute(context, query)]
+    return sorted(found, key=lambda f: (f['host'], f['machine_type']))

@@ -1,0 +1,458 @@
+"""nova-manage libvirt: every exit code and refusal, on two cells.
+
+Commands run in-process through ``nova.cmd.manage.main``; one test per
+command also runs the console script to show there is no traceback.
+Refusals and bad input must leave both cell databases as they were.
+Runs on MariaDB and PostgreSQL too (nova/tests/functional/cmd/).
+"""
+
+import uuid as uuid_lib
+
+from nova import objects
+from nova.tests import fixtures as nova_fixtures
+from nova.tests.unit.cmd import test_manage_db
+from nova.tests.unit.virt.libvirt import test_machine_type_utils
+
+MachineTypeTestMixin = test_machine_type_utils.MachineTypeTestMixin
+
+
+class LibvirtCommandTestCase(MachineTypeTestMixin,
+                             test_manage_db.ManageTestMixin,
+                             nova_fixtures.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.config_file = self.write_config(
+            database={'connection': self.db.cell_urls[0]},
+            api_database={'connection': self.db.api_url})
+
+    def libvirt(self, *argv):
+        """Run ``nova-manage libvirt argv``; (code, stdout, stderr)."""
+        return self.manage('libvirt', *argv, config_file=self.config_file)
+
+    def libvirt_process(self, *argv):
+        return self.manage_process('libvirt', *argv,
+                                   config_file=self.config_file)
+
+    def assertRefused(self, code, argv, *fragments):
+        """The command exits ``code`` with one ERROR line holding fragments,
+        and leaves every database untouched."""
+        before = self.snapshot()
+        got, out, err = self.libvirt(*argv)
+        self.assertEqual(code, got, (out, err))
+        line = self.assertOneLineError(err)
+        for fragment in fragments:
+            self.assertIn(fragment, line)
+        self.assertEqual(before, self.snapshot())
+        return line
+
+
+class GetMachineTypeTests(LibvirtCommandTestCase):
+
+    def test_printed_from_the_second_cell(self):
+        inst = self.make(cell=1, machine_type='pc-q35-8.2')
+        self.assertEqual((0, 'pc-q35-8.2\n', ''),
+                         self.libvirt('get_machine_type', inst.uuid))
+
+    def test_not_recorded_is_3(self):
+        inst = self.make(cell=1)
+        self.assertRefused(3, ['get_machine_type', inst.uuid],
+                           'No machine type is recorded', inst.uuid)
+
+    def test_no_such_instance_or_mapping_is_2(self):
+        unmapped = self.create_instance(self.cell_context(1),
+                                        map_instance=False)
+        self.assertRefused(2, ['get_machine_type', unmapped.uuid],
+                           'has no instance mapping')
+        deleted = self.make(machine_type='pc')
+        deleted.destroy()
+        self.assertRefused(2, ['get_machine_type', deleted.uuid],
+                           deleted.uuid, 'could not be found')
+        self.assertRefused(2, ['get_machine_type', 'not-a-uuid'],
+                           "'not-a-uuid' is not a valid UUID")
+
+    def test_mapping_without_cell_is_2(self):
+        instance_uuid = str(uuid_lib.uuid4())
+        objects.InstanceMapping(self.context, instance_uuid=instance_uuid,
+                                cell_mapping=None, project_id='p').create()
+        self.assertRefused(2, ['get_machine_type', instance_uuid],
+                           'not in a cell yet')
+
+    def test_unexpected_error_is_1(self):
+        broken = self.add_broken_cell()
+        instance_uuid = str(uuid_lib.uuid4())
+        objects.InstanceMapping(self.context, instance_uuid=instance_uuid,
+                                cell_mapping=broken, project_id='p').create()
+        self.assertRefused(1, ['get_machine_type', instance_uuid],
+                           'database error: file is not a database')
+
+    def test_usage_error_is_127(self):
+        code, _, err = self.libvirt('get_machine_type')
+        self.assertEqual(127, code)
+        self.assertNotIn('Traceback', err)
+
+    def test_console_script(self):
+        inst = self.make(cell=1, machine_type='q35')
+        proc = self.libvirt_process('get_machine_type', inst.uuid)
+        self.assertEqual((0, 'q35\n', ''),
+                         (proc.returncode, proc.stdout, proc.stderr))
+        proc = self.libvirt_process('get_machine_type', 'bogus')
+        self.assertEqual(2, proc.returncode)
+        self.assertOneLineError(proc.stderr)
+
+
+class UpdateMachineTypeTests(LibvirtCommandTestCase):
+
+    def test_updated_in_second_cell_prints_new_and_previous(self):
+        inst = self.make(cell=1, machine_type='pc-q35-8.1')
+        code, out, err = self.libvirt('update_machine_type', inst.uuid,
+                                      'pc-q35-8.2')
+        self.assertEqual((0, ''), (code, err))
+        self.assertEqual('Instance %s: machine type updated from pc-q35-8.1 '
+                         'to pc-q35-8.2.\n' % inst.uuid, out)
+        self.assertEqual('pc-q35-8.2', self.recorded(inst))
+
+    def test_allowed_states_and_first_record(self):
+        for vm_state in ('stopped', 'shelved', 'shelved_offloaded'):
+            inst = self.make(vm_state=vm_state, host=None)
+            code, out, _ = self.libvirt('update_machine_type', inst.uuid,
+                                        'q35')
+            self.assertEqual(0, code, vm_state)
+            self.assertIn('from none (not recorded) to q35', out)
+            self.assertEqual('q35', self.recorded(inst))
+
+    def test_same_value_is_a_no_op_in_any_state(self):
+        inst = self.make(machine_type='pc', vm_state='active')
+        before = self.snapshot()
+        code, out, err = self.libvirt('update_machine_type', inst.uuid, 'pc')
+        self.assertEqual((0, ''), (code, err))
+        self.assertIn('already has machine type pc; nothing changed', out)
+        self.assertEqual(before, self.snapshot())
+
+    def test_running_or_other_states_are_3(self):
+        for vm_state in ('active', 'paused', 'suspended', 'error', 'rescued',
+                         'resized', 'building'):
+            inst = self.make(machine_type='pc-q35-8.1', vm_state=vm_state)
+            self.assertRefused(
+                3, ['update_machine_type', inst.uuid, 'pc-q35-8.2'],
+                inst.uuid, 'vm_state %s' % vm_state, 'from pc-q35-8.1 to '
+                'pc-q35-8.2', 'stopped, shelved or shelved_offloaded')
+
+    def test_family_alias_and_version_changes_are_4(self):
+        for existing, new, reason in (
+                ('pc', 'q35', 'family from pc to q35'),
+                ('pc-i440fx-8.2', 'pc-q35-8.2', 'family from pc to q35'),
+                ('q35', 'pc-q35-8.2', 'an alias to a versioned'),
+                ('pc-q35-8.2', 'q35', 'a versioned machine type to an alias'),
+                ('pc-q35-8.2', 'pc-q35-8.1', 'older'),
+                ('pc-q35-2.10', 'pc-q35-2.9', 'older'),
+                ('pc-q35-rhel9.2.0', 'pc-q35-9.0', 'RHEL and upstream')):
+            inst = self.make(machine_type=existing)
+            self.assertRefused(
+                4, ['update_machine_type', inst.uuid, new], inst.uuid,
+                'vm_state stopped', 'from %s to %s' % (existing, new), reason)
+
+    def test_newer_version_compares_numerically(self):
+        inst = self.make(machine_type='pc-q35-2.9')
+        self.assertEqual(0, self.libvirt('update_machine_type', inst.uuid,
+                                         'pc-q35-2.10')[0])
+
+    def test_unknown_family_is_5(self):
+        inst = self.make(machine_type='pc')
+        self.assertRefused(5, ['update_machine_type', inst.uuid, 'microvm'],
+                           'microvm', inst.uuid, 'vm_state stopped',
+                           'machine type pc', 'not pc, q35, virt')
+
+    def test_unsupported_by_the_host_is_5_and_names_it(self):
+        self.report('compute7')
+        inst = self.make(machine_type='pc-q35-8.1', host='compute7')
+        self.assertRefused(5, ['update_machine_type', inst.uuid,
+                               'pc-q35-9.0'],
+                           'not supported by host compute7', 'x86_64',
+                           inst.uuid, 'stays pc-q35-8.1')
+
+    def test_invalid_syntax_is_5_even_with_force(self):
+        inst = self.make(machine_type='pc')
+        # ('-pc' would be read as an option: a usage error, 127.)
+        for bad in ('pc q35', '', 'pc\nq35', 'x' * 256, "pc';--", 'p/c'):
+            for force in ([], ['--force']):
+                self.assertRefused(
+                    5, ['update_machine_type', inst.uuid, bad] + force,
+                    'is not a machine type', 'Nothing was changed')
+
+    def test_no_such_instance_is_2(self):
+        self.assertRefused(2, ['update_machine_type', str(uuid_lib.uuid4()),
+                               'q35'], 'has no instance mapping')
+        self.assertRefused(2, ['update_machine_type', '1234', 'q35'],
+                           'not a valid UUID')
+
+    def test_force_skips_state_family_version_and_host(self):
+        self.report('compute1')
+        for vm_state, existing, new in (
+                ('active', 'pc-q35-8.1', 'pc-q35-8.2'),
+                ('stopped', 'pc', 'q35'),
+                ('stopped', 'pc-q35-8.2', 'pc-q35-8.1'),
+                ('stopped', 'pc', 'microvm'),
+                ('stopped', 'pc-q35-8.1', 'pc-q35-9.0')):
+            inst = self.make(machine_type=existing, vm_state=vm_state)
+            code, out, err = self.libvirt('update_machine_type', inst.uuid,
+                                          new, '--force')
+            self.assertEqual(0, code, err)
+            self.assertIn('from %s to %s' % (existing, new), out)
+            self.assertIn('WARNING: --force skipped', err)
+            self.assertEqual(new, self.recorded(inst))
+
+    def test_usage_error_is_127(self):
+        before = self.snapshot()
+        for argv in (['update_machine_type'],
+                     ['update_machine_type', str(uuid_lib.uuid4())],
+                     ['update_machine_type', 'a', 'b', 'c']):
+            code, _, err = self.libvirt(*argv)
+            self.assertEqual(127, code, argv)
+            self.assertNotIn('Traceback', err)
+        self.assertEqual(before, self.snapshot())
+
+    def test_console_script(self):
+        inst = self.make(cell=1, machine_type='pc', vm_state='active')
+        proc = self.libvirt_process('update_machine_type', inst.uuid, 'q35')
+        self.assertEqual(3, proc.returncode)
+        self.assertOneLineError(proc.stderr)
+        proc = self.libvirt_process('update_machine_type', inst.uuid, 'q35',
+                                    '--force')
+        self.assertEqual(0, proc.returncode, proc.stderr)
+        self.assertNotIn('Traceback', proc.stderr)
+        self.assertEqual('q35', self.recorded(inst))
+
+
+class ListUnsetMachineTypeTests(LibvirtCommandTestCase):
+
+    def test_none_is_0(self):
+        self.make(machine_type='pc')
+        self.make(vm_state='building')
+        self.assertEqual((0, '', ''), self.libvirt('list_unset_machine_type'))
+
+    def test_listed_is_3_from_both_cells(self):
+        first = self.make(cell=0, vm_state='active')
+        second = self.make(cell=1, vm_state='shelved_offloaded', host=None)
+        self.make(cell=1, machine_type='q35')
+        self.make(cell=1, vm_state='building', host=None)
+        self.make(cell=0).destroy()
+        code, out, err = self.libvirt('list_unset_machine_type')
+        self.assertEqual((3, ''), (code, err))
+        self.assertEqual([first.uuid, second.uuid], out.split())
+
+    def test_cell_uuid_limits_to_that_cell(self):
+        self.make(cell=0)
+        second = self.make(cell=1)
+        code, out, _ = self.libvirt('list_unset_machine_type', '--cell-uuid',
+                                    self.cells[1].uuid)
+        self.assertEqual((3, second.uuid + '\n'), (code, out))
+
+    def test_no_such_cell_is_2(self):
+        self.make()
+        self.assertRefused(2, ['list_unset_machine_type', '--cell-uuid',
+                               str(uuid_lib.uuid4())], 'has no mapping')
+        self.assertRefused(2, ['list_unset_machine_type', '--cell-uuid',
+                               'cell1'], "'cell1' is not a valid UUID")
+
+    def test_cell_that_does_not_answer_is_1_and_others_listed(self):
+        inst = self.make(cell=1)
+        broken = self.add_broken_cell()
+        code, out, err = self.libvirt('list_unset_machine_type')
+        self.assertEqual((1, inst.uuid + '\n'), (code, out))
+        line = self.assertOneLineError(err)
+        self.assertIn('broken (%s) did not answer' % broken.uuid, line)
+
+    def test_console_script(self):
+        inst = self.make(cell=1)
+        proc = self.libvirt_process('list_unset_machine_type')
+        self.assertEqual((3, inst.uuid + '\n', ''),
+                         (proc.returncode, proc.stdout, proc.stderr))
+        self.add_broken_cell()
+        proc = self.libvirt_process('list_unset_machine_type')
+        self.assertEqual(1, proc.returncode)
+        self.assertOneLineError(proc.stderr)
+
+
+class BulkUpdateMachineTypeTests(LibvirtCommandTestCase):
+
+    def bulk(self, *argv):
+        return self.libvirt('bulk_update_machine_type', *argv)
+
+    def test_all_updated_in_both_cells_is_0(self):
+        made = [self.make(cell=c, machine_type='pc-q35-8.1', vm_state=s,
+                          host=None if s == 'shelved_offloaded' else 'h')
+                for c in (0, 1)
+                for s in ('stopped', 'shelved', 'shelved_offloaded')]
+        other = self.make(machine_type='pc-q35-8.0')
+        code, out, err = self.bulk('--from', 'pc-q35-8.1', '--to',
+                                   'pc-q35-8.2')
+        self.assertEqual((0, ''), (code, err))
+        for cell in self.cells:
+            self.assertIn('Cell %s:' % cell.identity, out)
+        self.assertEqual(2, out.count('| updated | 3         |'))
+        self.assertEqual(['pc-q35-8.2'] * 6, [self.recorded(i) for i in made])
+        self.assertEqual('pc-q35-8.0', self.recorded(other))
+
+    def test_some_refused_is_3_with_reasons_and_the_rest_updated(self):
+        self.report('compute1')
+        ok = self.make(machine_type='pc-q35-8.1', host='compute2')
+        running = [self.make(machine_type='pc-q35-8.1', vm_state='active')
+                   for _ in range(2)]
+        unsupported = self.make(cell=0, machine_type='pc-q35-8.1',
+                                host='compute1')
+        code, out, err = self.bulk('--from', 'pc-q35-8.1', '--to',
+                                   'pc-q35-9.0')
+        self.assertEqual((3, ''), (code, err))
+        self.assertIn('| updated | 1         |', out)
+        self.assertIn('| refused | 2         | vm_state active', out)
+        self.assertIn('| refused | 1         | host compute1 does not '
+                      'support pc-q35-9.0', out)
+        self.assertEqual('pc-q35-9.0', self.recorded(ok))
+        self.assertEqual(['pc-q35-8.1'] * 3,
+                         [self.recorded(i) for i in running + [unsupported]])
+
+    def test_dry_run_changes_nothing(self):
+        self.make(machine_type='pc-q35-8.1')
+        self.make(cell=1, machine_type='pc-q35-8.1', vm_state='active')
+        before = self.snapshot()
+        code, out, _ = self.bulk('--from', 'pc-q35-8.1', '--to',
+                                 'pc-q35-8.2', '--dry-run')
+        self.assertEqual(3, code)
+        self.assertEqual(1, out.count('| would update | 1 '), out)
+        self.assertIn('| refused      | 1         | vm_state active', out)
+        self.assertEqual(before, self.snapshot())
+
+    def test_force_updates_what_would_be_refused(self):
+        self.report('compute1')
+        made = [self.make(machine_type='pc', vm_state='active'),
+                self.make(machine_type='pc', host='compute1')]
+        code, out, err = self.bulk('--from', 'pc', '--to', 'q35', '--force')
+        self.assertEqual((0, ''), (code, err))
+        self.assertEqual(['q35', 'q35'], [self.recorded(i) for i in made])
+
+    def test_change_itself_refused_is_4(self):
+        self.make(machine_type='pc-q35-8.2')
+        for old, new, reason in (('pc', 'q35', 'family from pc to q35'),
+                                 ('pc-q35-8.2', 'pc-q35-8.1', 'older'),
+                                 ('q35', 'pc-q35-8.2', 'alias')):
+            self.assertRefused(4, ['bulk_update_machine_type', '--from', old,
+                                   '--to', new],
+                               'from %s to %s' % (old, new), reason)
+
+    def test_unsupported_to_is_5(self):
+        self.make(machine_type='pc')
+        self.assertRefused(5, ['bulk_update_machine_type', '--from', 'pc',
+                               '--to', 'microvm'], 'microvm')
+        for force in ([], ['--force']):
+            self.assertRefused(5, ['bulk_update_machine_type', '--from', 'pc',
+                                   '--to', 'pc q35'] + force,
+                               'is not a machine type')
+
+    def test_no_such_cell_is_2(self):
+        self.make(machine_type='pc-q35-8.1')
+        self.assertRefused(2, ['bulk_update_machine_type', '--from',
+                               'pc-q35-8.1', '--to', 'pc-q35-8.2',
+                               '--cell-uuid', str(uuid_lib.uuid4())],
+                           'has no mapping')
+
+    def test_cell_uuid_limits_to_that_cell(self):
+        first = self.make(cell=0, machine_type='pc-q35-8.1')
+        second = self.make(cell=1, machine_type='pc-q35-8.1')
+        code, out, _ = self.bulk('--from', 'pc-q35-8.1', '--to', 'pc-q35-8.2',
+                                 '--cell-uuid', self.cells[1].uuid)
+        self.assertEqual(0, code)
+        self.assertNotIn(self.cells[0].uuid, out)
+        self.assertEqual(['pc-q35-8.1', 'pc-q35-8.2'],
+                         [self.recorded(first), self.recorded(second)])
+
+    def test_same_types_or_nothing_recorded_is_0(self):
+        self.make(machine_type='pc')
+        before = self.snapshot()
+        self.assertEqual((0, '--from and --to are both pc; nothing to do.\n',
+                          ''), self.bulk('--from', 'pc', '--to', 'pc'))
+        code, out, _ = self.bulk('--from', 'pc-i440fx-8.1', '--to',
+                                 'pc-i440fx-8.2')
+        self.assertEqual(0, code)
+        self.assertEqual(2, out.count('| updated | 0 '))
+        self.assertEqual(before, self.snapshot())
+
+    def test_cell_that_does_not_answer_is_1_and_others_done(self):
+        inst = self.make(cell=1, machine_type='pc-q35-8.1')
+        broken = self.add_broken_cell()
+        code, out, err = self.bulk('--from', 'pc-q35-8.1', '--to',
+                                   'pc-q35-8.2')
+        self.assertEqual(1, code)
+        self.assertIn('broken (%s) did not answer' % broken.uuid,
+                      self.assertOneLineError(err))
+        self.assertEqual('pc-q35-8.2', self.recorded(inst))
+
+    def test_usage_error_is_127(self):
+        for argv in (['--from', 'pc'], ['--to', 'pc'], ['--from']):
+            code, _, err = self.bulk(*argv)
+            self.assertEqual(127, code, argv)
+            self.assertNotIn('Traceback', err)
+
+    def test_console_script(self):
+        self.make(cell=1, machine_type='pc-q35-8.1', vm_state='active')
+        proc = self.libvirt_process('bulk_update_machine_type', '--from',
+                                    'pc-q35-8.1', '--to', 'pc-q35-8.2')
+        self.assertEqual(3, proc.returncode, proc.stderr)
+        self.assertEqual('', proc.stderr)
+        proc = self.libvirt_process('bulk_update_machine_type', '--from',
+                                    'pc', '--to', 'q35')
+        self.assertEqual(4, proc.returncode)
+        self.assertOneLineError(proc.stderr)
+
+
+class MachineTypeSummaryTests(LibvirtCommandTestCase):
+
+    def test_table_per_cell(self):
+        self.make(cell=0, machine_type='pc', vm_state='active')
+        self.make(cell=0, machine_type='pc', vm_state='stopped')
+        self.make(cell=0, machine_type='q35', vm_state='active')
+        self.make(cell=0, vm_state='active')
+        code, out, err = self.libvirt('machine_type_summary')
+        self.assertEqual((0, ''), (code, err))
+        self.assertEqual(
+            'Cell %s:\n'
+            '+--------------+--------+---------+-------+\n'
+            '| Machine type | active | stopped | Total |\n'
+            '+--------------+--------+---------+-------+\n'
+            '| pc           | 1      | 1       | 2     |\n'
+            '| q35          | 1      | 0       | 1     |\n'
+            '| unset        | 1      | 0       | 1     |\n'
+            '+--------------+--------+---------+-------+\n'
+            'Cell %s:\n'
+            'No instances.\n' % (self.cells[0].identity,
+                                 self.cells[1].identity), out)
+
+    def test_cell_uuid_and_no_such_cell(self):
+        self.make(cell=1, machine_type='virt', vm_state='shelved_offloaded',
+                  host=None)
+        code, out, _ = self.libvirt('machine_type_summary', '--cell-uuid',
+                                    self.cells[1].uuid)
+        self.assertEqual(0, code)
+        self.assertNotIn(self.cells[0].uuid, out)
+        self.assertIn('| virt         | 1                 | 1     |', out)
+        self.assertRefused(2, ['machine_type_summary', '--cell-uuid',
+                               str(uuid_lib.uuid4())], 'has no mapping')
+
+    def test_cell_that_does_not_answer_is_1_and_others_printed(self):
+        self.make(cell=1, machine_type='pc')
+        broken = self.add_broken_cell()
+        code, out, err = self.libvirt('machine_type_summary')
+        self.assertEqual(1, code)
+        self.assertIn('| pc ', out)
+        self.assertIn('broken (%s) did not answer' % broken.uuid,
+                      self.assertOneLineError(err))
+
+    def test_console_script(self):
+        self.make(cell=1, machine_type='pc')
+        proc = self.libvirt_process('machine_type_summary')
+        self.assertEqual((0, ''), (proc.returncode, proc.stderr))
+        self.assertIn('| pc ', proc.stdout)
+        proc = self.libvirt_process('machine_type_summary', '--cell-uuid',
+                                    'nope')
+        self.assertEqual(2, proc.returncode)
+        self.assertOneLineError(proc.stderr)

@@ -1,0 +1,237 @@
+"""nova-manage db online_data_migrations and populate_missing_machine_types.
+
+Nova's framework and exit codes (0 done, 1 run again, 2 failures, 127 bad
+input) over two cells, and the first migration on cell databases seeded
+before machine types were recorded. Runs on MariaDB and PostgreSQL too
+(nova/tests/functional/cmd/).
+"""
+
+import re
+
+import fixtures
+from oslo_db import exception as db_exc
+
+from nova.cmd import manage
+from nova.db.main import api as db
+from nova.db import migration
+from nova import objects
+from nova.objects import instance as instance_obj
+from nova.tests import fixtures as nova_fixtures
+from nova.tests.unit.cmd import test_manage_db
+from nova.tests.unit.virt.libvirt import test_machine_type_utils
+
+PROGRESS = re.compile(
+    r'populate_missing_machine_types in cell (?P<cell>.+): (?P<found>\d+) '
+    r'rows matched, (?P<done>\d+) migrated, (?P<remaining>\d+) remaining, '
+    r'\d+ rows/s')
+
+
+def _table_row(out):
+    """(Total Needed, Completed) of the summary table's migration row."""
+    match = re.search(r'\| populate_missing_machine_types \| (\d+) +\| '
+                      r'(\d+) +\|', out)
+    return int(match.group(1)), int(match.group(2))
+
+
+class OnlineMigrationTestCase(test_machine_type_utils.MachineTypeTestMixin,
+                              test_manage_db.ManageTestMixin,
+                              nova_fixtures.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.config_file = self.write_config(
+            database={'connection': self.db.cell_urls[0]},
+            api_database={'connection': self.db.api_url},
+            libvirt={'hw_machine_type': 'x86_64=pc-q35-8.2',
+                     'connection_uri': 'test:///default'})
+
+    def migrate(self, *argv):
+        return self.manage('db', 'online_data_migrations', *argv,
+                           config_file=self.config_file)
+
+
+class PreRecordingUpgradeTests(OnlineMigrationTestCase):
+    """Cells seeded at the schema before recording, then upgraded."""
+
+    CELL_REVISION = '001_baseline'
+
+    def setUp(self):
+        super().setUp()
+        self.flags(hw_machine_type=['x86_64=pc-q35-8.2'], group='libvirt')
+        offloaded = {'vm_state': 'shelved_offloaded', 'host': None}
+        self.on_hosts = [
+            self.make(cell=0, vm_state='active', host='compute1'),
+            self.make(cell=0, vm_state='stopped', host='compute1'),
+            self.make(cell=1, vm_state='shelved', host='compute2')]
+        self.untouched = [
+            self.make(cell=0, vm_state='building', host=None),
+            self.make(cell=1, machine_type='pc', **offloaded)]
+        deleted = self.make(cell=0, **offloaded)
+        deleted.destroy()
+        # The image's wish wins.
+        by_image = self.make(
+            cell=0, system_metadata={'image_hw_machine_type': 'q35'},
+            **offloaded)
+        # Then [libvirt]hw_machine_type for the guest arch.
+        by_conf = self.make(cell=0, **offloaded)
+        # Then the built-in default, for the image's arch first.
+        never_scheduled = self.make(
+            cell=0, vm_state='error', host=None,
+            system_metadata={'image_hw_architecture': 'aarch64'})
+        s390 = self.make(cell=1, architecture='s390x', **offloaded)
+        self.expected = {by_image: 'q35', by_conf: 'pc-q35-8.2',
+                         never_scheduled: 'virt', s390: 's390-ccw-virtio'}
+        for url in self.db.cell_urls:
+            migration.db_sync(migration.MAIN, url=url)
+
+    def test_records_exactly_the_hostless_instances(self):
+        code, out, err = self.migrate()
+        self.assertEqual((0, ''), (code, err))
+        self.assertEqual((4, 4), _table_row(out))
+        self.assertEqual({inst.uuid: mtype
+                          for inst, mtype in self.expected.items()},
+                         {inst.uuid: self.recorded(inst)
+                          for inst in self.expected})
+        # Instances on a host are left for their nova-compute.
+        self.assertEqual([None] * 3,
+                         [self.recorded(i) for i in self.on_hosts])
+        self.assertEqual([None, 'pc'],
+                         [self.recorded(i) for i in self.untouched])
+        progress = [m.groupdict() for m in PROGRESS.finditer(out)]
+        self.assertEqual(
+            [{'cell': self.cells[0].identity, 'found': '3', 'done': '3',
+              'remaining': '0'},
+             {'cell': self.cells[1].identity, 'found': '1', 'done': '1',
+              'remaining': '0'}], progress)
+
+    def test_second_run_finds_nothing(self):
+        self.assertEqual(0, self.migrate()[0])
+        before = self.snapshot()
+        code, out, err = self.migrate()
+        self.assertEqual((0, ''), (code, err))
+        self.assertEqual((0, 0), _table_row(out))
+        self.assertIsNone(PROGRESS.search(out))
+        self.assertEqual(before, self.snapshot())
+
+
+class OnlineDataMigrationsTests(OnlineMigrationTestCase):
+
+    def test_max_count_exits_1_until_nothing_is_left(self):
+        for cell in (0, 0, 0, 1, 1):
+            self.make(cell=cell, vm_state='shelved_offloaded', host=None)
+        codes, completed = [], []
+        for _ in range(4):
+            code, out, _ = self.migrate('--max-count', '2')
+            codes.append(code)
+            completed.append(_table_row(out)[1])
+        self.assertEqual([1, 1, 1, 0], codes)
+        self.assertEqual([2, 2, 1, 0], completed)
+
+    def test_progress_line_per_batch(self):
+        self.useFixture(fixtures.MockPatchObject(manage, 'MIGRATION_BATCH',
+                                                 2))
+        for _ in range(5):
+            self.make(vm_state='shelved_offloaded', host=None)
+        code, out, _ = self.migrate()
+        self.assertEqual(0, code)
+        self.assertIn('Running batches of 2 until complete.', out)
+        self.assertEqual(
+            [('2', '2', '3'), ('2', '2', '1'), ('1', '1', '0')],
+            [(m.group('found'), m.group('done'), m.group('remaining'))
+             for m in PROGRESS.finditer(out)])
+
+    def test_invalid_max_count_is_127_and_changes_nothing(self):
+        self.make(vm_state='shelved_offloaded', host=None)
+        before = self.snapshot()
+        for value in ('0', '-1', 'ten', '1.5', '', '2147483648',
+                      '9' * 5000):
+            code, out, err = self.migrate('--max-count', value)
+            self.assertEqual((127, ''), (code, out), value)
+            self.assertIn('--max-count: must be an integer from 1 to '
+                          '2147483647', err)
+            self.assertNotIn('Traceback', err)
+            self.assertLess(len(err), 400)
+        self.assertEqual(before, self.snapshot())
+
+    def test_unresolvable_instance_does_not_block_the_others(self):
+        stuck = self.make(vm_state='shelved_offloaded', host=None,
+                          architecture='mips')
+        after = self.make(vm_state='shelved_offloaded', host=None)
+        code, out, _ = self.migrate('--max-count', '1')
+        self.assertEqual(1, code)
+        self.assertEqual((2, 1), _table_row(out))
+        self.assertEqual([None, 'pc-q35-8.2'],
+                         [self.recorded(stuck), self.recorded(after)])
+        # Nothing more can progress: done, as Nova says.
+        self.assertEqual(0, self.migrate()[0])
+
+    def test_value_recorded_meanwhile_wins(self):
+        inst = self.make(vm_state='shelved_offloaded', host=None)
+        real_page = db.instance_get_page_without_sysmeta
+
+        def page_then_race(cctxt, *args, **kwargs):
+            page = real_page(cctxt, *args, **kwargs)
+            if page:
+                db.instance_system_metadata_record(
+                    cctxt, 'hw_machine_type', {inst.uuid: 'pc-i440fx-8.2'},
+                    overwrite=True)
+            return page
+        self.useFixture(fixtures.MockPatchObject(
+            db, 'instance_get_page_without_sysmeta',
+            side_effect=page_then_race))
+        self.assertEqual((1, 1), instance_obj.populate_missing_machine_types(
+            self.cell_context(0), 10))
+        self.assertEqual('pc-i440fx-8.2', self.recorded(inst))
+
+    def test_failing_cell_and_nothing_else_to_do_is_2(self):
+        broken = self.add_broken_cell()
+        code, out, err = self.migrate()
+        self.assertEqual(2, code)
+        self.assertIn('Some migrations failed', out)
+        line = self.assertOneLineError(err)
+        self.assertIn('populate_missing_machine_types failed in cell broken '
+                      '(%s)' % broken.uuid, line)
+        code, _, _ = self.migrate('--max-count', '5')
+        self.assertEqual(2, code)
+
+    def test_failing_cell_with_progress_elsewhere(self):
+        self.add_broken_cell()
+        inst = self.make(cell=1, vm_state='shelved_offloaded', host=None)
+        # With --max-count, progress elsewhere means "run again".
+        code, _, err = self.migrate('--max-count', '5')
+        self.assertEqual(1, code)
+        self.assertOneLineError(err)
+        self.assertEqual('pc-q35-8.2', self.recorded(inst))
+        # Without it, the run ends with the failure.
+        self.make(cell=1, vm_state='shelved_offloaded', host=None)
+        self.assertEqual(2, self.migrate()[0])
+
+    def test_api_database_error_is_2_not_run_again(self):
+        self.useFixture(fixtures.MockPatchObject(
+            objects.CellMappingList, 'get_all',
+            side_effect=db_exc.DBConnectionError('connection refused')))
+        code, _, err = self.migrate()
+        self.assertEqual(2, code)
+        self.assertIn('cannot list the cells',
+                      self.assertOneLineError(err))
+
+    def test_no_cell_mapped_runs_on_the_database_option(self):
+        inst = self.make(cell=0, vm_state='shelved_offloaded', host=None)
+        self.useFixture(fixtures.MockPatchObject(
+            objects.CellMappingList, 'get_all', return_value=[]))
+        code, out, _ = self.migrate()
+        self.assertEqual(0, code)
+        self.assertIn('in cell [database]:', out)
+        self.assertEqual('pc-q35-8.2', self.recorded(inst))
+
+    def test_console_script(self):
+        self.make(cell=1, vm_state='shelved_offloaded', host=None)
+        proc = self.manage_process('db', 'online_data_migrations',
+                                   '--max-count', '1',
+                                   config_file=self.config_file)
+        self.assertEqual((1, ''), (proc.returncode, proc.stderr))
+        proc = self.manage_process('db', 'online_data_migrations',
+                                   '--max-count', '-1',
+                                   config_file=self.config_file)
+        self.assertEqual(127, proc.returncode)
+        self.assertNotIn('Traceback', proc.stderr)

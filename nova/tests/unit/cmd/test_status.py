@@ -1,0 +1,194 @@
+"""nova-status upgrade check: the machine type checks and exit codes.
+
+Checks run in-process on two cells; the console script is run for each
+exit code (0, 1, 2, 255). Runs on MariaDB and PostgreSQL too
+(nova/tests/functional/cmd/).
+"""
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+
+import fixtures
+from oslo_db import exception as db_exc
+from oslo_upgradecheck import upgradecheck
+
+from nova.cmd import status
+from nova import objects
+from nova.tests import fixtures as nova_fixtures
+from nova.tests.unit.cmd import test_manage_db
+from nova.tests.unit.virt.libvirt import test_machine_type_utils
+
+NOVA_STATUS = os.path.join(os.path.dirname(sys.executable), 'nova-status')
+Code = upgradecheck.Code
+
+
+class StatusTestCase(test_machine_type_utils.MachineTypeTestMixin,
+                     test_manage_db.ManageTestMixin,
+                     nova_fixtures.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.checks = status.Checks()
+
+    def check(self):
+        """Run every check; (code, stdout, stderr)."""
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = self.checks.check()
+        return code, out.getvalue(), err.getvalue()
+
+    def status_process(self, *argv):
+        config_file = self.write_config(
+            database={'connection': self.db.cell_urls[0]},
+            api_database={'connection': self.db.api_url})
+        return subprocess.run(
+            [NOVA_STATUS, '--config-file', config_file] + list(argv),
+            capture_output=True, text=True, timeout=120)
+
+
+class MachineTypeSetCheckTests(StatusTestCase):
+
+    def test_success_when_every_instance_is_recorded(self):
+        self.make(cell=0, machine_type='pc')
+        self.make(cell=1, machine_type='q35', host=None,
+                  vm_state='shelved_offloaded')
+        # Being built: its spawn records it.
+        self.make(cell=1, host=None, vm_state='building')
+        self.make(cell=1).destroy()
+        result = self.checks._check_machine_type_set()
+        self.assertEqual(Code.SUCCESS, result.code)
+        self.assertEqual('Every instance has a recorded machine type.',
+                         result.details)
+
+    def test_warning_names_counts_hosts_and_remedies_per_cell(self):
+        self.register('compute1')
+        self.register('compute2', version=0)
+        self.make(cell=0, host='compute1')
+        self.make(cell=0, host='compute2')
+        self.make(cell=0, host='compute2')
+        self.make(cell=0, host='compute9')
+        self.make(cell=1, host=None, vm_state='shelved_offloaded')
+        self.make(cell=1, machine_type='pc')
+        result = self.checks._check_machine_type_set()
+        self.assertEqual(Code.WARNING, result.code)
+        self.assertEqual(
+            'Cell %s: 4 instance(s) have no recorded machine type; restart '
+            'nova-compute on compute1 (1) to record theirs; nova-compute on '
+            'compute2 (2) predates machine type recording: upgrade it and '
+            'restart it; no nova-compute service is recorded for compute9 '
+            '(1): start an upgraded nova-compute there. '
+            'Cell %s: 1 instance(s) have no recorded machine type; 1 '
+            'instance(s) without a host: run nova-manage db '
+            'online_data_migrations. List them with nova-manage libvirt '
+            'list_unset_machine_type.' % (self.cells[0].identity,
+                                          self.cells[1].identity),
+            result.details)
+
+    def test_many_hosts_are_cut(self):
+        for index in range(status.HOSTS_SHOWN + 3):
+            self.make(host='compute%02d' % index)
+        details = self.checks._check_machine_type_set().details
+        self.assertIn('compute09 (1), and 3 more: start', details)
+        self.assertNotIn('compute10', details)
+
+    def test_cell_that_does_not_answer_is_a_failure_naming_it(self):
+        self.make(cell=1)
+        broken = self.add_broken_cell()
+        result = self.checks._check_machine_type_set()
+        self.assertEqual(Code.FAILURE, result.code)
+        self.assertIn('Cell broken (%s) did not answer: database error: file '
+                      'is not a database' % broken.uuid, result.details)
+        # The other cells are still reported.
+        self.assertIn('Cell %s: 1 instance(s)' % self.cells[1].identity,
+                      result.details)
+
+
+class MachineTypeSupportCheckTests(StatusTestCase):
+
+    def test_success(self):
+        self.report('compute1')
+        self.make(machine_type='pc')
+        self.make(machine_type='pc-q35-8.2')
+        # A host that reported nothing cannot be judged.
+        self.make(machine_type='pc-i440fx-1.0', host='silent')
+        self.assertEqual(Code.SUCCESS,
+                         self.checks._check_machine_type_support().code)
+
+    def test_deprecated_and_unsupported_per_host_and_type(self):
+        self.report('compute1')
+        self.report('compute2', cell=1)
+        self.make(machine_type='pc-i440fx-2.0')
+        self.make(machine_type='pc-i440fx-2.0')
+        self.make(cell=1, machine_type='pc-q35-7.0', host='compute2')
+        result = self.checks._check_machine_type_support()
+        self.assertEqual(Code.WARNING, result.code)
+        self.assertEqual(
+            'Cell %s: compute1: 2 instance(s) recorded as pc-i440fx-2.0, '
+            'which the host reports as deprecated. Cell %s: compute2: 1 '
+            'instance(s) recorded as pc-q35-7.0, which the host does not '
+            'support. Stop those instances and move them to a supported '
+            'type with nova-manage libvirt update_machine_type (or '
+            'bulk_update_machine_type) before the hosts drop it.'
+            % (self.cells[0].identity, self.cells[1].identity),
+            result.details)
+
+    def test_cell_that_does_not_answer_is_a_failure(self):
+        broken = self.add_broken_cell()
+        result = self.checks._check_machine_type_support()
+        self.assertEqual(Code.FAILURE, result.code)
+        self.assertIn(broken.uuid, result.details)
+
+
+class UpgradeCheckCommandTests(StatusTestCase):
+
+    def test_table_and_worst_code(self):
+        self.make(machine_type='pc')
+        self.make(cell=1)
+        code, out, err = self.check()
+        self.assertEqual((Code.WARNING, ''), (code, err))
+        self.assertIn('Check: hw_machine_type unset', out)
+        self.assertIn('Result: Warning', out)
+        self.assertIn('Check: hw_machine_type support', out)
+        self.assertIn('Result: Success', out)
+
+    def test_api_database_error_is_255_on_one_line(self):
+        self.useFixture(fixtures.MockPatchObject(
+            objects.CellMappingList, 'get_all',
+            side_effect=db_exc.DBConnectionError('connection refused')))
+        code, out, err = self.check()
+        self.assertEqual((255, ''), (code, out))
+        self.assertIn('database error', self.assertOneLineError(err))
+
+    def test_console_script_success_is_0(self):
+        self.make(machine_type='pc')
+        proc = self.status_process('upgrade', 'check')
+        self.assertEqual((0, ''), (proc.returncode, proc.stderr))
+        self.assertIn('Every instance has a recorded machine type.',
+                      proc.stdout)
+
+    def test_console_script_warning_is_1_and_json(self):
+        self.make(cell=1, host=None, vm_state='shelved_offloaded')
+        proc = self.status_process('upgrade', 'check', '--json')
+        self.assertEqual((1, ''), (proc.returncode, proc.stderr))
+        checks = json.loads(proc.stdout)['checks']
+        self.assertEqual([('hw_machine_type unset', 1),
+                          ('hw_machine_type support', 0)],
+                         [(c['check'], c['result']) for c in checks])
+
+    def test_console_script_failure_is_2(self):
+        broken = self.add_broken_cell()
+        proc = self.status_process('upgrade', 'check')
+        self.assertEqual((2, ''), (proc.returncode, proc.stderr))
+        self.assertIn('Result: Failure', proc.stdout)
+        self.assertIn('Cell broken (%s) did not' % broken.uuid, proc.stdout)
+
+    def test_console_script_errors_are_255_without_traceback(self):
+        for argv in (['bogus'], ['--config-file', '/nonexistent/nova.conf',
+                                 'upgrade', 'check']):
+            proc = self.status_process(*argv)
+            self.assertEqual(255, proc.returncode, argv)
+            self.assertNotIn('Traceback', proc.stdout + proc.stderr)

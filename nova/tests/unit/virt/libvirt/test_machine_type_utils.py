@@ -1,0 +1,401 @@
+"""machine_type_utils: names, change rules, and the set-based queries.
+
+The DB-backed classes run on SQLite here and on MariaDB and PostgreSQL in
+nova/tests/functional/cmd/. ``MachineTypeTestMixin`` is shared by the
+nova-manage, nova-status and online migration tests.
+"""
+
+import contextlib
+import threading
+import uuid as uuid_lib
+
+import fixtures
+import sqlalchemy as sa
+import testtools
+
+from nova import context
+from nova.db.main import api as db
+from nova import exception
+from nova import objects
+from nova.tests import fixtures as nova_fixtures
+from nova.virt.libvirt import machine_type_utils as mtu
+
+# What a QEMU 8.2 x86_64 host reports (trimmed): (name, canonical,
+# deprecated).
+X86_TYPES = (
+    ('pc', 'pc-i440fx-8.2', False),
+    ('pc-i440fx-8.2', None, False),
+    ('pc-i440fx-8.1', None, False),
+    ('pc-i440fx-2.0', None, True),
+    ('q35', 'pc-q35-8.2', False),
+    ('pc-q35-8.2', None, False),
+    ('pc-q35-8.1', None, False),
+)
+
+
+class MachineTypeTestMixin:
+    """Instances, hosts and services in two cells, and DB snapshots."""
+
+    CELLS = 2
+
+    def make(self, cell=0, machine_type=None, vm_state='stopped',
+             host='compute1', system_metadata=None, **values):
+        """Create (and map) an instance in cell ``cell``."""
+        sysmeta = dict(system_metadata or {})
+        if machine_type is not None:
+            sysmeta[mtu.SYSMETA_KEY] = machine_type
+        return self.create_instance(
+            self.cell_context(cell), vm_state=vm_state, host=host,
+            architecture=values.pop('architecture', 'x86_64'),
+            system_metadata=sysmeta, **values)
+
+    def report(self, host, cell=0, types=X86_TYPES, arch='x86_64'):
+        """Record what ``host``'s libvirt reports, as nova-compute does."""
+        db.host_machine_types_replace(self.cell_context(cell), host, [
+            {'arch': arch, 'name': name, 'canonical': canonical,
+             'deprecated': deprecated}
+            for name, canonical, deprecated in types])
+
+    def register(self, host, cell=0, version=None):
+        """A nova-compute service row for ``host`` (current version)."""
+        ctxt = self.cell_context(cell)
+        objects.Service.register(ctxt, host, 'nova-compute')
+        if version is not None:
+            db.service_create_or_update(ctxt, host, 'nova-compute',
+                                        {'version': version})
+
+    def recorded(self, inst):
+        """The machine type recorded for ``inst``, read from its cell."""
+        cell = next(i for i, c in enumerate(self.cells)
+                    if c.uuid == inst._context.cell_uuid)
+        return db.instance_system_metadata_get_many(
+            self.cell_context(cell), [inst.uuid])[inst.uuid].get(
+                mtu.SYSMETA_KEY)
+
+    def snapshot(self):
+        """Every row of the instance and sysmeta tables of every cell."""
+        rows = []
+        for index in range(len(self.cells)):
+            ctxt = self.cell_context(index)
+            with db.get_context_manager(ctxt).reader.using(ctxt):
+                for table in (db.INSTANCES, db.SYSMETA):
+                    rows.append([tuple(r) for r in ctxt.session.execute(
+                        sa.select(table).order_by(table.c.id))])
+        return rows
+
+    def add_broken_cell(self):
+        """Map a cell whose database is not a database: it never answers."""
+        path = self.useFixture(fixtures.TempDir()).join('broken.sqlite')
+        with open(path, 'w') as f:
+            f.write('this is not a database\n')
+        cell = objects.CellMapping(
+            self.context, uuid=str(uuid_lib.uuid4()), name='broken',
+            database_connection='sqlite:///' + path, transport_url='none:///')
+        cell.create()
+        return cell
+
+
+class ParseTests(testtools.TestCase):
+
+    def test_aliases(self):
+        for name in mtu.FAMILIES:
+            self.assertEqual((name, None, None),
+                             mtu.parse_machine_type(name))
+
+    def test_versioned_forms(self):
+        for name, expected in (
+                ('pc-i440fx-8.2', ('pc', 'upstream', (8, 2))),
+                ('pc-q35-2.10', ('q35', 'upstream', (2, 10))),
+                ('virt-9.0', ('virt', 'upstream', (9, 0))),
+                ('s390-ccw-virtio-8.2', ('s390-ccw-virtio', 'upstream',
+                                         (8, 2))),
+                ('pseries-7.1', ('pseries', 'upstream', (7, 1))),
+                ('pc-i440fx-rhel7.6.0', ('pc', 'rhel', (7, 6, 0))),
+                ('pc-q35-rhel9.2.0', ('q35', 'rhel', (9, 2, 0)))):
+            self.assertEqual(expected, tuple(mtu.parse_machine_type(name)),
+                             name)
+
+    def test_unsupported_names(self):
+        for name in ('microvm', 'pc-i440fx', 'pc-q35-8', 'pc-q35-8.2.1',
+                     'virt-rhel9.2.0', 'pc-q35-rhel9.2', 'pseries-2.12-sxxm',
+                     'PC', 'q35 ', '', None, 'isapc'):
+            self.assertIsNone(mtu.parse_machine_type(name), name)
+
+    def test_versions_compare_numerically(self):
+        self.assertGreater(mtu.parse_machine_type('pc-q35-2.10').version,
+                           mtu.parse_machine_type('pc-q35-2.9').version)
+
+
+class ChangeRefusalTests(testtools.TestCase):
+
+    def test_allowed(self):
+        for existing, new in ((None, 'microvm'), (None, 'q35'),
+                              ('q35', 'q35'),
+                              ('pc-q35-8.1', 'pc-q35-8.2'),
+                              ('pc-q35-2.9', 'pc-q35-2.10'),
+                              ('pc-q35-8.2', 'pc-q35-8.2'),
+                              ('pc-q35-rhel9.2.0', 'pc-q35-rhel9.4.0'),
+                              ('virt-8.0', 'virt-9.0')):
+            self.assertIsNone(mtu.change_refusal(existing, new),
+                              (existing, new))
+
+    def test_refused_with_reason(self):
+        for existing, new, reason in (
+                ('pc', 'q35', 'chipset family from pc to q35'),
+                ('pc-i440fx-8.2', 'pc-q35-8.2',
+                 'chipset family from pc to q35'),
+                ('virt-9.0', 'pseries-9.0', 'family from virt to pseries'),
+                ('q35', 'pc-q35-8.2', 'an alias to a versioned'),
+                ('pc-q35-8.2', 'q35', 'a versioned machine type to an alias'),
+                ('pc-q35-rhel9.2.0', 'pc-q35-8.2', 'RHEL and upstream'),
+                ('pc-q35-8.2', 'pc-q35-8.1', 'pc-q35-8.1 is older than '
+                                             'pc-q35-8.2'),
+                ('pc-q35-2.10', 'pc-q35-2.9', 'older'),
+                ('pc-q35-rhel9.4.0', 'pc-q35-rhel9.2.0', 'older'),
+                ('microvm', 'pc', 'microvm is not of a supported family'),
+                ('pc', 'microvm', 'microvm is not of a supported family')):
+            self.assertIn(reason, mtu.change_refusal(existing, new),
+                          (existing, new))
+
+    def test_syntax(self):
+        for bad in ('', ' pc', 'pc q35', '-pc', 'pc;reboot', 'p\u00e7',
+                    'a' * 256, None, 42, '<pc/>'):
+            self.assertRaises(exception.MachineTypeSyntaxError,
+                              mtu.check_syntax, bad)
+        mtu.check_syntax('a' * 255)
+        mtu.check_syntax('pc-q35_8.2')
+
+    def test_syntax_message_is_short_for_long_values(self):
+        exc = self.assertRaises(exception.MachineTypeSyntaxError,
+                                mtu.check_syntax, 'x' * 10000 + ' ')
+        self.assertLess(len(exc.format_message()), 300)
+
+
+class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
+    """The queries behind the commands, including how many statements."""
+
+    @contextlib.contextmanager
+    def statements(self, cell=0):
+        """Collect the verbs of the statements on a cell's tables.
+
+        Transaction control and connection pings are left out.
+        """
+        engine = db.get_engine(self.cell_context(cell))
+        tables = ('instances', 'instance_system_metadata',
+                  'host_machine_types')
+        seen = []
+
+        def record(conn, cursor, statement, *args):
+            if any(table in statement for table in tables):
+                seen.append(statement.split()[0].upper())
+        sa.event.listen(engine, 'before_cursor_execute', record)
+        try:
+            yield seen
+        finally:
+            sa.event.remove(engine, 'before_cursor_execute', record)
+
+    def test_get_machine_type_through_mapping_in_second_cell(self):
+        inst = self.make(cell=1, machine_type='pc-q35-8.2')
+        self.assertEqual('pc-q35-8.2',
+                         mtu.get_machine_type(self.context, inst.uuid))
+        self.assertIsNone(mtu.get_machine_type(
+            self.context, self.make(cell=1).uuid))
+
+    def test_update_write_is_conditioned_on_what_was_read(self):
+        inst = self.make(cell=1, machine_type='pc-q35-8.1')
+        real_get = objects.Instance.get_by_uuid
+
+        def get_then_race(cctxt, uuid, expected_attrs=None):
+            got = real_get(cctxt, uuid, expected_attrs=expected_attrs)
+            # Another operator changes it between our read and our write.
+            db.instance_sysmeta_replace_value(cctxt, mtu.SYSMETA_KEY,
+                                              'pc-q35-8.1', 'pc-q35-8.2')
+            return got
+        self.useFixture(fixtures.MockPatchObject(
+            objects.Instance, 'get_by_uuid', side_effect=get_then_race))
+        self.assertRaises(exception.MachineTypeUpdateConflict,
+                          mtu.update_machine_type, self.context, inst.uuid,
+                          'pc-q35-8.2')
+        self.assertEqual('pc-q35-8.2', self.recorded(inst))
+
+    def test_update_refuses_when_state_changes_before_the_write(self):
+        inst = self.make(machine_type='pc-q35-8.1')
+        real_get = objects.Instance.get_by_uuid
+
+        def get_then_start(cctxt, uuid, expected_attrs=None):
+            got = real_get(cctxt, uuid, expected_attrs=expected_attrs)
+            started = real_get(cctxt, uuid)
+            started.vm_state = 'active'
+            started.save()
+            return got
+        self.useFixture(fixtures.MockPatchObject(
+            objects.Instance, 'get_by_uuid', side_effect=get_then_start))
+        self.assertRaises(exception.MachineTypeUpdateConflict,
+                          mtu.update_machine_type, self.context, inst.uuid,
+                          'pc-q35-8.2')
+        self.assertEqual('pc-q35-8.1', self.recorded(inst))
+
+    def test_update_first_record_loses_to_a_concurrent_recorder(self):
+        inst = self.make(vm_state='shelved_offloaded', host=None)
+        real_get = objects.Instance.get_by_uuid
+
+        def get_then_record(cctxt, uuid, expected_attrs=None):
+            got = real_get(cctxt, uuid, expected_attrs=expected_attrs)
+            db.instance_system_metadata_record(cctxt, mtu.SYSMETA_KEY,
+                                               {uuid: 'pc-i440fx-8.2'})
+            return got
+        self.useFixture(fixtures.MockPatchObject(
+            objects.Instance, 'get_by_uuid', side_effect=get_then_record))
+        self.assertRaises(exception.MachineTypeUpdateConflict,
+                          mtu.update_machine_type, self.context, inst.uuid,
+                          'q35')
+        self.assertEqual('pc-i440fx-8.2', self.recorded(inst))
+
+    def test_host_check_uses_the_guest_arch(self):
+        # compute1 reports x86_64 types only: an aarch64 guest there cannot
+        # be checked, an x86_64 one can.
+        self.report('compute1')
+        arm = self.make(machine_type='virt-8.0', architecture='aarch64')
+        self.assertEqual(('virt-9.0', 'virt-8.0'), mtu.update_machine_type(
+            self.context, arm.uuid, 'virt-9.0'))
+        x86 = self.make(machine_type='pc-q35-8.1')
+        self.assertRaises(exception.MachineTypeUnsupportedByHost,
+                          mtu.update_machine_type, self.context, x86.uuid,
+                          'pc-q35-9.0')
+        # The image's hw_architecture decides before the column.
+        image_arm = self.make(
+            machine_type='pc-q35-8.1',
+            system_metadata={'image_hw_architecture': 'aarch64'})
+        self.assertEqual(
+            ('pc-q35-9.0', 'pc-q35-8.1'),
+            mtu.update_machine_type(self.context, image_arm.uuid,
+                                    'pc-q35-9.0'))
+
+    def test_host_accepts_an_alias_canonical(self):
+        self.report('compute1', types=(('q35', 'pc-q35-8.2', False),))
+        inst = self.make(machine_type='pc-q35-8.1')
+        mtu.update_machine_type(self.context, inst.uuid, 'pc-q35-8.2')
+        self.assertEqual('pc-q35-8.2', self.recorded(inst))
+
+    def test_list_streams_pages_of_an_anti_join(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.machine_type_utils.LIST_PAGE_SIZE', 2))
+        unset = [self.make(cell=0).uuid for _ in range(5)]
+        self.make(cell=0, machine_type='pc')
+        with self.statements(cell=0) as seen:
+            listed = mtu.list_unset_machine_type(self.context,
+                                                 self.cells[0].uuid)
+            self.assertEqual(unset[:2], [next(listed), next(listed)])
+            # Only the first page has been read so far.
+            self.assertEqual(['SELECT'], seen)
+            self.assertEqual(unset[2:], list(listed))
+        # Pages of 2, 2, 1 and the empty one that ends the listing.
+        self.assertEqual(['SELECT'] * 4, seen)
+
+    def test_bulk_update_is_one_update_per_cell(self):
+        for _ in range(20):
+            self.make(machine_type='pc-q35-8.1')
+        self.make(machine_type='pc-q35-8.1', vm_state='active')
+        with self.statements(cell=0) as seen:
+            results = mtu.bulk_update_machine_type(
+                self.context, 'pc-q35-8.1', 'pc-q35-8.2')
+        self.assertEqual(1, seen.count('UPDATE'))
+        self.assertEqual(['SELECT', 'SELECT', 'UPDATE'], seen)
+        outcome = dict((c.uuid, r) for c, r in results)[self.cells[0].uuid]
+        self.assertEqual(20, outcome.updated)
+        self.assertEqual([1], list(outcome.refused.values()))
+
+    def test_bulk_update_judges_hosts_by_what_they_report(self):
+        self.report('compute1')
+        self.report('compute2', types=(('pc-q35-9.0', None, False),))
+        on_1 = self.make(machine_type='pc-q35-8.1', host='compute1')
+        on_2 = self.make(machine_type='pc-q35-8.1', host='compute2')
+        silent = self.make(machine_type='pc-q35-8.1', host='compute3')
+        hostless = self.make(machine_type='pc-q35-8.1', host=None,
+                             vm_state='shelved_offloaded')
+        [(_, outcome), _] = mtu.bulk_update_machine_type(
+            self.context, 'pc-q35-8.1', 'pc-q35-9.0')
+        self.assertEqual(
+            mtu.BulkUpdate(3, {'host compute1 does not support pc-q35-9.0':
+                               1}), outcome)
+        self.assertEqual(['pc-q35-8.1', 'pc-q35-9.0', 'pc-q35-9.0',
+                          'pc-q35-9.0'],
+                         [self.recorded(i) for i in (on_1, on_2, silent,
+                                                     hostless)])
+
+    def test_summary_counts_by_type_and_state(self):
+        self.make(machine_type='pc', vm_state='active')
+        self.make(machine_type='pc', vm_state='active')
+        self.make(machine_type='q35', vm_state='stopped')
+        self.make(vm_state='building')
+        self.make(machine_type='pc', vm_state='active').destroy()
+        self.make(cell=1, vm_state='error', host=None)
+        results = dict((c.uuid, r) for c, r in mtu.machine_type_summary(
+            self.context))
+        self.assertEqual({('pc', 'active'): 2, ('q35', 'stopped'): 1,
+                          (None, 'building'): 1},
+                         results[self.cells[0].uuid])
+        self.assertEqual({(None, 'error'): 1}, results[self.cells[1].uuid])
+
+    def test_a_cell_that_does_not_answer_is_named(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova.context.CELL_TIMEOUT', 0.2))
+        real = db.instance_sysmeta_value_counts
+        slow = self.cells[1].uuid
+
+        def hang_in_cell_2(cctxt, key):
+            if cctxt.cell_uuid == slow:
+                release.wait(5)
+            return real(cctxt, key)
+        release = threading.Event()
+        self.addCleanup(release.set)
+        self.useFixture(fixtures.MockPatchObject(
+            db, 'instance_sysmeta_value_counts', side_effect=hang_in_cell_2))
+        self.make(machine_type='pc')
+        [(_, first), (_, second)] = mtu.machine_type_summary(self.context)
+        self.assertEqual({('pc', 'stopped'): 1}, first)
+        self.assertIsInstance(second, exception.CellUnavailable)
+        self.assertIn('cell2 (%s) did not answer: no answer within 0.2 '
+                      'seconds' % slow, second.format_message())
+
+    def test_unset_report_groups_by_remedy(self):
+        self.register('current')
+        self.register('old', version=0)
+        self.make(host='current')
+        self.make(host='old')
+        self.make(host='old')
+        self.make(host='nowhere')
+        self.make(host=None, vm_state='shelved_offloaded')
+        self.make(host=None, vm_state='building')
+        self.make(host='current', machine_type='pc')
+        [(_, report), (_, empty)] = mtu.unset_machine_type_report(
+            self.context)
+        self.assertEqual(mtu.UnsetReport(5, 1, {'current': 1}, {'old': 2},
+                                         {'nowhere': 1}), report)
+        self.assertEqual(mtu.UnsetReport(0, 0, {}, {}, {}), empty)
+
+    def test_refused_report(self):
+        self.report('compute1')
+        self.make(machine_type='pc-i440fx-2.0')
+        self.make(machine_type='pc-i440fx-2.0')
+        self.make(machine_type='pc-q35-7.0')
+        self.make(machine_type='pc')
+        self.make(machine_type='pc-q35-7.0', host='silent')
+        self.make(machine_type='pc-q35-7.0', host='compute1').destroy()
+        [(_, findings), (_, none)] = mtu.refused_machine_type_report(
+            self.context)
+        self.assertEqual(
+            [{'host': 'compute1', 'machine_type': 'pc-i440fx-2.0',
+              'problem': 'deprecated', 'count': 2},
+             {'host': 'compute1', 'machine_type': 'pc-q35-7.0',
+              'problem': 'unsupported', 'count': 1}], findings)
+        self.assertEqual([], none)
+
+    def test_cells_of_an_unknown_or_malformed_uuid(self):
+        self.assertRaises(exception.CellMappingNotFound, list,
+                          mtu.list_unset_machine_type(
+                              self.context, str(uuid_lib.uuid4())))
+        self.assertRaises(exception.InvalidUUID, list,
+                          mtu.list_unset_machine_type(self.context, 'x'))
+        self.assertEqual([], list(mtu.list_unset_machine_type(
+            context.get_admin_context(), self.cells[1].uuid)))

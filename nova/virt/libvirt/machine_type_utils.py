@@ -1,0 +1,442 @@
+"""Recorded machine types for operators: get, change, list and report.
+
+``nova-manage libvirt`` and ``nova-status upgrade check`` only parse,
+call these and print. Refusals are named exceptions (nova.exception),
+one per exit code of ``nova-manage libvirt``. Commands that span cells
+ask every cell in parallel; a cell that fails or does not answer is
+reported as a CellUnavailable result and never hides the others.
+"""
+
+import collections
+import re
+
+from oslo_db import exception as db_exc
+from oslo_utils import uuidutils
+import sqlalchemy as sa
+
+from nova.compute import vm_states
+from nova import context as nova_context
+from nova.db.main import api as db
+from nova.db import utils as db_utils
+from nova import exception
+from nova import objects
+from nova.objects import fields
+from nova.objects import service as service_obj
+from nova.virt.libvirt import utils as libvirt_utils
+
+SYSMETA_KEY = libvirt_utils.MACHINE_TYPE_SYSMETA_KEY
+
+# A guest that is not running can get another chipset at its next boot;
+# changing the machine type of a running guest would surprise it later.
+UPDATE_VM_STATES = (vm_states.STOPPED, vm_states.SHELVED,
+                    vm_states.SHELVED_OFFLOADED)
+
+# Instances per page when listing, so memory stays flat.
+LIST_PAGE_SIZE = 1000
+
+# -- machine type names -------------------------------------------------------
+
+ParsedMachineType = collections.namedtuple(
+    'ParsedMachineType', ['family', 'stream', 'version'])
+ParsedMachineType.__doc__ = """A machine type of a supported family.
+
+``family`` is the alias (pc, q35, virt, s390-ccw-virtio, pseries);
+``stream`` is None for the alias itself, 'upstream' for QEMU's versions
+(pc-q35-8.2) and 'rhel' for RHEL's (pc-q35-rhel9.2.0); ``version`` is the
+version as a tuple of ints, so that 2.10 sorts after 2.9.
+"""
+
+FAMILIES = ('pc', 'q35', 'virt', 's390-ccw-virtio', 'pseries')
+# The prefix of each family's versioned names.
+_PREFIX_FAMILY = {'pc-i440fx': 'pc', 'pc-q35': 'q35', 'virt': 'virt',
+                  's390-ccw-virtio': 's390-ccw-virtio', 'pseries': 'pseries'}
+_UPSTREAM_RE = re.compile(
+    r'(pc-i440fx|pc-q35|virt|s390-ccw-virtio|pseries)-(\d+\.\d+)')
+_RHEL_RE = re.compile(r'(pc-i440fx|pc-q35)-rhel(\d+\.\d+\.\d+)')
+
+
+def parse_machine_type(name):
+    """Return the ParsedMachineType of ``name``, or None if unsupported."""
+    if name in FAMILIES:
+        return ParsedMachineType(name, None, None)
+    for stream, regex in (('upstream', _UPSTREAM_RE), ('rhel', _RHEL_RE)):
+        match = regex.fullmatch(name or '')
+        if match:
+            prefix, version = match.groups()
+            return ParsedMachineType(
+                _PREFIX_FAMILY[prefix], stream,
+                tuple(int(part) for part in version.split('.')))
+    return None
+
+
+def _shorten(value, limit=80):
+    """``repr(value)``, cut to ``limit`` characters, for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def check_syntax(machine_type):
+    """Raise MachineTypeSyntaxError unless ``machine_type`` could be one.
+
+    Applied whatever the flags: nothing else may reach the database (and
+    then domain XML).
+    """
+    if not fields.is_valid_machine_type(machine_type):
+        raise exception.MachineTypeSyntaxError(
+            mtype=_shorten(machine_type),
+            max_len=fields.MACHINE_TYPE_MAX_LEN)
+
+
+def check_supported(machine_type, target):
+    """Raise MachineTypeUnsupported unless ``machine_type`` is of a family.
+
+    ``target`` names what the type is for, in the message.
+    """
+    if parse_machine_type(machine_type) is None:
+        raise exception.MachineTypeUnsupported(
+            mtype=machine_type, target=target,
+            reason='it is not %s or a versioned form of those (such as '
+                   'pc-i440fx-8.2, pc-q35-8.2 or pc-q35-rhel9.2.0); use '
+                   '--force to record it anyway' % ', '.join(FAMILIES))
+
+
+def change_refusal(existing, new):
+    """Why changing a recorded ``existing`` type to ``new`` would be unsafe.
+
+    Returns a reason, or None when the change is allowed: nothing is
+    recorded yet, or ``new`` is the same family and form (alias or
+    versioned, upstream or RHEL) with a version no older.
+    """
+    if existing is None or existing == new:
+        return None
+    old, target = parse_machine_type(existing), parse_machine_type(new)
+    if old is None or target is None:
+        return ('%s is not of a supported family, so the change cannot be '
+                'checked' % (existing if old is None else new))
+    if old.family != target.family:
+        return 'that changes the chipset family from %s to %s' % (
+            old.family, target.family)
+    if (old.stream is None) != (target.stream is None):
+        return ('that changes an alias to a versioned machine type'
+                if old.stream is None else
+                'that changes a versioned machine type to an alias')
+    if old.stream != target.stream:
+        return 'that changes between RHEL and upstream versions'
+    if target.version < old.version:
+        return '%s is older than %s' % (new, existing)
+    return None
+
+
+# -- cells --------------------------------------------------------------------
+
+def _check_uuid(value):
+    if not uuidutils.is_uuid_like(value):
+        raise exception.InvalidUUID(uuid=_shorten(value))
+
+
+def _cells(ctxt, cell_uuid=None):
+    """The cells a command looks at: the one named, or every cell."""
+    if cell_uuid is None:
+        return objects.CellMappingList.get_all(ctxt)
+    _check_uuid(cell_uuid)
+    return [objects.CellMapping.get_by_uuid(ctxt, cell_uuid)]
+
+
+def describe_error(exc):
+    """One line for an operator about ``exc``, with no secret in it."""
+    if isinstance(exc, exception.NovaException):
+        return exc.format_message()
+    if isinstance(exc, (db_exc.DBError, sa.exc.SQLAlchemyError)):
+        return 'database error: %s' % db_utils.describe_db_error(exc)
+    return db_utils.scrub_secrets('%s: %s' % (type(exc).__name__, exc))
+
+
+def _gather(ctxt, cells, fn, *args):
+    """Run ``fn(cell_context, *args)`` on ``cells`` in parallel.
+
+    Returns [(cell, result)] in the order of ``cells``; the result of a
+    cell that raised or did not answer in time is a CellUnavailable.
+    """
+    timeout = nova_context.CELL_TIMEOUT
+    results = nova_context.scatter_gather_cells(ctxt, cells, timeout, fn,
+                                                *args)
+    gathered = []
+    for cell in cells:
+        result = results[cell.uuid]
+        if result is nova_context.did_not_respond_sentinel:
+            result = exception.CellUnavailable(
+                cell=cell.identity,
+                reason='no answer within %s seconds' % timeout)
+        elif isinstance(result, Exception):
+            result = exception.CellUnavailable(
+                cell=cell.identity, reason=describe_error(result))
+        gathered.append((cell, result))
+    return gathered
+
+
+# -- one instance -------------------------------------------------------------
+
+def _get_instance(ctxt, instance_uuid):
+    """Find an instance through its mapping; load it with system metadata.
+
+    Returns (context targeted at its cell, instance). Raises InvalidUUID,
+    InstanceMappingNotFound or InstanceNotFound.
+    """
+    _check_uuid(instance_uuid)
+    mapping = objects.InstanceMapping.get_by_instance_uuid(ctxt,
+                                                           instance_uuid)
+    if mapping.cell_mapping is None:
+        raise exception.InstanceMappingNotFound(
+            message='Instance %s is not in a cell yet: its instance mapping '
+                    'has no cell.' % instance_uuid)
+    with nova_context.target_cell(ctxt, mapping.cell_mapping) as cctxt:
+        return cctxt, objects.Instance.get_by_uuid(
+            cctxt, instance_uuid, expected_attrs=['system_metadata'])
+
+
+def get_machine_type(ctxt, instance_uuid):
+    """Return the machine type recorded for an instance, or None."""
+    _, instance = _get_instance(ctxt, instance_uuid)
+    return instance.system_metadata.get(SYSMETA_KEY)
+
+
+def _update_refusal(cctxt, instance, existing, new):
+    """The exception refusing ``existing`` -> ``new`` for ``instance``.
+
+    None when the change is allowed.
+
+    Checked in the order of their exit codes' documentation: vm_state,
+    family, change, then what the instance's host reported it supports
+    (for the instance's guest architecture; a host that reported nothing
+    for it cannot be checked).
+    """
+    shown = existing or 'none recorded'
+    if instance.vm_state not in UPDATE_VM_STATES:
+        return exception.MachineTypeUpdateInvalidState(
+            instance_uuid=instance.uuid, state=instance.vm_state,
+            existing=shown, new=new)
+    target = 'instance %s (vm_state %s, machine type %s)' % (
+        instance.uuid, instance.vm_state, shown)
+    try:
+        check_supported(new, target)
+    except exception.MachineTypeUnsupported as exc:
+        return exc
+    reason = change_refusal(existing, new)
+    if reason:
+        return exception.InvalidMachineTypeUpdate(
+            target='instance %s (vm_state %s)' % (
+                instance.uuid, instance.vm_state),
+            existing=shown, new=new, reason=reason)
+    if instance.host:
+        arch = libvirt_utils.get_guest_arch(instance.image_meta, instance)
+        if db.host_machine_types_refusing(cctxt, new, hosts=[instance.host],
+                                          arch=arch):
+            return exception.MachineTypeUnsupportedByHost(
+                mtype=new, host=instance.host, arch=arch,
+                instance_uuid=instance.uuid, state=instance.vm_state,
+                existing=shown)
+    return None
+
+
+def update_machine_type(ctxt, instance_uuid, machine_type, force=False):
+    """Record ``machine_type`` for an instance; return (new, previous).
+
+    ``previous`` is None when nothing was recorded. Setting the value
+    already recorded changes nothing. Without ``force``, refuses (see
+    _update_refusal) with MachineTypeUpdateInvalidState,
+    MachineTypeUnsupported(ByHost) or InvalidMachineTypeUpdate; the
+    syntax check (MachineTypeSyntaxError) applies even with ``force``.
+    The write is conditioned on what was read, so a concurrent change
+    raises MachineTypeUpdateConflict instead of being overwritten.
+    """
+    check_syntax(machine_type)
+    cctxt, instance = _get_instance(ctxt, instance_uuid)
+    existing = instance.system_metadata.get(SYSMETA_KEY)
+    if existing == machine_type:
+        return machine_type, existing
+    if not force:
+        refusal = _update_refusal(cctxt, instance, existing, machine_type)
+        if refusal is not None:
+            raise refusal
+    if existing is None:
+        db.instance_system_metadata_record(cctxt, SYSMETA_KEY,
+                                           {instance.uuid: machine_type})
+        written = db.instance_system_metadata_get_many(
+            cctxt, [instance.uuid])[instance.uuid].get(SYSMETA_KEY)
+        updated = written == machine_type
+    else:
+        updated = db.instance_sysmeta_replace_value(
+            cctxt, SYSMETA_KEY, existing, machine_type,
+            only_states=None if force else UPDATE_VM_STATES,
+            uuid=instance.uuid)
+    if not updated:
+        raise exception.MachineTypeUpdateConflict(instance_uuid=instance.uuid)
+    return machine_type, existing
+
+
+# -- many instances -----------------------------------------------------------
+
+def list_unset_machine_type(ctxt, cell_uuid=None):
+    """Yield the UUIDs of instances with no recorded machine type.
+
+    Live instances that are not BUILDING, of one cell or of every cell,
+    page by page from an anti-join, so memory does not grow with the
+    number of instances. Raises InvalidUUID or CellMappingNotFound for a
+    bad ``cell_uuid`` before yielding anything, and CellUnavailable after
+    yielding the answers of every other cell if some cells failed.
+    """
+    failed = []
+    for cell in _cells(ctxt, cell_uuid):
+        marker = None
+        while True:
+            [(_, page)] = _gather(ctxt, [cell],
+                                  db.instance_get_page_without_sysmeta,
+                                  SYSMETA_KEY, LIST_PAGE_SIZE, marker)
+            if isinstance(page, exception.CellUnavailable):
+                failed.append(page)
+                break
+            if not page:
+                break
+            for row in page:
+                yield row['uuid']
+            marker = page[-1]['id']
+    if failed:
+        raise exception.CellUnavailable(
+            message=' '.join(exc.format_message() for exc in failed))
+
+
+BulkUpdate = collections.namedtuple('BulkUpdate', ['updated', 'refused'])
+BulkUpdate.__doc__ = """What a bulk update did (or would do) in one cell.
+
+``updated`` is the number of instances changed (with dry_run: that would
+be); ``refused`` maps a reason to the number of instances it kept.
+"""
+
+
+def _instance_refusal(vm_state, host, refusing_hosts, new):
+    """Why an instance in ``vm_state`` on ``host`` may not get ``new``."""
+    if vm_state not in UPDATE_VM_STATES:
+        return ('vm_state %s (only %s instances can change)'
+                % (vm_state, ', '.join(UPDATE_VM_STATES)))
+    if host in refusing_hosts:
+        return 'host %s does not support %s' % (host, new)
+    return None
+
+
+def _bulk_update_cell(cctxt, old, new, dry_run, force):
+    """Move a cell's instances recorded as ``old`` to ``new``; a BulkUpdate.
+
+    The outcome is counted from one GROUP BY over (vm_state, host); the
+    change is one UPDATE carrying the same conditions. Hosts are judged
+    on everything they reported, whatever the guest architecture: without
+    --force ``old`` and ``new`` are of one family, hence one arch.
+    """
+    groups = db.instance_sysmeta_value_groups(cctxt, SYSMETA_KEY, old)
+    refusing = set()
+    if not force:
+        refusing = db.host_machine_types_refusing(
+            cctxt, new, hosts={host for _, host, _ in groups if host})
+    refused = collections.Counter()
+    allowed = 0
+    for vm_state, host, count in groups:
+        reason = None if force else _instance_refusal(vm_state, host,
+                                                      refusing, new)
+        if reason:
+            refused[reason] += count
+        else:
+            allowed += count
+    if dry_run or not allowed:
+        return BulkUpdate(allowed, dict(refused))
+    updated = db.instance_sysmeta_replace_value(
+        cctxt, SYSMETA_KEY, old, new,
+        only_states=None if force else UPDATE_VM_STATES,
+        exclude_hosts=refusing)
+    return BulkUpdate(updated, dict(refused))
+
+
+def bulk_update_machine_type(ctxt, old, new, cell_uuid=None, dry_run=False,
+                             force=False):
+    """Change every instance recorded as ``old`` to ``new``, per cell.
+
+    The rules of update_machine_type, applied set-based: the change
+    ``old`` -> ``new`` itself is checked first (MachineTypeSyntaxError,
+    MachineTypeUnsupported or InvalidMachineTypeUpdate, nothing written);
+    then each instance's vm_state and host decide, per cell. Returns
+    [(cell, BulkUpdate or CellUnavailable)]; [] when ``old`` is ``new``.
+    """
+    check_syntax(new)
+    if old == new:
+        return []
+    target = 'instances recorded as %s' % old
+    if not force:
+        check_supported(new, target)
+        reason = change_refusal(old, new)
+        if reason:
+            raise exception.InvalidMachineTypeUpdate(
+                target=target, existing=old, new=new, reason=reason)
+    return _gather(ctxt, _cells(ctxt, cell_uuid), _bulk_update_cell, old,
+                   new, dry_run, force)
+
+
+def machine_type_summary(ctxt, cell_uuid=None):
+    """Count instances by recorded machine type and vm_state, per cell.
+
+    Returns [(cell, {(machine type or None, vm_state): count} or
+    CellUnavailable)].
+    """
+    def summarise(cctxt):
+        return {(value, vm_state): count for value, vm_state, count in
+                db.instance_sysmeta_value_counts(cctxt, SYSMETA_KEY)}
+    return _gather(ctxt, _cells(ctxt, cell_uuid), summarise)
+
+
+# -- nova-status --------------------------------------------------------------
+
+UnsetReport = collections.namedtuple(
+    'UnsetReport', ['total', 'hostless', 'restart', 'outdated', 'unknown'])
+UnsetReport.__doc__ = """Instances of a cell without a recorded machine type.
+
+Grouped by remedy: ``hostless`` instances (a count) need the online data
+migration; the others are {host: count}: ``restart`` hosts run a
+nova-compute that records (restart it), ``outdated`` ones a nova-compute
+older than recording (upgrade it), ``unknown`` ones have no nova-compute
+service row at all.
+"""
+
+
+def _unset_remedy(group):
+    """Which UnsetReport field a host's group of unrecorded instances is."""
+    if not group['service']:
+        return 'unknown'
+    if (group['version'] or 0) < service_obj.MACHINE_TYPE_RECORDING_VERSION:
+        return 'outdated'
+    return 'restart'
+
+
+def _unset_report(cctxt):
+    """The UnsetReport of one cell, from one GROUP BY."""
+    hostless = 0
+    hosts = {'restart': {}, 'outdated': {}, 'unknown': {}}
+    for group in db.instance_count_without_sysmeta_by_host(
+            cctxt, SYSMETA_KEY, 'nova-compute'):
+        if group['host'] is None:
+            hostless = group['count']
+        else:
+            hosts[_unset_remedy(group)][group['host']] = group['count']
+    total = hostless + sum(sum(by_host.values()) for by_host in hosts.values())
+    return UnsetReport(total, hostless, **hosts)
+
+
+def unset_machine_type_report(ctxt):
+    """[(cell, UnsetReport or CellUnavailable)] for every cell."""
+    return _gather(ctxt, _cells(ctxt), _unset_report)
+
+
+def refused_machine_type_report(ctxt):
+    """Recorded types their host reports deprecated or does not support.
+
+    Returns [(cell, list of dicts of host, machine_type, problem
+    ('deprecated' or 'unsupported') and count, or CellUnavailable)].
+    """
+    return _gather(ctxt, _cells(ctxt),
+                   db.instance_sysmeta_values_refused_by_host, SYSMETA_KEY)
