@@ -130,4 +130,4 @@ class MachineTypeUpdateConflict(NovaException):
 
 
 class CellUnavailable(NovaException):
-    msg_fmt = 'Cell %(cell)s did not answer: %(reason)s'
+    msg_fmt = 'Cell %(cell)s did not answer: %(reason)s.'

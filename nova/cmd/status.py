@@ -66,24 +66,24 @@ def _result(per_cell, describe, ok_message, advice):
 
     ``describe(result)`` gives a cell's sentences, or None if it is fine.
     A cell that did not answer is a failure (nothing can be said about
-    it); anything described is a warning; ``advice`` ends a warning.
+    it); anything described is a warning, followed by ``advice``.
     """
     code = upgradecheck.Code.SUCCESS
-    details = []
+    unavailable, described = [], []
     for cell, result in per_cell:
         if isinstance(result, exception.CellUnavailable):
             code = upgradecheck.Code.FAILURE
-            details.append(result.format_message())
+            unavailable.append(result.format_message())
             continue
-        described = describe(result)
-        if described:
+        sentences = describe(result)
+        if sentences:
             code = max(code, upgradecheck.Code.WARNING)
-            details.append('Cell %s: %s' % (cell.identity, described))
+            described.append('Cell %s: %s' % (cell.identity, sentences))
     if code == upgradecheck.Code.SUCCESS:
         return upgradecheck.Result(code, ok_message)
-    if code == upgradecheck.Code.WARNING:
-        details.append(advice)
-    return upgradecheck.Result(code, ' '.join(details))
+    if described:
+        described.append(advice)
+    return upgradecheck.Result(code, ' '.join(unavailable + described))
 
 
 class Checks(upgradecheck.UpgradeCommands):

@@ -50,8 +50,9 @@ FAMILIES = ('pc', 'q35', 'virt', 's390-ccw-virtio', 'pseries')
 # The prefix of each family's versioned names.
 _PREFIX_FAMILY = {'pc-i440fx': 'pc', 'pc-q35': 'q35', 'virt': 'virt',
                   's390-ccw-virtio': 's390-ccw-virtio', 'pseries': 'pseries'}
+# QEMU's versions are X.Y, a few X.Y.Z (pc-q35-4.0.1); RHEL's are X.Y.Z.
 _UPSTREAM_RE = re.compile(
-    r'(pc-i440fx|pc-q35|virt|s390-ccw-virtio|pseries)-(\d+\.\d+)')
+    r'(pc-i440fx|pc-q35|virt|s390-ccw-virtio|pseries)-(\d+\.\d+(?:\.\d+)?)')
 _RHEL_RE = re.compile(r'(pc-i440fx|pc-q35)-rhel(\d+\.\d+\.\d+)')
 
 
@@ -169,7 +170,7 @@ def _gather(ctxt, cells, fn, *args):
                 reason='no answer within %s seconds' % timeout)
         elif isinstance(result, Exception):
             result = exception.CellUnavailable(
-                cell=cell.identity, reason=describe_error(result))
+                cell=cell.identity, reason=describe_error(result).rstrip('.'))
         gathered.append((cell, result))
     return gathered
 
@@ -367,13 +368,12 @@ def bulk_update_machine_type(ctxt, old, new, cell_uuid=None, dry_run=False,
     check_syntax(new)
     if old == new:
         return []
-    target = 'instances recorded as %s' % old
     if not force:
-        check_supported(new, target)
+        check_supported(new, 'instances recorded as %s' % old)
         reason = change_refusal(old, new)
         if reason:
             raise exception.InvalidMachineTypeUpdate(
-                target=target, existing=old, new=new, reason=reason)
+                target='instances', existing=old, new=new, reason=reason)
     return _gather(ctxt, _cells(ctxt, cell_uuid), _bulk_update_cell, old,
                    new, dry_run, force)
 

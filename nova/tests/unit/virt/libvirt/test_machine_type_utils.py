@@ -106,6 +106,7 @@ class ParseTests(testtools.TestCase):
         for name, expected in (
                 ('pc-i440fx-8.2', ('pc', 'upstream', (8, 2))),
                 ('pc-q35-2.10', ('q35', 'upstream', (2, 10))),
+                ('pc-q35-4.0.1', ('q35', 'upstream', (4, 0, 1))),
                 ('virt-9.0', ('virt', 'upstream', (9, 0))),
                 ('s390-ccw-virtio-8.2', ('s390-ccw-virtio', 'upstream',
                                          (8, 2))),
@@ -116,7 +117,7 @@ class ParseTests(testtools.TestCase):
                              name)
 
     def test_unsupported_names(self):
-        for name in ('microvm', 'pc-i440fx', 'pc-q35-8', 'pc-q35-8.2.1',
+        for name in ('microvm', 'pc-i440fx', 'pc-q35-8', 'pc-q35-8.2.1.0',
                      'virt-rhel9.2.0', 'pc-q35-rhel9.2', 'pseries-2.12-sxxm',
                      'PC', 'q35 ', '', None, 'isapc'):
             self.assertIsNone(mtu.parse_machine_type(name), name)
@@ -133,6 +134,8 @@ class ChangeRefusalTests(testtools.TestCase):
                               ('q35', 'q35'),
                               ('pc-q35-8.1', 'pc-q35-8.2'),
                               ('pc-q35-2.9', 'pc-q35-2.10'),
+                              ('pc-q35-4.0', 'pc-q35-4.0.1'),
+                              ('pc-q35-4.0.1', 'pc-q35-4.1'),
                               ('pc-q35-8.2', 'pc-q35-8.2'),
                               ('pc-q35-rhel9.2.0', 'pc-q35-rhel9.4.0'),
                               ('virt-8.0', 'virt-9.0')):
@@ -151,6 +154,7 @@ class ChangeRefusalTests(testtools.TestCase):
                 ('pc-q35-8.2', 'pc-q35-8.1', 'pc-q35-8.1 is older than '
                                              'pc-q35-8.2'),
                 ('pc-q35-2.10', 'pc-q35-2.9', 'older'),
+                ('pc-q35-4.0.1', 'pc-q35-4.0', 'older'),
                 ('pc-q35-rhel9.4.0', 'pc-q35-rhel9.2.0', 'older'),
                 ('microvm', 'pc', 'microvm is not of a supported family'),
                 ('pc', 'microvm', 'microvm is not of a supported family')):
