@@ -395,7 +395,7 @@ def _refusals_to_exit_codes(func):
     return wrapper
 
 
-def _print_cell_error(cell, result):
+def _print_cell_error(result):
     """Print a CellUnavailable result; return True if it was one."""
     if isinstance(result, exception.CellUnavailable):
         common.print_error(result.format_message())
@@ -512,7 +512,7 @@ class LibvirtCommands:
         verb = 'would update' if dry_run else 'updated'
         failed = refused = False
         for cell, outcome in results:
-            if _print_cell_error(cell, outcome):
+            if _print_cell_error(outcome):
                 failed = True
                 continue
             print('Cell %s:' % cell.identity)
@@ -542,7 +542,7 @@ class LibvirtCommands:
         failed = False
         for cell, counts in machine_type_utils.machine_type_summary(
                 ctxt, cell_uuid):
-            if _print_cell_error(cell, counts):
+            if _print_cell_error(counts):
                 failed = True
                 continue
             print('Cell %s:' % cell.identity)
