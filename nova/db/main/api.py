@@ -364,10 +364,12 @@ def host_machine_types_get(context, host):
         .order_by(HOST_MACHINE_TYPES.c.arch, HOST_MACHINE_TYPES.c.name))]
 
 
-# == Machine type operator queries ============================================
+# == Machine type queries =====================================================
 # nova-manage libvirt, nova-manage db online_data_migrations and nova-status
 # (nova/virt/libvirt/machine_type_utils.py, nova/objects/instance.py and
-# nova/cmd/status.py). Every query is one set-based statement on one cell.
+# nova/cmd/status.py), and nova-compute's start-up
+# (nova/compute/machine_type_records.py). Every query is one set-based
+# statement on one cell.
 
 def _sysmeta_recorded(key):
     """EXISTS: the instance of the outer query has a live ``key`` row."""
@@ -388,6 +390,37 @@ def _unrecorded_instances(key):
             sa.or_(INSTANCES.c.vm_state.is_(None),
                    INSTANCES.c.vm_state != vm_states.BUILDING),
             ~_sysmeta_recorded(key))
+
+
+def _outerjoin_sysmeta(columns, with_keys):
+    """Bring along one system metadata value per ``with_keys`` entry.
+
+    Returns (the instances table outer-joined to one live sysmeta row per
+    key, ``columns`` plus one ``w<n>`` value column per key). The unique
+    key (instance_uuid, key, deleted) lets each join match at most one
+    row, so no instance is listed twice.
+    """
+    # FROM instances i
+    # LEFT JOIN instance_system_metadata w0
+    #        ON w0.instance_uuid = i.uuid AND w0.key = :with_key0
+    #           AND w0.deleted = 0
+    # LEFT JOIN ... w1 ...
+    joined = INSTANCES
+    columns = list(columns)
+    for index, with_key in enumerate(with_keys):
+        alias = SYSMETA.alias('w%d' % index)
+        joined = joined.outerjoin(alias, sa.and_(
+            alias.c.instance_uuid == INSTANCES.c.uuid,
+            alias.c.key == with_key, alias.c.deleted == 0))
+        columns.append(alias.c.value.label('w%d' % index))
+    return joined, columns
+
+
+def _joined_sysmeta(values, with_keys):
+    """{key: value} of a result row's non-NULL ``w<n>`` columns."""
+    return {with_key: values['w%d' % index]
+            for index, with_key in enumerate(with_keys)
+            if values['w%d' % index] is not None}
 
 
 @pick_context_manager_reader
@@ -413,16 +446,9 @@ def instance_get_page_without_sysmeta(context, key, limit, marker_id=None,
     #                     WHERE s.instance_uuid = i.uuid AND s.key = :key
     #                       AND s.deleted = 0)
     #  ORDER BY i.id LIMIT :limit
-    # The unique key (instance_uuid, key, deleted) lets each outer join
-    # match at most one row.
-    joined = INSTANCES
-    columns = [INSTANCES.c.id, INSTANCES.c.uuid, INSTANCES.c.architecture]
-    for index, with_key in enumerate(with_keys):
-        alias = SYSMETA.alias('w%d' % index)
-        joined = joined.outerjoin(alias, sa.and_(
-            alias.c.instance_uuid == INSTANCES.c.uuid,
-            alias.c.key == with_key, alias.c.deleted == 0))
-        columns.append(alias.c.value.label('w%d' % index))
+    joined, columns = _outerjoin_sysmeta(
+        [INSTANCES.c.id, INSTANCES.c.uuid, INSTANCES.c.architecture],
+        with_keys)
     query = (sa.select(*columns).select_from(joined)
              .where(*_unrecorded_instances(key))
              .order_by(INSTANCES.c.id).limit(limit))
@@ -436,11 +462,39 @@ def instance_get_page_without_sysmeta(context, key, limit, marker_id=None,
         page.append({
             'id': values['id'], 'uuid': values['uuid'],
             'architecture': values['architecture'],
-            'system_metadata': {
-                with_key: values['w%d' % index]
-                for index, with_key in enumerate(with_keys)
-                if values['w%d' % index] is not None}})
+            'system_metadata': _joined_sysmeta(values, with_keys)})
     return page
+
+
+@pick_context_manager_reader
+def instance_get_all_by_host_without_sysmeta(context, host, key, with_keys):
+    """Non-deleted instances of ``host``, in any vm_state, with no ``key``.
+
+    nova-compute's start-up records every one of them, so unlike the
+    queries above it keeps BUILDING instances. One statement whatever their
+    number, bringing along only the ``with_keys`` system metadata. Returns
+    dicts of uuid, vm_state, architecture, image_ref and system_metadata
+    ({key: value} of the ``with_keys`` present), by id.
+    """
+    # SELECT i.uuid, i.vm_state, i.architecture, i.image_ref,
+    #        w0.value, w1.value, ...
+    #   FROM instances i LEFT JOIN ... (see _outerjoin_sysmeta)
+    #  WHERE i.host = :host AND i.deleted = 0
+    #    AND NOT EXISTS (SELECT 1 FROM instance_system_metadata s
+    #                     WHERE s.instance_uuid = i.uuid AND s.key = :key
+    #                       AND s.deleted = 0)
+    #  ORDER BY i.id
+    joined, columns = _outerjoin_sysmeta(
+        [INSTANCES.c.uuid, INSTANCES.c.vm_state, INSTANCES.c.architecture,
+         INSTANCES.c.image_ref], with_keys)
+    query = (sa.select(*columns).select_from(joined)
+             .where(INSTANCES.c.host == host, INSTANCES.c.deleted == 0,
+                    ~_sysmeta_recorded(key))
+             .order_by(INSTANCES.c.id))
+    return [{'uuid': row.uuid, 'vm_state': row.vm_state,
+             'architecture': row.architecture, 'image_ref': row.image_ref,
+             'system_metadata': _joined_sysmeta(row._mapping, with_keys)}
+            for row in _execute(context, query)]
 
 
 @pick_context_manager_reader

@@ -2,6 +2,8 @@
 
 import xml.etree.ElementTree as ET
 
+import libvirt
+
 from nova.objects import fields
 
 
@@ -74,7 +76,19 @@ class Guest:
         """Resume a paused domain."""
         self._domain.resume()
 
+    def save_memory_state(self):
+        """Save the running domain's memory to disk and stop it (suspend).
+
+        The next ``launch`` restores the saved state (libvirt's managed
+        save), so the guest continues where it was.
+        """
+        self._domain.managedSave(0)
+
     def delete_configuration(self):
-        """Remove the domain from libvirt, stopping it first if it runs."""
+        """Remove the domain from libvirt, stopping it first if it runs.
+
+        A suspended domain's saved memory goes with it: libvirt refuses to
+        undefine a domain that still has a managed save image.
+        """
         self.poweroff()
-        self._domain.undefine()
+        self._domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)

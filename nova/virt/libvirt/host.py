@@ -60,6 +60,10 @@ class HostCapabilities:
                    {arch: list(by_name.values())
                     for arch, by_name in machine_types.items()})
 
+    def arches(self):
+        """Return the guest arches the host lists machine types for."""
+        return sorted(self._machine_types)
+
     def machine_types(self, arch):
         """Return the list of MachineType for a guest arch ([] if none)."""
         return list(self._machine_types.get(_canonical_arch(arch), []))

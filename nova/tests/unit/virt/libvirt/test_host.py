@@ -59,6 +59,9 @@ class HostCapabilitiesTestCase(testtools.TestCase):
              MT('pc-q35-6.2', None, False)],
             self.caps.machine_types('x86_64'))
 
+    def test_arches(self):
+        self.assertEqual(['i686', 'x86_64'], self.caps.arches())
+
     def test_arch_aliases(self):
         self.assertEqual(self.caps.machine_types('x86_64'),
                          self.caps.machine_types('amd64'))

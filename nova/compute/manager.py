@@ -1,0 +1,541 @@
+"""ComputeManager: the life of the instances of one compute host.
+
+Each public method is one operation as Nova's compute manager runs it: the
+task state is saved, the driver acts, and the resulting vm_state,
+power_state, host and node are saved. The machine type rules (DESIGN
+section 4) live here, since the driver never writes to the database:
+
+* spawn records what libvirt reports for the new domain, in the save that
+  makes the instance ACTIVE;
+* every other operation that defines a domain uses the recorded value and,
+  for a legacy instance without one, records one first
+  (``machine_type_records.ensure_recorded``);
+* rebuild removes the record so that the spawn that follows records anew;
+* ``init_host`` records every instance of the host that still has none.
+
+Methods that Nova runs as RPC casts between hosts (finishing a migration on
+the destination, reverting on the source) are calls between the managers
+of the two hosts here, which live in the same process.
+"""
+
+import collections
+import contextlib
+import functools
+import logging
+
+from oslo_utils import timeutils
+
+from nova.compute import machine_type_records
+from nova.compute import power_state
+from nova.compute import task_states
+from nova.compute import vm_states
+from nova import context as nova_context
+import nova.conf
+from nova.db.main import api as db
+from nova import exception
+from nova import objects
+from nova.objects import image_meta as image_meta_obj
+from nova.virt.libvirt import driver as libvirt_driver
+
+CONF = nova.conf.CONF
+LOG = logging.getLogger(__name__)
+
+BINARY = 'nova-compute'
+MACHINE_TYPE_KEY = machine_type_records.KEY
+REBOOT_TYPES = ('SOFT', 'HARD')
+# What instance_faults.code holds for a failed operation, as in Nova.
+FAULT_CODE = 500
+
+# A cold migration in progress: who moves the instance where, and the
+# vm_state (ACTIVE or STOPPED) to come back to on confirm or revert.
+Migration = collections.namedtuple(
+    'Migration', ['source', 'dest', 'old_vm_state'])
+
+
+def expects_vm_state(*states):
+    """Refuse to run the decorated operation unless vm_state is in states.
+
+    Nova's API makes this check; doing it here too keeps the manager from
+    driving an instance through a transition Nova never would. Raises
+    InstanceInvalidState and changes nothing.
+    """
+    def decorator(method):
+        @functools.wraps(method)
+        def wrapper(self, context, instance, *args, **kwargs):
+            if instance.vm_state not in states:
+                raise exception.InstanceInvalidState(
+                    instance_uuid=instance.uuid, attr='vm_state',
+                    state=instance.vm_state, method=method.__name__)
+            return method(self, context, instance, *args, **kwargs)
+        return wrapper
+    return decorator
+
+
+class ComputeManager:
+    """The compute service of one host, with its libvirt driver."""
+
+    def __init__(self, host=None):
+        self.host = host or CONF.host
+        # Nova's libvirt node is the hypervisor's host name: the same here.
+        self.nodename = self.host
+        self.driver = libvirt_driver.LibvirtDriver(self.host)
+        # Cold migrations in progress, by instance uuid. Both managers of a
+        # migration hold it, so confirm or revert may be asked of either.
+        # Kept in memory: Nova's migrations table is outside this subset.
+        self._migrations = {}
+
+    # -- start-up -------------------------------------------------------------
+
+    def init_host(self):
+        """Start the service: register it and record what the host holds.
+
+        Opens libvirt first (HypervisorUnavailable if it cannot be reached,
+        before anything is written), creates or updates the nova-compute
+        service row, replaces the machine types the host reports supporting
+        and records the machine type of every instance of the host that has
+        none. Returns nothing.
+        """
+        context = nova_context.get_admin_context()
+        self.driver.init_host()
+        objects.Service.register(context, self.host, BINARY)
+        db.host_machine_types_replace(context, self.host,
+                                      self.driver.get_host_machine_types())
+        live, computed = machine_type_records.record_host_instances(
+            context, self.host, self.driver)
+        LOG.info('Recorded the machine type of %d instance(s) on host %s: '
+                 '%d from their live domains, %d computed (no domain)',
+                 live + computed, self.host, live, computed)
+
+    # -- state helpers --------------------------------------------------------
+
+    def _set_task_state(self, instance, task_state):
+        """Save ``task_state``: the operation has started."""
+        instance.task_state = task_state
+        instance.save()
+
+    def _set_final_state(self, instance, vm_state, state):
+        """Save the stable state an operation ends in; clear the task."""
+        instance.vm_state = vm_state
+        instance.power_state = state
+        instance.task_state = None
+        instance.save()
+
+    def _add_fault(self, context, instance, exc):
+        """Record why an operation on ``instance`` failed, naming this host."""
+        message = (exc.format_message()
+                   if isinstance(exc, exception.NovaException) else
+                   '%s: %s' % (type(exc).__name__, exc))
+        db.instance_fault_create(context, instance.uuid, FAULT_CODE,
+                                 message, self.host)
+
+    @contextlib.contextmanager
+    def _error_out_on_failure(self, context, instance):
+        """Put the instance in ERROR with a fault if the block fails.
+
+        The exception is re-raised, as Nova's compute manager does.
+        """
+        try:
+            yield
+        except Exception as exc:
+            LOG.error('Instance %s failed on host %s: %s', instance.uuid,
+                      self.host, exc)
+            self._add_fault(context, instance, exc)
+            self._set_final_state(instance, vm_states.ERROR,
+                                  instance.power_state)
+            raise
+
+    # -- build ----------------------------------------------------------------
+
+    def build_and_run_instance(self, context, instance, image_meta):
+        """Build the instance on this host from ``image_meta``.
+
+        The image's properties are copied into system metadata as
+        ``image_*`` keys, the domain is defined and started, and the
+        machine type libvirt reports for it is recorded in the save that
+        makes the instance ACTIVE. As in Nova (where this is an RPC cast)
+        a failure is not raised: the instance is left in ERROR without a
+        host, with a fault saying why (for a machine type the host does not
+        support: the type and this host) and with nothing recorded.
+        Returns nothing.
+        """
+        instance.system_metadata.update(image_meta.to_system_metadata())
+        instance.host = self.host
+        instance.node = self.nodename
+        instance.vm_state = vm_states.BUILDING
+        instance.power_state = power_state.NOSTATE
+        self._set_task_state(instance, task_states.SPAWNING)
+        try:
+            machine_type = self.driver.spawn(context, instance, image_meta)
+        except Exception as exc:
+            self._fail_build(context, instance, exc)
+            return
+        self._finish_spawn(instance, machine_type, vm_states.ACTIVE)
+
+    def _finish_spawn(self, instance, machine_type, vm_state):
+        """Record the spawned domain's machine type in the final save."""
+        if machine_type:
+            instance.system_metadata[MACHINE_TYPE_KEY] = machine_type
+        instance.launched_at = timeutils.utcnow()
+        self._set_final_state(
+            instance, vm_state, power_state.SHUTDOWN
+            if vm_state == vm_states.STOPPED else power_state.RUNNING)
+
+    def _fail_build(self, context, instance, exc):
+        """Leave a failed build in ERROR, hostless, with a fault.
+
+        Whatever domain the build defined is removed; the host and node
+        are cleared as Nova does, since the instance never ran here.
+        """
+        LOG.error('Build of instance %s failed on host %s: %s',
+                  instance.uuid, self.host, exc)
+        try:
+            self.driver.destroy(instance)
+        except Exception:
+            LOG.exception('Cannot remove the domain of failed instance %s',
+                          instance.uuid)
+        self._add_fault(context, instance, exc)
+        instance.host = None
+        instance.node = None
+        self._set_final_state(instance, vm_states.ERROR, power_state.NOSTATE)
+
+    # -- power ----------------------------------------------------------------
+
+    @expects_vm_state(vm_states.ACTIVE, vm_states.STOPPED, vm_states.PAUSED,
+                      vm_states.SUSPENDED, vm_states.ERROR)
+    def reboot_instance(self, context, instance, reboot_type='SOFT'):
+        """Reboot: 'SOFT' restarts the domain as it is (ACTIVE only), 'HARD'
+        redefines it from the recorded machine type. Ends ACTIVE.
+        """
+        if reboot_type not in REBOOT_TYPES:
+            raise exception.InvalidInput(
+                reason='reboot type %r is not one of %s'
+                % (reboot_type, ', '.join(REBOOT_TYPES)))
+        if reboot_type == 'SOFT' and instance.vm_state != vm_states.ACTIVE:
+            raise exception.InstanceInvalidState(
+                instance_uuid=instance.uuid, attr='vm_state',
+                state=instance.vm_state, method='soft reboot_instance')
+        if reboot_type == 'HARD':
+            machine_type_records.ensure_recorded(context, instance,
+                                                 self.driver)
+        self._set_task_state(instance, task_states.REBOOTING_HARD
+                             if reboot_type == 'HARD'
+                             else task_states.REBOOTING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.reboot(instance, reboot_type)
+        self._set_final_state(instance, vm_states.ACTIVE,
+                              power_state.RUNNING)
+
+    @expects_vm_state(vm_states.ACTIVE, vm_states.RESCUED, vm_states.ERROR)
+    def stop_instance(self, context, instance):
+        """Power the instance off; its domain stays defined. Ends STOPPED."""
+        self._set_task_state(instance, task_states.POWERING_OFF)
+        with self._error_out_on_failure(context, instance):
+            self.driver.power_off(instance)
+        self._set_final_state(instance, vm_states.STOPPED,
+                              power_state.SHUTDOWN)
+
+    @expects_vm_state(vm_states.STOPPED)
+    def start_instance(self, context, instance):
+        """Redefine the domain from the record and start it. Ends ACTIVE."""
+        machine_type_records.ensure_recorded(context, instance, self.driver)
+        self._set_task_state(instance, task_states.POWERING_ON)
+        with self._error_out_on_failure(context, instance):
+            self.driver.power_on(instance)
+        self._set_final_state(instance, vm_states.ACTIVE,
+                              power_state.RUNNING)
+
+    @expects_vm_state(vm_states.ACTIVE)
+    def pause_instance(self, context, instance):
+        """Pause the running domain (not redefined). Ends PAUSED."""
+        self._set_task_state(instance, task_states.PAUSING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.pause(instance)
+        self._set_final_state(instance, vm_states.PAUSED, power_state.PAUSED)
+
+    @expects_vm_state(vm_states.PAUSED)
+    def unpause_instance(self, context, instance):
+        """Unpause the domain (not redefined). Ends ACTIVE."""
+        self._set_task_state(instance, task_states.UNPAUSING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.unpause(instance)
+        self._set_final_state(instance, vm_states.ACTIVE,
+                              power_state.RUNNING)
+
+    @expects_vm_state(vm_states.ACTIVE)
+    def suspend_instance(self, context, instance):
+        """Save the guest's memory and stop it. Ends SUSPENDED."""
+        self._set_task_state(instance, task_states.SUSPENDING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.suspend(instance)
+        self._set_final_state(instance, vm_states.SUSPENDED,
+                              power_state.SUSPENDED)
+
+    @expects_vm_state(vm_states.SUSPENDED)
+    def resume_instance(self, context, instance):
+        """Redefine the domain from the record and restore it. Ends ACTIVE."""
+        machine_type_records.ensure_recorded(context, instance, self.driver)
+        self._set_task_state(instance, task_states.RESUMING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.resume(instance)
+        self._set_final_state(instance, vm_states.ACTIVE,
+                              power_state.RUNNING)
+
+    @expects_vm_state(vm_states.ACTIVE, vm_states.STOPPED, vm_states.ERROR)
+    def rescue_instance(self, context, instance):
+        """Start the instance in rescue, defined from the record.
+
+        Ends RESCUED.
+        """
+        machine_type_records.ensure_recorded(context, instance, self.driver)
+        self._set_task_state(instance, task_states.RESCUING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.rescue(instance)
+        self._set_final_state(instance, vm_states.RESCUED,
+                              power_state.RUNNING)
+
+    @expects_vm_state(vm_states.RESCUED)
+    def unrescue_instance(self, context, instance):
+        """Redefine the domain from the record and start it. Ends ACTIVE."""
+        machine_type_records.ensure_recorded(context, instance, self.driver)
+        self._set_task_state(instance, task_states.UNRESCUING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.unrescue(instance)
+        self._set_final_state(instance, vm_states.ACTIVE,
+                              power_state.RUNNING)
+
+    # -- shelve ---------------------------------------------------------------
+
+    @expects_vm_state(vm_states.ACTIVE, vm_states.STOPPED, vm_states.PAUSED,
+                      vm_states.SUSPENDED)
+    def shelve_instance(self, context, instance):
+        """Power the instance off, keeping its domain here. Ends SHELVED."""
+        self._set_task_state(instance, task_states.SHELVING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.power_off(instance)
+        self._set_final_state(instance, vm_states.SHELVED,
+                              power_state.SHUTDOWN)
+
+    @expects_vm_state(vm_states.SHELVED)
+    def shelve_offload_instance(self, context, instance):
+        """Remove the domain and free the host. Ends SHELVED_OFFLOADED.
+
+        The record stays. A legacy instance is recorded from its domain
+        first, while that domain still exists to say what it was.
+        """
+        machine_type_records.ensure_recorded(context, instance, self.driver)
+        self._set_task_state(instance, task_states.SHELVING_OFFLOADING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.destroy(instance)
+        instance.host = None
+        instance.node = None
+        self._set_final_state(instance, vm_states.SHELVED_OFFLOADED,
+                              power_state.NOSTATE)
+
+    @expects_vm_state(vm_states.SHELVED, vm_states.SHELVED_OFFLOADED)
+    def unshelve_instance(self, context, instance):
+        """Run a shelved instance on this host, defined from the record.
+
+        An offloaded instance may land on any host; one that is only
+        shelved still has its domain on its own host and must be unshelved
+        there. Ends ACTIVE.
+        """
+        if (instance.vm_state == vm_states.SHELVED
+                and instance.host != self.host):
+            raise exception.InstanceInvalidState(
+                instance_uuid=instance.uuid, attr='host',
+                state=instance.host,
+                method='unshelve_instance on host %s' % self.host)
+        machine_type_records.ensure_recorded(context, instance, self.driver)
+        instance.host = self.host
+        instance.node = self.nodename
+        self._set_task_state(instance, task_states.UNSHELVING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.spawn(context, instance, instance.image_meta)
+        self._set_final_state(instance, vm_states.ACTIVE,
+                              power_state.RUNNING)
+
+    # -- rebuild and evacuate -------------------------------------------------
+
+    @expects_vm_state(vm_states.ACTIVE, vm_states.STOPPED, vm_states.ERROR)
+    def rebuild_instance(self, context, instance, image_meta=None,
+                         recreate=False):
+        """Rebuild the instance from ``image_meta``, or evacuate it here.
+
+        Rebuild (``recreate`` False; ``image_meta`` None: the same image):
+        the ``image_*`` keys are replaced by the image's and the record is
+        removed, then the spawn records anew, so the new image's
+        ``hw_machine_type`` or the current default applies. Evacuate
+        (``recreate`` True; the instance's host is down): nothing is
+        replaced and the domain is defined here from the record. A STOPPED
+        instance ends STOPPED, any other ACTIVE.
+        """
+        if recreate:
+            self._evacuate(context, instance)
+            return
+        image_meta = image_meta or instance.image_meta
+        vm_state = self._state_after_rebuild(instance)
+        self._replace_image_metadata(instance, image_meta)
+        self._set_task_state(instance, task_states.REBUILDING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.destroy(instance)
+            self._set_task_state(instance, task_states.REBUILD_SPAWNING)
+            machine_type = self.driver.spawn(context, instance, image_meta)
+            self._power_off_if_stopped(instance, vm_state)
+        self._finish_spawn(instance, machine_type, vm_state)
+
+    @staticmethod
+    def _state_after_rebuild(instance):
+        """STOPPED for a stopped instance, as Nova keeps it; else ACTIVE."""
+        return (vm_states.STOPPED if instance.vm_state == vm_states.STOPPED
+                else vm_states.ACTIVE)
+
+    def _power_off_if_stopped(self, instance, vm_state):
+        """Stop the new domain of an instance that is to stay STOPPED."""
+        if vm_state == vm_states.STOPPED:
+            self.driver.power_off(instance)
+
+    @staticmethod
+    def _replace_image_metadata(instance, image_meta):
+        """Swap the image_* keys for ``image_meta``'s; drop the record."""
+        sysmeta = instance.system_metadata
+        for key in [key for key in sysmeta
+                    if key.startswith(image_meta_obj.SYSMETA_IMAGE_PREFIX)]:
+            del sysmeta[key]
+        sysmeta.pop(MACHINE_TYPE_KEY, None)
+        sysmeta.update(image_meta.to_system_metadata())
+        if image_meta.id:
+            instance.image_ref = image_meta.id
+
+    def _evacuate(self, context, instance):
+        """Define and start the instance here from its record."""
+        vm_state = self._state_after_rebuild(instance)
+        machine_type_records.ensure_recorded(context, instance, self.driver)
+        instance.host = self.host
+        instance.node = self.nodename
+        self._set_task_state(instance, task_states.REBUILDING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.spawn(context, instance, instance.image_meta)
+            self._power_off_if_stopped(instance, vm_state)
+        self._set_final_state(instance, vm_state, power_state.SHUTDOWN
+                              if vm_state == vm_states.STOPPED
+                              else power_state.RUNNING)
+
+    # -- cold migration -------------------------------------------------------
+
+    @expects_vm_state(vm_states.ACTIVE, vm_states.STOPPED)
+    def migrate_instance(self, context, instance, dest_manager):
+        """Cold-migrate the instance from this host to ``dest_manager``'s.
+
+        The destination is checked first (it must support the recorded
+        machine type), then the source domain is removed and the
+        destination defines one from the record. Ends RESIZED on the
+        destination, waiting for confirm_migration or revert_migration
+        (asked of either manager).
+        """
+        machine_type_records.ensure_recorded(context, instance, self.driver)
+        dest_manager.driver.check_machine_type_supported(instance)
+        migration = Migration(self, dest_manager, instance.vm_state)
+        self._migrations[instance.uuid] = migration
+        dest_manager._migrations[instance.uuid] = migration
+        self._set_task_state(instance, task_states.RESIZE_MIGRATING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.migrate_disk_and_power_off(instance)
+        dest_manager._finish_migration(context, instance, migration)
+
+    def _finish_migration(self, context, instance, migration):
+        """Destination side: take the instance, define it from the record."""
+        instance.host = self.host
+        instance.node = self.nodename
+        self._set_task_state(instance, task_states.RESIZE_FINISH)
+        power_on = migration.old_vm_state != vm_states.STOPPED
+        with self._error_out_on_failure(context, instance):
+            self.driver.finish_migration(instance, power_on=power_on)
+        self._set_final_state(instance, vm_states.RESIZED, power_state.RUNNING
+                              if power_on else power_state.SHUTDOWN)
+
+    def _pop_migration(self, instance):
+        """Forget the instance's migration on both hosts and return it."""
+        migration = self._migrations.get(instance.uuid)
+        if migration is None:
+            raise exception.MigrationError(
+                reason='host %s knows of no migration of instance %s'
+                % (self.host, instance.uuid))
+        del migration.source._migrations[instance.uuid]
+        del migration.dest._migrations[instance.uuid]
+        return migration
+
+    @expects_vm_state(vm_states.RESIZED)
+    def confirm_migration(self, context, instance):
+        """Keep the instance on the destination. Ends in its old vm_state.
+
+        The source domain was already removed when the migration started,
+        so there is nothing left to clean up on the source.
+        """
+        migration = self._pop_migration(instance)
+        self._set_task_state(instance, task_states.RESIZE_CONFIRMING)
+        self._set_final_state(instance, migration.old_vm_state,
+                              instance.power_state)
+
+    @expects_vm_state(vm_states.RESIZED)
+    def revert_migration(self, context, instance):
+        """Move the instance back to the source, defined from the record.
+
+        Ends in the vm_state it had before the migration, on the source.
+        """
+        migration = self._pop_migration(instance)
+        self._set_task_state(instance, task_states.RESIZE_REVERTING)
+        with self._error_out_on_failure(context, instance):
+            migration.dest.driver.destroy(instance)
+        migration.source._finish_revert_migration(context, instance,
+                                                  migration)
+
+    def _finish_revert_migration(self, context, instance, migration):
+        """Source side of a revert: take the instance back from the record."""
+        instance.host = self.host
+        instance.node = self.nodename
+        power_on = migration.old_vm_state != vm_states.STOPPED
+        with self._error_out_on_failure(context, instance):
+            self.driver.finish_revert_migration(instance, power_on=power_on)
+        self._set_final_state(instance, migration.old_vm_state,
+                              power_state.RUNNING if power_on
+                              else power_state.SHUTDOWN)
+
+    # -- live migration -------------------------------------------------------
+
+    @expects_vm_state(vm_states.ACTIVE, vm_states.PAUSED)
+    def live_migrate_instance(self, context, instance, dest_manager):
+        """Live-migrate the instance to ``dest_manager``'s host.
+
+        The destination must support the recorded machine type; its
+        domain is defined from the record. Keeps the vm_state (ACTIVE or
+        PAUSED).
+        """
+        machine_type_records.ensure_recorded(context, instance, self.driver)
+        dest_manager.driver.check_machine_type_supported(instance)
+        paused = instance.vm_state == vm_states.PAUSED
+        self._set_task_state(instance, task_states.MIGRATING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.live_migration(instance)
+            dest_manager.driver.post_live_migration_at_destination(
+                instance, paused=paused)
+        instance.host = dest_manager.host
+        instance.node = dest_manager.nodename
+        self._set_final_state(instance, instance.vm_state,
+                              power_state.PAUSED if paused
+                              else power_state.RUNNING)
+
+    # -- delete ---------------------------------------------------------------
+
+    def terminate_instance(self, context, instance):
+        """Remove the domain and soft-delete the instance and its metadata.
+
+        Returns nothing; the instance's system metadata rows, the record
+        included, are soft-deleted with it.
+        """
+        self._set_task_state(instance, task_states.DELETING)
+        with self._error_out_on_failure(context, instance):
+            self.driver.destroy(instance)
+        instance.vm_state = vm_states.DELETED
+        instance.task_state = None
+        instance.save()
+        instance.destroy()

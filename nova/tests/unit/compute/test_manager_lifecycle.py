@@ -1,0 +1,426 @@
+"""After the build: each event of DESIGN section 4, row by row.
+
+Every test builds an instance on compute1 (recorded: the built-in 'pc'),
+then changes ``[libvirt]hw_machine_type`` to q35, so a domain defined from
+configuration would show it. Before the event, the domain's stored
+definition is changed behind nova's back (TAMPERED): an event that
+redefines the domain from the record replaces it with 'pc', one that does
+not redefine it leaves it.
+"""
+
+from nova.compute import power_state
+from nova.compute import vm_states
+from nova.db.main import api as db
+from nova import exception
+from nova.tests.unit import compute as base
+
+RECORDED = 'pc'
+TAMPERED = 'pc-tampered'
+
+
+class LifecycleTestCase(base.ComputeTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.instance = self.build()
+        self.assertEqual(RECORDED, self.recorded(self.instance))
+        self.flags(hw_machine_type=['x86_64=q35'], group='libvirt')
+
+    def tamper(self):
+        """Change the stored definition; a running domain keeps running."""
+        self.define_domain(self.instance, TAMPERED)
+
+    def assertRedefinedFromRecord(self, running=True, host='compute1'):
+        self.assertEqual(RECORDED, self.recorded(self.instance))
+        self.assertEqual([RECORDED], self.machine_type_rows(self.instance))
+        self.assertEqual(RECORDED,
+                         self.persistent_machine_type(self.instance))
+        self.assertEqual(running, self.domain_is_running(self.instance))
+        if running:
+            self.assertDomainMachineType(RECORDED, self.instance)
+        self.assertEqual(host, self.reload(self.instance).host)
+
+    def assertNotRedefined(self):
+        self.assertEqual(RECORDED, self.recorded(self.instance))
+        self.assertEqual(TAMPERED,
+                         self.persistent_machine_type(self.instance))
+
+
+class RedefiningEventsTestCase(LifecycleTestCase):
+    """Hard reboot, power on, resume, unrescue, unshelve, moves."""
+
+    def test_hard_reboot(self):
+        self.tamper()
+        self.compute.reboot_instance(self.ctxt, self.instance, 'HARD')
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
+        self.assertRedefinedFromRecord()
+
+    def test_hard_reboot_of_stopped_instance(self):
+        self.compute.stop_instance(self.ctxt, self.instance)
+        self.tamper()
+        self.compute.reboot_instance(self.ctxt, self.instance,
+                                     reboot_type='HARD')
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
+        self.assertRedefinedFromRecord()
+
+    def test_stop_and_start(self):
+        self.compute.stop_instance(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.STOPPED, host='compute1')
+        self.assertFalse(self.domain_is_running(self.instance))
+        self.tamper()
+        self.compute.start_instance(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
+        self.assertEqual(power_state.RUNNING, self.instance.power_state)
+        self.assertRedefinedFromRecord()
+
+    def test_suspend_and_resume(self):
+        self.compute.suspend_instance(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.SUSPENDED, host='compute1')
+        self.tamper()
+        self.compute.resume_instance(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
+        self.assertRedefinedFromRecord()
+
+    def test_rescue_and_unrescue(self):
+        self.tamper()
+        self.compute.rescue_instance(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.RESCUED, host='compute1')
+        self.assertRedefinedFromRecord()
+        self.tamper()
+        self.compute.unrescue_instance(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
+        self.assertRedefinedFromRecord()
+
+    def test_unshelve_on_the_same_host(self):
+        self.compute.shelve_instance(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.SHELVED, host='compute1')
+        self.tamper()
+        self.compute.unshelve_instance(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
+        self.assertRedefinedFromRecord()
+
+    def test_unshelve_on_another_host(self):
+        self.compute.shelve_instance(self.ctxt, self.instance)
+        self.compute.shelve_offload_instance(self.ctxt, self.instance)
+        self.compute2.unshelve_instance(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute2')
+        self.assertEqual('compute2', self.reload(self.instance).node)
+        self.assertRedefinedFromRecord(host='compute2')
+
+    def test_cold_migration(self):
+        self.compute.migrate_instance(self.ctxt, self.instance, self.compute2)
+        self.assertState(self.instance, vm_states.RESIZED, host='compute2')
+        self.assertRedefinedFromRecord(host='compute2')
+        self.compute.confirm_migration(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute2')
+        self.assertRedefinedFromRecord(host='compute2')
+
+    def test_cold_migration_revert(self):
+        self.compute.migrate_instance(self.ctxt, self.instance, self.compute2)
+        self.tamper()
+        self.compute2.revert_migration(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
+        self.assertEqual('compute1', self.reload(self.instance).node)
+        self.assertRedefinedFromRecord()
+
+    def test_cold_migration_of_stopped_instance(self):
+        self.compute.stop_instance(self.ctxt, self.instance)
+        self.compute.migrate_instance(self.ctxt, self.instance, self.compute2)
+        self.assertState(self.instance, vm_states.RESIZED, host='compute2')
+        self.assertRedefinedFromRecord(running=False, host='compute2')
+        self.compute.revert_migration(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.STOPPED, host='compute1')
+        self.assertRedefinedFromRecord(running=False)
+
+    def test_evacuate(self):
+        self.tamper()
+        self.compute2.rebuild_instance(self.ctxt, self.instance,
+                                       self.image(hw_machine_type='q35'),
+                                       recreate=True)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute2')
+        self.assertRedefinedFromRecord(host='compute2')
+        # Evacuate keeps the image too: only rebuild replaces it.
+        self.assertNotIn('image_hw_machine_type',
+                         self.reload(self.instance).system_metadata)
+
+    def test_evacuate_of_stopped_instance(self):
+        self.compute.stop_instance(self.ctxt, self.instance)
+        self.compute2.rebuild_instance(self.ctxt, self.instance, None,
+                                       recreate=True)
+        self.assertState(self.instance, vm_states.STOPPED, host='compute2')
+        self.assertRedefinedFromRecord(running=False, host='compute2')
+
+    def test_live_migration(self):
+        self.compute.live_migrate_instance(self.ctxt, self.instance,
+                                           self.compute2)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute2')
+        self.assertEqual('compute2', self.reload(self.instance).node)
+        self.assertRedefinedFromRecord(host='compute2')
+
+    def test_live_migration_of_paused_instance(self):
+        self.compute.pause_instance(self.ctxt, self.instance)
+        self.compute.live_migrate_instance(self.ctxt, self.instance,
+                                           self.compute2)
+        self.assertState(self.instance, vm_states.PAUSED, host='compute2')
+        self.assertRedefinedFromRecord(host='compute2')
+
+
+class NotRedefiningEventsTestCase(LifecycleTestCase):
+    """Soft reboot, pause and unpause leave the domain as it is."""
+
+    def test_soft_reboot(self):
+        self.tamper()
+        self.compute.reboot_instance(self.ctxt, self.instance, 'SOFT')
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
+        self.assertNotRedefined()
+
+    def test_pause_and_unpause(self):
+        self.tamper()
+        self.compute.pause_instance(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.PAUSED, host='compute1')
+        self.assertEqual(power_state.PAUSED, self.instance.power_state)
+        self.assertNotRedefined()
+        self.compute.unpause_instance(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
+        self.assertNotRedefined()
+        # The running domain is still the one built from the record.
+        self.assertDomainMachineType(RECORDED, self.instance)
+
+
+class ShelveOffloadTestCase(LifecycleTestCase):
+
+    def test_record_stays_and_host_is_cleared(self):
+        self.compute.shelve_instance(self.ctxt, self.instance)
+        self.compute.shelve_offload_instance(self.ctxt, self.instance)
+        saved = self.reload(self.instance)
+        self.assertEqual(
+            (vm_states.SHELVED_OFFLOADED, None, None, None,
+             power_state.NOSTATE),
+            (saved.vm_state, saved.task_state, saved.host, saved.node,
+             saved.power_state))
+        self.assertEqual(RECORDED, saved.system_metadata[base.KEY])
+        self.assertIsNone(self.libvirt.get_guest(self.instance.uuid))
+
+
+class RebuildTestCase(LifecycleTestCase):
+
+    def test_image_with_machine_type_is_taken(self):
+        image = self.image(hw_machine_type='pc-i440fx-2.11',
+                           hw_disk_bus='scsi')
+        self.compute.rebuild_instance(self.ctxt, self.instance, image)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
+        saved = self.reload(self.instance)
+        self.assertEqual(
+            {'image_hw_machine_type': 'pc-i440fx-2.11',
+             'image_hw_disk_bus': 'scsi', base.KEY: 'pc-i440fx-2.11'},
+            saved.system_metadata)
+        self.assertEqual(image.id, saved.image_ref)
+        self.assertEqual(['pc-i440fx-2.11'],
+                         self.machine_type_rows(self.instance))
+        self.assertDomainMachineType('pc-i440fx-2.11', self.instance)
+
+    def test_image_without_machine_type_takes_the_current_default(self):
+        self.compute.rebuild_instance(self.ctxt, self.instance, self.image())
+        self.assertEqual('q35', self.recorded(self.instance))
+        self.assertEqual(['q35'], self.machine_type_rows(self.instance))
+        self.assertDomainMachineType('q35', self.instance)
+
+    def test_old_image_properties_are_replaced(self):
+        instance = self.build({'hw_machine_type': 'pc-i440fx-2.11'})
+        self.compute.rebuild_instance(self.ctxt, instance, self.image())
+        sysmeta = self.reload(instance).system_metadata
+        self.assertNotIn('image_hw_machine_type', sysmeta)
+        self.assertEqual('q35', sysmeta[base.KEY])
+
+    def test_same_image_takes_the_current_default(self):
+        self.compute.rebuild_instance(self.ctxt, self.instance)
+        self.assertEqual('q35', self.recorded(self.instance))
+
+    def test_stopped_instance_stays_stopped(self):
+        self.compute.stop_instance(self.ctxt, self.instance)
+        self.compute.rebuild_instance(self.ctxt, self.instance, self.image())
+        self.assertState(self.instance, vm_states.STOPPED, host='compute1')
+        self.assertEqual('q35', self.recorded(self.instance))
+        self.assertFalse(self.domain_is_running(self.instance))
+
+    def test_unsupported_machine_type_errors_out_without_record(self):
+        self.useFixture(base.QemuCapabilities(self.compute.driver))
+        self.assertRaises(
+            exception.UnsupportedMachineType, self.compute.rebuild_instance,
+            self.ctxt, self.instance, self.image(hw_machine_type='bogus'))
+        self.assertState(self.instance, vm_states.ERROR, host='compute1')
+        self.assertEqual([], self.machine_type_rows(self.instance))
+        fault = db.instance_fault_get_latest(self.ctxt, self.instance.uuid)
+        self.assertIn('bogus', fault['message'])
+        self.assertIn('compute1', fault['message'])
+
+
+class RefusedTestCase(LifecycleTestCase):
+    """Operations refused before anything changes."""
+
+    def assertUnchanged(self):
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
+        self.assertTrue(self.domain_is_running(self.instance))
+        self.assertEqual(RECORDED, self.recorded(self.instance))
+
+    def test_destination_without_the_recorded_machine_type(self):
+        self.useFixture(base.QemuCapabilities(self.compute2.driver))
+        db.instance_system_metadata_record(
+            self.ctxt, base.KEY, {self.instance.uuid: 'pc-q35-1.0'},
+            overwrite=True)
+        self.instance.refresh()
+        for move in (self.compute.migrate_instance,
+                     self.compute.live_migrate_instance):
+            err = self.assertRaises(exception.UnsupportedMachineType, move,
+                                    self.ctxt, self.instance, self.compute2)
+            self.assertIn('pc-q35-1.0', str(err))
+            self.assertIn('compute2', str(err))
+            self.assertState(self.instance, vm_states.ACTIVE,
+                             host='compute1')
+            self.assertTrue(self.domain_is_running(self.instance))
+
+    def test_unsupported_record_on_hard_reboot_errors_out(self):
+        self.useFixture(base.QemuCapabilities(self.compute.driver))
+        db.instance_system_metadata_record(
+            self.ctxt, base.KEY, {self.instance.uuid: 'pc-q35-1.0'},
+            overwrite=True)
+        self.instance.refresh()
+        self.assertRaises(exception.UnsupportedMachineType,
+                          self.compute.reboot_instance, self.ctxt,
+                          self.instance, 'HARD')
+        self.assertState(self.instance, vm_states.ERROR, host='compute1')
+        # Refused before the domain was touched: it still runs.
+        self.assertTrue(self.domain_is_running(self.instance))
+        fault = db.instance_fault_get_latest(self.ctxt, self.instance.uuid)
+        self.assertIn('pc-q35-1.0', fault['message'])
+
+    def test_wrong_vm_state(self):
+        for method in (self.compute.start_instance,
+                       self.compute.unpause_instance,
+                       self.compute.resume_instance,
+                       self.compute.unrescue_instance,
+                       self.compute.shelve_offload_instance,
+                       self.compute.unshelve_instance,
+                       self.compute.confirm_migration,
+                       self.compute.revert_migration):
+            self.assertRaises(exception.InstanceInvalidState, method,
+                              self.ctxt, self.instance)
+        self.assertUnchanged()
+
+    def test_soft_reboot_of_stopped_instance(self):
+        self.compute.stop_instance(self.ctxt, self.instance)
+        self.assertRaises(exception.InstanceInvalidState,
+                          self.compute.reboot_instance, self.ctxt,
+                          self.instance, 'SOFT')
+        self.assertState(self.instance, vm_states.STOPPED, host='compute1')
+
+    def test_unknown_reboot_type(self):
+        self.assertRaises(exception.InvalidInput,
+                          self.compute.reboot_instance, self.ctxt,
+                          self.instance, 'WARM')
+        self.assertUnchanged()
+
+    def test_unshelve_of_shelved_instance_on_another_host(self):
+        self.compute.shelve_instance(self.ctxt, self.instance)
+        self.assertRaises(exception.InstanceInvalidState,
+                          self.compute2.unshelve_instance, self.ctxt,
+                          self.instance)
+        self.assertState(self.instance, vm_states.SHELVED, host='compute1')
+
+    def test_confirm_unknown_migration(self):
+        self.instance.vm_state = vm_states.RESIZED
+        self.instance.save()
+        self.assertRaises(exception.MigrationError,
+                          self.compute.confirm_migration, self.ctxt,
+                          self.instance)
+
+
+class LegacyInstanceTestCase(base.ComputeTestCase):
+    """Instances without a record: resolved and recorded on redefinition.
+
+    The domain the instance has (defined before recording existed) wins
+    over the image and the configuration; without one, the resolution
+    function decides on the host that defines the domain.
+    """
+
+    LIVE = 'pc-i440fx-2.11'
+
+    def setUp(self):
+        super().setUp()
+        self.flags(hw_machine_type=['x86_64=q35'], group='libvirt')
+
+    def legacy(self, domain=True, **values):
+        values.setdefault('host', 'compute1')
+        values.setdefault('node', values['host'])
+        values.setdefault('vm_state', vm_states.ACTIVE)
+        instance = self.create_instance(**values)
+        if domain:
+            self.define_domain(instance, self.LIVE,
+                               start=values['vm_state'] == vm_states.ACTIVE)
+        return instance
+
+    def assertRecorded(self, machine_type, instance, running=True):
+        self.assertEqual([machine_type], self.machine_type_rows(instance))
+        self.assertEqual(machine_type, instance.system_metadata[base.KEY])
+        self.assertEqual(machine_type, self.persistent_machine_type(instance))
+        self.assertEqual(running, self.domain_is_running(instance))
+
+    def test_hard_reboot_records_the_live_domain(self):
+        instance = self.legacy(system_metadata={
+            'image_hw_machine_type': 'q35'})
+        self.compute.reboot_instance(self.ctxt, instance, 'HARD')
+        self.assertRecorded(self.LIVE, instance)
+
+    def test_start_records_the_live_domain(self):
+        instance = self.legacy(vm_state=vm_states.STOPPED)
+        self.compute.start_instance(self.ctxt, instance)
+        self.assertRecorded(self.LIVE, instance)
+
+    def test_cold_migration_records_on_the_source(self):
+        instance = self.legacy()
+        self.compute.migrate_instance(self.ctxt, instance, self.compute2)
+        self.assertRecorded(self.LIVE, instance)
+        self.compute.revert_migration(self.ctxt, instance)
+        self.assertRecorded(self.LIVE, instance)
+
+    def test_live_migration_records_on_the_source(self):
+        instance = self.legacy()
+        self.compute.live_migrate_instance(self.ctxt, instance, self.compute2)
+        self.assertRecorded(self.LIVE, instance)
+
+    def test_shelve_offload_records_before_the_domain_goes(self):
+        instance = self.legacy(vm_state=vm_states.SHELVED)
+        self.compute.shelve_offload_instance(self.ctxt, instance)
+        self.assertEqual([self.LIVE], self.machine_type_rows(instance))
+        self.assertIsNone(self.libvirt.get_guest(instance.uuid))
+
+    def test_unshelve_without_domain_resolves_image_property(self):
+        instance = self.legacy(
+            domain=False, host=None, node=None,
+            vm_state=vm_states.SHELVED_OFFLOADED,
+            system_metadata={'image_hw_machine_type': 'pc-q35-6.2'})
+        self.compute2.unshelve_instance(self.ctxt, instance)
+        self.assertRecorded('pc-q35-6.2', instance)
+
+    def test_unshelve_without_domain_resolves_current_default(self):
+        instance = self.legacy(domain=False, host=None, node=None,
+                               vm_state=vm_states.SHELVED_OFFLOADED)
+        self.compute2.unshelve_instance(self.ctxt, instance)
+        self.assertRecorded('q35', instance)
+
+    def test_evacuate_without_domain_resolves(self):
+        instance = self.legacy(domain=False, vm_state=vm_states.STOPPED)
+        self.compute2.rebuild_instance(self.ctxt, instance, None,
+                                       recreate=True)
+        self.assertRecorded('q35', instance, running=False)
+
+    def test_record_written_meanwhile_wins_over_computed(self):
+        instance = self.legacy(domain=False, host=None, node=None,
+                               vm_state=vm_states.SHELVED_OFFLOADED)
+        # Another recorder (the online data migration) got there first,
+        # after this copy of the instance was loaded.
+        instance.system_metadata
+        db.instance_system_metadata_record(self.ctxt, base.KEY,
+                                           {instance.uuid: 'pc-q35-5.2'})
+        self.compute2.unshelve_instance(self.ctxt, instance)
+        self.assertRecorded('pc-q35-5.2', instance)
