@@ -54,7 +54,8 @@ class DBConnectionError(NovaException):
 
 
 class DBVersionNotFound(NovaException):
-    msg_fmt = 'Unknown database version %(version)s for the %(database)s database.'
+    msg_fmt = ('Unknown database version %(version)s for the %(database)s '
+               'database.')
 
 
 class HypervisorUnavailable(NovaException):

@@ -98,7 +98,7 @@ class Cloud:
     # -- databases and configuration ---------------------------------------
 
     def _database_urls(self, server_url):
-        """{'api': url, 'cell1': url, 'cell2': url}, databases created empty."""
+        """{'api': url, 'cell1': url, 'cell2': url} of new empty databases."""
         names = ('api', 'cell1', 'cell2')
         if not server_url:
             return {name: 'sqlite:///%s' % os.path.join(

@@ -55,11 +55,13 @@ def build_parser(prog, categories):
     parser.add_argument('--config-dir', action='append', default=[],
                         metavar='DIR', help='Directory of *.conf files to '
                         'read after the config files.')
-    category_parsers = parser.add_subparsers(dest='category', metavar='CATEGORY')
+    category_parsers = parser.add_subparsers(dest='category',
+                                             metavar='CATEGORY')
     category_parsers.required = True
     for category_name, category in categories.items():
         category_parser = category_parsers.add_parser(
-            category_name, help=(category.__doc__ or '').strip().splitlines()[0])
+            category_name,
+            help=(category.__doc__ or '').strip().splitlines()[0])
         action_parsers = category_parser.add_subparsers(
             dest='action', metavar='ACTION')
         action_parsers.required = True

@@ -364,7 +364,8 @@ class CellV2Commands:
                     cctxt, 'nova-compute')}
             for host in sorted(
                     hosts - host_mapping_obj.get_mapped_hosts(ctxt, hosts)):
-                objects.HostMapping(ctxt, host=host, cell_mapping=cell).create()
+                objects.HostMapping(ctxt, host=host,
+                                    cell_mapping=cell).create()
                 mapped.append((host, cell))
         return mapped
 
@@ -578,7 +579,7 @@ def _cell0_url(connection):
 
 
 def _instance_pages(cctxt, page_size=1000):
-    """Yield pages of (uuid, project_id, user_id) dicts of a cell's instances."""
+    """Yield pages of a cell's instances (dicts with uuid, project_id...)."""
     marker = None
     while True:
         rows = main_db.instance_get_page(cctxt, {}, page_size, marker)

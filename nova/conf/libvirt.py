@@ -66,7 +66,7 @@ libvirt_opts = [
 
 
 def machine_type_defaults(conf=cfg.CONF):
-    """Return ``[libvirt]hw_machine_type`` as {canonical arch: machine type}."""
+    """``[libvirt]hw_machine_type`` as {canonical arch: machine type}."""
     mapping = {}
     for entry in conf.libvirt.hw_machine_type:
         arch, _, machine_type = (part.strip() for part in entry.partition('='))

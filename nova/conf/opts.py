@@ -1,4 +1,7 @@
-"""All options, for oslo-config-generator (see etc/nova/nova-config-generator.conf)."""
+"""All options, for oslo-config-generator.
+
+See etc/nova/nova-config-generator.conf.
+"""
 
 from nova.conf import api_database
 from nova.conf import base

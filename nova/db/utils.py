@@ -69,7 +69,8 @@ def describe_db_error(exc):
         text = args[-1]
     else:
         text = str(orig)
-    text = text.strip().splitlines()[0] if text.strip() else type(orig).__name__
+    text = (text.strip().splitlines()[0] if text.strip()
+            else type(orig).__name__)
     if isinstance(exc, db_exc.DBConnectionError) and 'connect' not in text:
         text = 'cannot connect: ' + text
     return scrub_secrets(text)

@@ -43,7 +43,8 @@ class CellMapping(base.ChangeTracking):
         return cls._from_row(context, row)
 
     def create(self):
-        values = {name: getattr(self, name) for name in self.obj_what_changed()}
+        values = {name: getattr(self, name)
+                  for name in self.obj_what_changed()}
         values.setdefault('disabled', False)
         self._load_row(_cell_create(self._context, values))
 

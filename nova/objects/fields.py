@@ -69,7 +69,8 @@ MACHINE_TYPE_MAX_LEN = 255
 
 
 def is_valid_machine_type(value):
-    """True if value is syntactically a machine type (not whether it exists)."""
+    """True if value is syntactically a machine type (whether it exists
+    is for the host to say)."""
     return (isinstance(value, str)
             and len(value) <= MACHINE_TYPE_MAX_LEN
             and MACHINE_TYPE_RE.fullmatch(value) is not None)

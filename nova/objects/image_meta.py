@@ -22,7 +22,7 @@ class ImageMeta:
 
     @classmethod
     def from_dict(cls, image):
-        """Build from a Glance-style dict: ``{'id':..., 'properties': {...}}``."""
+        """Build from a Glance-style ``{'id': ..., 'properties': {...}}``."""
         image = image or {}
         return cls(id=image.get('id'), name=image.get('name'),
                    properties=image.get('properties'))

@@ -77,8 +77,8 @@ class Database(fixtures.Fixture):
             self.url = 'sqlite:///%s' % os.path.join(directory,
                                                      self.name + '.sqlite')
             return
-        db_name = self.db_name or 'nt_%s_%s' % (self.name,
-                                                 uuid_lib.uuid4().hex[:12])
+        db_name = self.db_name or 'nt_%s_%s' % (
+            self.name, uuid_lib.uuid4().hex[:12])
         admin = sa.create_engine(ADMIN_URLS[self.backend],
                                  isolation_level='AUTOCOMMIT')
         try:
@@ -213,5 +213,3 @@ def backend_variants(base, backends=('mysql', 'postgresql')):
         '%s_%s' % (base.__name__, b), (base,),
         {'DATABASE': b, '__module__': module})
         for b in backends}
-
-

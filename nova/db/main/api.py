@@ -72,7 +72,7 @@ def get_engine(context):
 
 
 def pick_context_manager_writer(f):
-    """Run ``f(context, ...)`` in a writer transaction of the context's cell."""
+    """Run ``f(context, ...)`` in a writer transaction of its cell."""
     @functools.wraps(f)
     def wrapper(context, *args, **kwargs):
         with get_context_manager(context).writer.using(context):
@@ -81,7 +81,7 @@ def pick_context_manager_writer(f):
 
 
 def pick_context_manager_reader(f):
-    """Run ``f(context, ...)`` in a reader transaction of the context's cell."""
+    """Run ``f(context, ...)`` in a reader transaction of its cell."""
     @functools.wraps(f)
     def wrapper(context, *args, **kwargs):
         with get_context_manager(context).reader.using(context):

@@ -40,7 +40,8 @@ class Instance(BASE):
 
     system_metadata = orm.relationship(
         'InstanceSystemMetadata',
-        primaryjoin='and_(Instance.uuid == InstanceSystemMetadata.instance_uuid,'
+        primaryjoin='and_('
+                    'Instance.uuid == InstanceSystemMetadata.instance_uuid,'
                     ' InstanceSystemMetadata.deleted == 0)',
         foreign_keys='InstanceSystemMetadata.instance_uuid',
         viewonly=True, lazy='raise')

@@ -16,9 +16,8 @@ class TargetCellTests(fixtures.TestCase):
         b = self.create_instance(self.cell_context(1), host='h')
         for cell, inst in zip(self.cells, (a, b)):
             with context.target_cell(self.context, cell) as cctxt:
-                self.assertEqual(
-                    [inst.uuid], [i.uuid for i in
-                                  objects.InstanceList.get_by_host(cctxt, 'h')])
+                found = objects.InstanceList.get_by_host(cctxt, 'h')
+                self.assertEqual([inst.uuid], [i.uuid for i in found])
         # The caller's context is not changed by target_cell.
         self.assertIsNone(self.context.db_connection)
 

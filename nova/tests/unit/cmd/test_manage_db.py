@@ -217,7 +217,8 @@ class CellV2Tests(ManageTestMixin, nova_fixtures.TestCase):
     def test_create_cell_with_malformed_url_is_usage_error(self):
         code, _, err = self.manage(
             'cell_v2', 'create_cell', '--name', 'bad',
-            '--database_connection', '::nonsense', config_file=self.config_file)
+            '--database_connection', '::nonsense',
+            config_file=self.config_file)
         self.assertEqual(127, code)
         self.assertOneLineError(err)
         self.assertEqual(1, len(objects.CellMappingList.get_all(

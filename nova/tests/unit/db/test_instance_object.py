@@ -52,13 +52,14 @@ class InstanceObjectTests(fixtures.TestCase):
         self.assertEqual(
             [('add', 'a'), ('change', 'new'), ('keep', '1')],
             [tuple(r) for r in self._live_sysmeta_rows(ctxt, inst.uuid)])
-        self.assertEqual('stopped',
-                         objects.Instance.get_by_uuid(ctxt, inst.uuid).vm_state)
+        got = objects.Instance.get_by_uuid(ctxt, inst.uuid)
+        self.assertEqual('stopped', got.vm_state)
         self.assertEqual(set(), inst.obj_what_changed())
 
     def test_save_of_unknown_instance_changes_nothing(self):
         ctxt = self.cell_context()
-        inst = objects.Instance(ctxt, uuid='00000000-0000-0000-0000-00000000dead')
+        inst = objects.Instance(
+            ctxt, uuid='00000000-0000-0000-0000-00000000dead')
         inst.vm_state = 'stopped'
         self.assertRaises(exception.InstanceNotFound, inst.save)
 
@@ -91,7 +92,8 @@ class InstanceObjectTests(fixtures.TestCase):
 
     def test_iter_by_filters_pages(self):
         ctxt = self.cell_context()
-        made = [self.create_instance(ctxt, host=None, vm_state='shelved_offloaded')
+        made = [self.create_instance(ctxt, host=None,
+                                     vm_state='shelved_offloaded')
                 for _ in range(7)]
         self.create_instance(ctxt, host='h1')
         got = list(objects.InstanceList.iter_by_filters(
