@@ -105,6 +105,27 @@ class Database(fixtures.Fixture):
         admin.dispose()
 
 
+# (database, revision) -> an SQLite file already migrated there, copied
+# for each test: running Alembic for every test would dominate the tier.
+_SQLITE_TEMPLATES = {}
+
+
+def sync_schema(database, url, revision=None):
+    """Migrate the empty database at ``url`` to ``revision`` (head)."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != 'sqlite':
+        migration.db_sync(database, version=revision, url=url)
+        return
+    key = (database, revision)
+    if key not in _SQLITE_TEMPLATES:
+        template = os.path.join(tempfile.mkdtemp(prefix='nova-schema-'),
+                                '%s-%s.sqlite' % key)
+        migration.db_sync(database, version=revision,
+                          url='sqlite:///' + template)
+        _SQLITE_TEMPLATES[key] = template
+    shutil.copyfile(_SQLITE_TEMPLATES[key], parsed.database)
+
+
 class CellDatabases(fixtures.Fixture):
     """An API database and ``cells`` cell databases, synced and mapped.
 
@@ -131,10 +152,9 @@ class CellDatabases(fixtures.Fixture):
         conf.config(connection=cell_urls[0], group='database')
         self._reset()
         self.addCleanup(self._reset)
-        migration.db_sync(migration.API)
+        sync_schema(migration.API, api.url)
         for url in cell_urls:
-            migration.db_sync(migration.MAIN, version=self.cell_revision,
-                              url=url)
+            sync_schema(migration.MAIN, url, self.cell_revision)
         self.api_url = api.url
         self.cell_urls = cell_urls
         ctxt = context.get_admin_context()
