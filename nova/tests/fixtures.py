@@ -7,8 +7,11 @@ cannot be reached the test is skipped, except under CI=true, where it
 fails: CI must never pass by skipping what it is meant to test.
 """
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 import uuid as uuid_lib
 
 import fixtures
@@ -107,7 +110,11 @@ class Database(fixtures.Fixture):
 
 # (database, revision) -> an SQLite file already migrated there, copied
 # for each test: running Alembic for every test would dominate the tier.
+# Made outside any test's temporary directory, removed when the process
+# exits.
 _SQLITE_TEMPLATES = {}
+_TEMPLATE_DIR = tempfile.mkdtemp(prefix='nova-schema-')
+atexit.register(shutil.rmtree, _TEMPLATE_DIR, True)
 
 
 def sync_schema(database, url, revision=None):
@@ -118,8 +125,7 @@ def sync_schema(database, url, revision=None):
         return
     key = (database, revision)
     if key not in _SQLITE_TEMPLATES:
-        template = os.path.join(tempfile.mkdtemp(prefix='nova-schema-'),
-                                '%s-%s.sqlite' % key)
+        template = os.path.join(_TEMPLATE_DIR, '%s-%s.sqlite' % key)
         migration.db_sync(database, version=revision,
                           url='sqlite:///' + template)
         _SQLITE_TEMPLATES[key] = template
