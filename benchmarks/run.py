@@ -1,0 +1,541 @@
+"""Benchmark the machine type commands at cloud scale, beside lower bounds.
+
+For each backend and number of instances N: build an API and a cell
+database, seed N instances in the shape of a real cloud
+(benchmarks/seed.py), then measure each operation and its lower bound
+side by side, each in a process of its own (wall time, and peak RSS of
+that process as GNU time reports it from wait4):
+
+  list_unset_machine_type      vs  the anti-join, streamed to a file
+  nova-status upgrade check    vs  the anti-join counted per host
+  db online_data_migrations    vs  one INSERT ... SELECT (then undone)
+  bulk_update_machine_type     vs  one UPDATE (then undone), over
+                                   100,000 stopped instances
+  init_host (2,000 domains)    vs  listing the domains and their XML,
+                                   plus its database round trips
+  get_machine_type             vs  the two lookups with the DB driver
+
+    python benchmarks/run.py --backend mysql --backend postgresql \\
+        --instances 100000 --instances 1000000 --domains 2000
+
+Prints a table per backend and N; writes every figure to --json.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from xml.etree import ElementTree
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import sqlalchemy as sa  # noqa: E402
+
+from benchmarks import probes  # noqa: E402
+from benchmarks import seed as seeding  # noqa: E402
+
+BIN = os.path.dirname(os.path.abspath(sys.executable))
+CITEST = 'openstack_citest'
+SERVERS = {
+    'mysql': 'mysql+pymysql://%s:%s@127.0.0.1/%s' % (CITEST, CITEST, CITEST),
+    'postgresql': 'postgresql+psycopg2://%s:%s@127.0.0.1/%s'
+                  % (CITEST, CITEST, CITEST),
+}
+BACKENDS = ('sqlite', 'mysql', 'postgresql')
+# The bulk update moves --bulk-instances stopped instances from OLD to
+# NEW (types the main seed never records, so only they match).
+BULK_OLD, BULK_NEW = 'pc-q35-6.2', 'pc-q35-7.1'
+INIT_HOST = 'bench-host'
+# A second, smaller host: init_host's round trips must not grow with it.
+INIT_HOST_SMALL = 'bench-host-small'
+# Instances of the init_host hosts: every 10th already recorded, every
+# 20th without a domain (its machine type is computed).
+DOMAIN_MACHINE = 'pc-i440fx-7.2'
+
+
+def log(message):
+    print(message, flush=True)
+
+
+# -- running and measuring a child process -----------------------------------
+
+# A child's ru_maxrss starts from the RSS of the process that forked it
+# (Linux carries the old address space's high-water mark across exec), and
+# this process holds seeding batches. So children are started through
+# GNU time, a small C program, which reports its own child's peak RSS.
+TIME = '/usr/bin/time'
+
+
+def run_child(argv, out=None, expect=(0,), env=None):
+    """Run ``argv`` to completion; measure its wall time and peak RSS.
+
+    stdout goes to ``out`` (a path), else it is captured. Returns a dict
+    of wall (s), rss_mib, rc, load (the 1-minute load average when it
+    started) and, when captured, stdout.
+    """
+    capture = out is None
+    if capture:
+        handle, out = tempfile.mkstemp(prefix='bench-out-')
+        os.close(handle)
+    handle, rss_file = tempfile.mkstemp(prefix='bench-rss-')
+    os.close(handle)
+    load = os.getloadavg()[0]
+    with open(out, 'w') as stdout, tempfile.TemporaryFile() as stderr:
+        started = time.perf_counter()
+        proc = subprocess.run([TIME, '-f', '%M', '-o', rss_file] + argv,
+                              stdout=stdout, stderr=stderr, env=env,
+                              cwd=ROOT)
+        wall = time.perf_counter() - started
+        stderr.seek(0)
+        errors = stderr.read().decode(errors='replace')
+    with open(rss_file) as f:
+        # GNU time writes "Command exited with non-zero status N" first.
+        rss_kib = int(f.read().split()[-1])
+    os.unlink(rss_file)
+    result = {'wall': wall, 'rss_mib': rss_kib / 1024.0,
+              'rc': proc.returncode, 'load': load}
+    if capture:
+        with open(out) as f:
+            result['stdout'] = f.read()
+        os.unlink(out)
+    if proc.returncode not in expect:
+        raise SystemExit('%s exited %d (expected %s):\n%s' % (
+            ' '.join(argv), proc.returncode, expect, errors[-3000:]))
+    return result
+
+
+def run_repeated(argv, repeat, out=None, expect=(0,)):
+    """run_child ``repeat`` times; the median wall, the highest RSS.
+
+    Only for commands that change nothing. Returns run_child's dict with
+    the samples' walls in ``walls``.
+    """
+    runs = [run_child(argv, out, expect) for _ in range(repeat)]
+    result = dict(runs[-1])
+    result['walls'] = [r['wall'] for r in runs]
+    result['wall'] = statistics.median(result['walls'])
+    result['rss_mib'] = max(r['rss_mib'] for r in runs)
+    result['load'] = max(r['load'] for r in runs)
+    return result
+
+
+def probe(*args):
+    """argv of a lower-bound probe (benchmarks/probes.py)."""
+    return [sys.executable, '-m', 'benchmarks.probes'] + list(args)
+
+
+def probe_result(measured):
+    """The JSON a probe printed on its last line."""
+    return json.loads(measured.pop('stdout').strip().splitlines()[-1])
+
+
+# -- one deployment: databases, configuration, cell ---------------------------
+
+class Deployment:
+    """An API and a cell database on one backend, with their nova.conf."""
+
+    def __init__(self, backend, workdir, tag):
+        self.backend = backend
+        self.workdir = workdir
+        self.urls = self._create_databases(tag)
+        self.conf = os.path.join(workdir, 'nova.conf')
+        self._write(self.conf, {
+            'DEFAULT': {'state_path': workdir},
+            'database': {'connection': self.urls['cell']},
+            'api_database': {'connection': self.urls['api']},
+            'libvirt': {'virt_type': 'test',
+                        'connection_uri': 'test:///default'},
+            'compute': {'libvirt_connect_retries': 0},
+        })
+        self.cell_uuid = None
+
+    def _create_databases(self, tag):
+        """{'api': url, 'cell': url} of new, empty databases."""
+        if self.backend == 'sqlite':
+            return {name: 'sqlite:///%s' % os.path.join(
+                self.workdir, '%s.sqlite' % name) for name in ('api', 'cell')}
+        admin = sa.create_engine(SERVERS[self.backend],
+                                 isolation_level='AUTOCOMMIT')
+        urls = {}
+        with admin.connect() as conn:
+            for name in ('api', 'cell'):
+                db_name = 'bench_%s_%s' % (tag, name)
+                self._terminate(conn, db_name)
+                conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % db_name))
+                conn.execute(sa.text('CREATE DATABASE %s' % db_name))
+                urls[name] = sa.engine.make_url(SERVERS[self.backend]).set(
+                    database=db_name).render_as_string(hide_password=False)
+        admin.dispose()
+        return urls
+
+    def _terminate(self, conn, db_name):
+        if self.backend == 'postgresql':
+            conn.execute(sa.text(
+                'SELECT pg_terminate_backend(pid) FROM pg_stat_activity '
+                'WHERE datname = :name AND pid <> pg_backend_pid()'),
+                {'name': db_name})
+
+    def drop(self):
+        """Drop the server databases (SQLite files go with the workdir)."""
+        if self.backend == 'sqlite':
+            return
+        admin = sa.create_engine(SERVERS[self.backend],
+                                 isolation_level='AUTOCOMMIT')
+        with admin.connect() as conn:
+            for url in self.urls.values():
+                name = sa.engine.make_url(url).database
+                self._terminate(conn, name)
+                conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % name))
+        admin.dispose()
+
+    @staticmethod
+    def _write(path, sections):
+        with open(path, 'w') as f:
+            for section, values in sections.items():
+                f.write('[%s]\n' % section)
+                for key, value in values.items():
+                    f.write('%s = %s\n' % (key, value))
+                f.write('\n')
+
+    def nova(self, command, *argv):
+        """argv of a console script run with this deployment's nova.conf."""
+        return [os.path.join(BIN, command), '--config-file', self.conf] + \
+            list(argv)
+
+    def create(self):
+        """Sync both schemas and map the cell, with the real commands."""
+        run_child(self.nova('nova-manage', 'api_db', 'sync'))
+        run_child(self.nova('nova-manage', 'db', 'sync', '--local_cell'))
+        created = run_child(self.nova(
+            'nova-manage', 'cell_v2', 'create_cell', '--name', 'cell1',
+            '--database_connection', self.urls['cell']))
+        self.cell_uuid = created['stdout'].strip().splitlines()[-1]
+
+    def host_conf(self, host, node_file):
+        """A configuration file for nova-compute on ``host``."""
+        path = os.path.join(self.workdir, '%s.conf' % host)
+        self._write(path, {
+            'DEFAULT': {'host': host},
+            'libvirt': {'connection_uri': 'test://%s' % node_file}})
+        return path
+
+    def seed(self, count, start=0, shape=seeding.instance_shape):
+        """Seed ``count`` instances from id start+1; return seconds taken."""
+        started = time.perf_counter()
+        seeding.seed(self.urls['cell'], self.urls['api'], count,
+                     cell_uuid=self.cell_uuid, start=start, shape=shape,
+                     log=lambda msg: log('  ' + msg))
+        self.analyze()
+        return time.perf_counter() - started
+
+    def analyze(self):
+        """Refresh the planner's statistics (and reclaim dead rows on PG).
+
+        Done after every bulk change, as autovacuum would be given time to
+        do on a real cloud, so that both sides of a comparison start from
+        the same planner state.
+        """
+        statements = {
+            'sqlite': ['ANALYZE'],
+            'mysql': ['ANALYZE TABLE instances, instance_system_metadata'],
+            'postgresql': ['VACUUM ANALYZE instances',
+                           'VACUUM ANALYZE instance_system_metadata'],
+        }[self.backend]
+        engine = sa.create_engine(self.urls['cell'],
+                                  isolation_level='AUTOCOMMIT')
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.execute(sa.text(statement))
+        engine.dispose()
+
+    def count_recorded(self):
+        """How many live hw_machine_type rows the cell holds."""
+        engine = sa.create_engine(self.urls['cell'])
+        # SELECT count(*) FROM instance_system_metadata
+        #  WHERE key = 'hw_machine_type' AND deleted = 0
+        sysmeta = seeding.SYSMETA
+        with engine.connect() as conn:
+            count = conn.execute(sa.select(sa.func.count()).where(
+                sysmeta.c.key == probes.KEY,
+                sysmeta.c.deleted == 0)).scalar()
+        engine.dispose()
+        return count
+
+
+# -- the measurements ---------------------------------------------------------
+
+def pair(name, op, lower, **extra):
+    """One line of the table: an operation beside its lower bound."""
+    row = {'operation': name, 'op': op, 'lower_bound': lower,
+           'ratio': op['wall'] / lower['wall'] if lower['wall'] else None}
+    row.update(extra)
+    return row
+
+
+def measure_listing(dep, repeat):
+    """list_unset_machine_type and nova-status vs the anti-join."""
+    listed = os.path.join(dep.workdir, 'unset.txt')
+    lower_listed = os.path.join(dep.workdir, 'unset-lower.txt')
+    op = run_repeated(dep.nova('nova-manage', 'libvirt',
+                               'list_unset_machine_type', '--cell-uuid',
+                               dep.cell_uuid), repeat, listed, expect=(0, 3))
+    lower = run_repeated(probe('list', dep.urls['cell'], lower_listed),
+                         repeat)
+    rows = _count_lines(listed)
+    if rows != _count_lines(lower_listed):
+        raise SystemExit('list_unset_machine_type listed %d instances, the '
+                         'anti-join %d' % (rows, _count_lines(lower_listed)))
+    status = run_repeated(dep.nova('nova-status', 'upgrade', 'check'),
+                          repeat, expect=(1,))
+    status.pop('stdout', None)
+    by_host = os.path.join(dep.workdir, 'unset-by-host.txt')
+    status_lower = run_repeated(probe('count_by_host', dep.urls['cell'],
+                                      by_host), repeat)
+    lower.pop('stdout')
+    status_lower.pop('stdout')
+    return [pair('list_unset_machine_type', op, lower, rows=rows),
+            pair('nova-status upgrade check', status, status_lower,
+                 rows=rows)]
+
+
+def _count_lines(path):
+    with open(path) as f:
+        return sum(1 for _ in f)
+
+
+def measure_migration(dep):
+    """online_data_migrations vs one INSERT ... SELECT, from one state.
+
+    The INSERT ... SELECT runs first, its rows (marked by their
+    created_at) are deleted again, and the statistics refreshed; then
+    the command records the same rows.
+    """
+    before = dep.count_recorded()
+    lower = run_child(probe('insert_select', dep.urls['cell']))
+    rows = probe_result(lower)['rows']
+    run_child(probe('undo_insert_select', dep.urls['cell']))
+    dep.analyze()
+    if dep.count_recorded() != before:
+        raise SystemExit('undoing the INSERT ... SELECT left rows behind')
+    op = run_child(dep.nova('nova-manage', 'db', 'online_data_migrations'))
+    op.pop('stdout')
+    done = dep.count_recorded() - before
+    if done != rows:
+        raise SystemExit('online_data_migrations recorded %d rows, the '
+                         'INSERT ... SELECT %d' % (done, rows))
+    dep.analyze()
+    return [pair('db online_data_migrations', op, lower, rows=rows)]
+
+
+def bulk_shape(i):
+    """Shape of the stopped instances the bulk update moves."""
+    return 'stopped', 'compute%04d' % (i % seeding.HOSTS), BULK_OLD, False
+
+
+def measure_bulk_update(dep, start, count):
+    """bulk_update_machine_type vs one UPDATE over ``count`` instances.
+
+    The UPDATE runs first and is reverted (not timed), then the command
+    makes the same change. Returns (rows of the table, seconds seeding).
+    """
+    seeded = dep.seed(count, start=start, shape=bulk_shape)
+    lower = run_child(probe('update', dep.urls['cell'], BULK_OLD, BULK_NEW))
+    rows = probe_result(lower)['rows']
+    run_child(probe('update', dep.urls['cell'], BULK_NEW, BULK_OLD))
+    dep.analyze()
+    op = run_child(dep.nova('nova-manage', 'libvirt',
+                            'bulk_update_machine_type', '--from', BULK_OLD,
+                            '--to', BULK_NEW, '--cell-uuid', dep.cell_uuid))
+    output = op.pop('stdout')
+    updated = re.search(r'updated\s*\|\s*(\d+)', output)
+    if not updated or int(updated.group(1)) != rows:
+        raise SystemExit('bulk_update_machine_type did not update the %d '
+                         'rows the UPDATE did:\n%s' % (rows, output))
+    return [pair('bulk_update_machine_type', op, lower, rows=rows)], seeded
+
+
+def host_shape(host):
+    """Shape of the instances of an init_host host: active, mostly unset."""
+    def shape(i):
+        return 'active', host, DOMAIN_MACHINE if i % 10 == 0 else None, False
+    return shape
+
+
+def write_node_file(path, uuids):
+    """A libvirt test driver node file defining one domain per uuid."""
+    node = ElementTree.Element('node')
+    for uuid in uuids:
+        domain = ElementTree.SubElement(node, 'domain', type='test')
+        ElementTree.SubElement(domain, 'name').text = 'instance-%s' % uuid
+        ElementTree.SubElement(domain, 'uuid').text = uuid
+        ElementTree.SubElement(domain, 'memory', unit='MiB').text = '64'
+        ElementTree.SubElement(domain, 'vcpu').text = '1'
+        os_el = ElementTree.SubElement(domain, 'os')
+        ElementTree.SubElement(os_el, 'type', arch='i686',
+                               machine=DOMAIN_MACHINE).text = 'hvm'
+    ElementTree.ElementTree(node).write(path)
+
+
+def prepare_host(dep, host, domains, start):
+    """Seed ``domains`` instances on ``host`` and its node file.
+
+    Every 20th instance has no domain. Returns (host conf path, node uri).
+    """
+    dep.seed(domains, start=start, shape=host_shape(host))
+    uuids = [seeding.str_uuid(i) for i in range(start, start + domains)
+             if i % 20 != 0]
+    node_file = os.path.join(dep.workdir, 'node-%s.xml' % host)
+    write_node_file(node_file, uuids)
+    return dep.host_conf(host, node_file), 'test://%s' % node_file
+
+
+def measure_init_host(dep, domains, start):
+    """init_host on a host of ``domains`` domains vs listing their XML.
+
+    Round trips are counted in the init_host process; a host a tenth the
+    size shows whether they grow with the host.
+    """
+    conf, uri = prepare_host(dep, INIT_HOST, domains, start)
+    small = max(domains // 10, 1)
+    small_conf, _ = prepare_host(dep, INIT_HOST_SMALL, small, start + domains)
+    lower = run_child(probe('domains', uri))
+    listed = probe_result(lower)['domains']
+    op = run_child(probe('init_host', INIT_HOST, dep.conf, conf))
+    trips = probe_result(op)
+    small_op = run_child(probe('init_host', INIT_HOST_SMALL, dep.conf,
+                               small_conf))
+    small_trips = probe_result(small_op)
+    return [pair('init_host (%d domains)' % listed, op, lower, rows=domains,
+                 round_trips=trips, round_trips_small_host={
+                     'domains': small, **small_trips})]
+
+
+def measure_get(dep, repeat):
+    """get_machine_type's latency vs the two lookups through the driver."""
+    uuid = seeding.str_uuid(0)
+    op = run_repeated(dep.nova('nova-manage', 'libvirt', 'get_machine_type',
+                               uuid), repeat)
+    machine_type = op.pop('stdout').strip()
+    lower = run_repeated(probe('get', dep.urls['api'], uuid), repeat)
+    if probe_result(lower)['machine_type'] != machine_type:
+        raise SystemExit('get_machine_type printed %r' % machine_type)
+    return [pair('get_machine_type', op, lower, rows=1)]
+
+
+def bench(backend, count, args):
+    """Every measurement on one backend at ``count`` instances.
+
+    Returns a dict of backend, instances, seed times and rows.
+    """
+    workdir = tempfile.mkdtemp(prefix='bench-%s-%d-' % (backend, count),
+                               dir=args.workdir)
+    log('== %s, %d instances (work directory %s)'
+        % (backend, count, workdir))
+    dep = Deployment(backend, workdir, tag='%d' % count)
+    try:
+        dep.create()
+        result = {'backend': backend, 'instances': count, 'rows': [],
+                  'seed_seconds': dep.seed(count)}
+        log('  seeded in %.1f s' % result['seed_seconds'])
+        result['rows'] += measure_listing(dep, args.repeat)
+        result['rows'] += measure_migration(dep)
+        rows, result['bulk_seed_seconds'] = measure_bulk_update(
+            dep, count, args.bulk_instances)
+        result['rows'] += rows
+        result['rows'] += measure_init_host(dep, args.domains,
+                                            count + args.bulk_instances)
+        result['rows'] += measure_get(dep, max(args.repeat, 5))
+    finally:
+        if not args.keep:
+            dep.drop()
+            subprocess.run(['rm', '-rf', workdir])
+        else:
+            log('  kept: %s, %s' % (workdir, dep.urls))
+    return result
+
+
+# -- output ------------------------------------------------------------------
+
+def print_table(result):
+    """The figures of one backend and N, an operation a line."""
+    log('\n%s, N = %d (seeded in %.0f s)' % (
+        result['backend'], result['instances'], result['seed_seconds']))
+    header = '%-30s %9s %8s %9s %8s %7s %6s  %s' % (
+        'operation', 'wall s', 'MiB', 'lower s', 'MiB', 'ratio', 'load',
+        'rows / notes')
+    log(header)
+    log('-' * len(header))
+    for row in result['rows']:
+        op, lower = row['op'], row['lower_bound']
+        notes = '%d' % row['rows']
+        if 'round_trips' in row:
+            small = row['round_trips_small_host']
+            notes += ', %d round trips (%d statements); %d-domain host: %d' \
+                % (row['round_trips']['round_trips'],
+                   row['round_trips']['statements'], small['domains'],
+                   small['round_trips'])
+        log('%-30s %9.3f %8.1f %9.3f %8.1f %6.2fx %6.2f  %s' % (
+            row['operation'], op['wall'], op['rss_mib'], lower['wall'],
+            lower['rss_mib'], row['ratio'], max(op['load'], lower['load']),
+            notes))
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--backend', action='append', choices=BACKENDS,
+                        help='sqlite, mysql or postgresql (repeatable; '
+                             'default: all three)')
+    parser.add_argument('--instances', action='append', type=int,
+                        metavar='N', help='instances to seed (repeatable; '
+                        'default: 100000)')
+    parser.add_argument('--domains', type=int, default=2000,
+                        help='libvirt domains on the init_host host')
+    parser.add_argument('--bulk-instances', type=int, default=100000,
+                        metavar='N', help='stopped instances the bulk '
+                        'update changes (seeded besides --instances)')
+    parser.add_argument('--repeat', type=int, default=1,
+                        help='runs of each read-only measurement (median)')
+    parser.add_argument('--json', default='bench-results.json',
+                        help='where to write every figure')
+    parser.add_argument('--workdir', help='parent of the work directories')
+    parser.add_argument('--keep', action='store_true',
+                        help='keep the databases and files afterwards')
+    args = parser.parse_args(argv)
+    args.backend = args.backend or list(BACKENDS)
+    args.instances = args.instances or [100000]
+    return args
+
+
+def machine():
+    """What the figures were measured on."""
+    with open('/proc/meminfo') as f:
+        mem_kib = int(f.readline().split()[1])
+    return {'nproc': os.cpu_count(), 'mem_gib': round(mem_kib / 2 ** 20, 1),
+            'python': sys.version.split()[0]}
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    results = {'machine': machine(), 'runs': []}
+    for backend in args.backend:
+        for count in args.instances:
+            result = bench(backend, count, args)
+            results['runs'].append(result)
+            print_table(result)
+            with open(args.json, 'w') as f:
+                json.dump(results, f, indent=1)
+    log('\nfigures written to %s' % args.json)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
