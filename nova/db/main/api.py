@@ -8,6 +8,7 @@ Anything that touches many rows is one set-based statement.
 import functools
 
 from oslo_config import cfg
+from oslo_db import api as oslo_db_api
 from oslo_db.sqlalchemy import enginefacade
 from oslo_utils import timeutils
 import sqlalchemy as sa
@@ -93,6 +94,17 @@ def _dialect(context):
     return context.session.get_bind().dialect.name
 
 
+# Recorders of one instance race with others on the same rows (compute
+# start-up, spawns, several online migrations) and either server may pick
+# one of them as a deadlock victim (oslo.db raises DBDeadlock; at READ
+# COMMITTED, PostgreSQL has no serialization failures to add). The whole
+# transaction is replayed, outside it, so the operator never sees them.
+# Insert-if-absent and upsert make a replay harmless.
+retry_on_deadlock = oslo_db_api.wrap_db_retry(
+    max_retries=5, retry_on_deadlock=True, retry_interval=0.1,
+    inc_retry_interval=True, max_retry_interval=2)
+
+
 def _execute(context, stmt, params=None):
     return context.session.execute(stmt, params) if params is not None \
         else context.session.execute(stmt)
@@ -169,6 +181,7 @@ def instance_get_page(context, filters, limit, marker_id=None):
     return [_instance_row_to_dict(r) for r in _execute(context, query)]
 
 
+@retry_on_deadlock
 @pick_context_manager_writer
 def instance_update(context, uuid, values, sysmeta_updates, sysmeta_deletes,
                     expected_task_state=None):
@@ -257,6 +270,7 @@ def instance_system_metadata_get_many(context, uuids):
     return result
 
 
+@retry_on_deadlock
 @pick_context_manager_writer
 def instance_system_metadata_record(context, key, values, overwrite=False):
     """Record ``key`` for many instances in one statement.
@@ -269,7 +283,10 @@ def instance_system_metadata_record(context, key, values, overwrite=False):
     """
     if not values:
         return
-    rows = _sysmeta_rows((uuid, key, v) for uuid, v in values.items())
+    # Sorted: concurrent recorders then take their row locks in one
+    # order, which keeps them from deadlocking each other.
+    rows = _sysmeta_rows((uuid, key, v)
+                         for uuid, v in sorted(values.items()))
     dialect = _dialect(context)
     if overwrite:
         stmt = db_utils.upsert(dialect, SYSMETA,

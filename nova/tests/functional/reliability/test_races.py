@@ -1,0 +1,192 @@
+"""Races: every recorder at once on one cell of 20,000 instances.
+
+Four ``nova-manage db online_data_migrations`` processes, two
+``nova-compute`` processes starting up and a stream of spawns (threads
+with contexts of their own) run together on MariaDB and PostgreSQL,
+against the real libvirtd. The configured default (q35) differs from
+what the domains run (pc, which libvirt reports versioned), so a computed
+value that beat a live one would show.
+"""
+
+import signal
+import threading
+import uuid as uuid_lib
+
+import fixtures
+from oslo_db import exception as db_exc
+import sqlalchemy as sa
+
+from nova.compute import manager
+from nova.compute import vm_states
+from nova import context
+from nova.db.main import api as db
+from nova import objects
+from nova.tests import fixtures as nova_fixtures
+from nova.tests.functional.reliability import base
+
+HOSTS = ('race-a', 'race-b')
+MIGRATIONS = 4
+# Legacy domains per host (defined, no record), and spawns per host.
+DOMAINS_PER_HOST = 10
+SPAWNS_PER_HOST = 4
+
+
+class RaceTests(base.ReliabilityTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.conn = self.libvirt()
+        self.flags(connection_uri=base.LIBVIRT_URI, virt_type=base.VIRT_TYPE,
+                   hw_machine_type=['x86_64=q35'], group='libvirt')
+        self.seed()
+        self._reshape()
+
+    def _reshape(self):
+        """Give the recorders much to race on: ~1,500 unrecorded instances
+        without a host and ~600 on each of the two starting hosts."""
+        self.execute(
+            "UPDATE instances SET host = NULL, node = NULL, "
+            "vm_state = 'shelved_offloaded' "
+            "WHERE deleted = 0 AND MOD(id, 10) IN (5, 6)")
+        for digit, host in zip((1, 2), HOSTS):
+            self.execute(
+                'UPDATE instances SET host = :host, node = :host '
+                'WHERE deleted = 0 AND host IS NOT NULL AND MOD(id, 10) = '
+                ':digit', host=host, digit=digit)
+
+    def _legacy_domains(self):
+        """Define domains for some unrecorded instances of each host."""
+        defined = {}
+        for host in HOSTS:
+            uuids = self.unrecorded("i.host = '%s'" % host)
+            defined.update(self.define_domains(
+                self.conn, uuids[:DOMAINS_PER_HOST]))
+        return defined
+
+    def _spawn_stream(self, spawned, errors):
+        """Build instances on both hosts, one after the other."""
+        try:
+            ctxt = context.get_admin_context()
+            context.set_target_cell(ctxt, self.cells[0])
+            computes = [manager.ComputeManager(host) for host in HOSTS]
+            image = objects.ImageMeta.from_dict(
+                {'id': str(uuid_lib.uuid4()),
+                 'properties': {'hw_machine_type': 'pc'}})
+            for index in range(SPAWNS_PER_HOST * len(HOSTS)):
+                instance = objects.Instance(
+                    ctxt, uuid=str(uuid_lib.uuid4()), project_id='p',
+                    user_id='u', image_ref=image.id, architecture='x86_64',
+                    vm_state=vm_states.BUILDING, system_metadata={})
+                instance.create()
+                self.addCleanup(base.remove_domain, self.conn, instance.uuid)
+                computes[index % len(computes)].build_and_run_instance(
+                    ctxt, instance, image)
+                spawned.append(instance.uuid)
+        except Exception as exc:
+            errors.append(exc)
+
+    def test_every_recorder_at_once(self):
+        legacy = self._legacy_domains()
+        migrations = [
+            self.start(base.NOVA_MANAGE, self.config(),
+                       'db', 'online_data_migrations')
+            for _ in range(MIGRATIONS)]
+        computes = [self.start(base.NOVA_COMPUTE,
+                               self.config(DEFAULT={'host': host}))
+                    for host in HOSTS]
+        spawned, errors = [], []
+        spawns = threading.Thread(target=self._spawn_stream,
+                                  args=(spawned, errors))
+        spawns.start()
+        for process in computes:
+            self.assertTrue(process.wait_for(base.RUNNING),
+                            process.describe())
+        for process in migrations:
+            self.assertClean(process)
+        spawns.join(base.TIMEOUT)
+        self.assertFalse(spawns.is_alive())
+        self.assertEqual([], errors)
+        for process in computes:
+            process.signal(signal.SIGTERM)
+            self.assertClean(process)
+        self._assert_one_record_each(legacy, spawned)
+
+    def _assert_one_record_each(self, legacy, spawned):
+        self.assertEqual([], self.duplicates())
+        # Every instance a recorder was responsible for is recorded:
+        # without a host (not building), or on a host that started.
+        self.assertEqual([], self.unrecorded(
+            "(i.host IS NULL AND i.vm_state <> 'building') OR "
+            "i.host IN ('race-a', 'race-b')"))
+        records = self.records()
+        live = dict(legacy)
+        for instance_uuid in spawned:
+            domain = self.conn.lookupByUUIDString(instance_uuid)
+            live[instance_uuid] = base.libvirt_guest.parse_machine_type(
+                domain.XMLDesc(0))
+        self.assertEqual(len(HOSTS) * (DOMAINS_PER_HOST + SPAWNS_PER_HOST),
+                         len(live), (legacy, spawned))
+        for instance_uuid, machine_type in live.items():
+            self.assertRegex(machine_type, r'^pc-i440fx-')
+            self.assertEqual(machine_type, records[instance_uuid],
+                             instance_uuid)
+        self._assert_unique_key_refuses_a_second_row(spawned[0])
+
+    def _assert_unique_key_refuses_a_second_row(self, instance_uuid):
+        """The schema, not only the code, keeps one live row."""
+        ctxt = context.get_admin_context()
+        context.set_target_cell(ctxt, self.cells[0])
+        with db.get_context_manager(ctxt).writer.using(ctxt):
+            insert = db.SYSMETA.insert().values(
+                instance_uuid=instance_uuid, key=base.KEY, value='pc',
+                deleted=0)
+            self.assertRaises(db_exc.DBDuplicateEntry,
+                              ctxt.session.execute, insert)
+
+
+class DeadlockRetryTests(nova_fixtures.TestCase):
+    """A deadlock in a recording writer is replayed, not surfaced."""
+
+    def _fail_once(self, real_execute):
+        calls = []
+
+        def execute(context, stmt, params=None):
+            if isinstance(stmt, sa.sql.dml.Insert) and not calls:
+                calls.append(stmt)
+                raise db_exc.DBDeadlock()
+            return real_execute(context, stmt, params)
+        return execute, calls
+
+    def test_record_is_retried_after_a_deadlock(self):
+        ctxt = context.get_admin_context()
+        context.set_target_cell(ctxt, self.cells[0])
+        instance = self.create_instance(ctxt)
+        execute, calls = self._fail_once(db._execute)
+        self.useFixture(fixtures.MockPatchObject(
+            db, '_execute', side_effect=execute))
+        db.instance_system_metadata_record(ctxt, base.KEY,
+                                           {instance.uuid: 'q35'})
+        self.assertEqual(1, len(calls))
+        self.assertEqual({base.KEY: 'q35'},
+                         db.instance_system_metadata_get_many(
+                             ctxt, [instance.uuid])[instance.uuid])
+
+    def test_save_is_retried_after_a_deadlock(self):
+        ctxt = context.get_admin_context()
+        context.set_target_cell(ctxt, self.cells[0])
+        instance = self.create_instance(ctxt)
+        execute, calls = self._fail_once(db._execute)
+        self.useFixture(fixtures.MockPatchObject(
+            db, '_execute', side_effect=execute))
+        instance.system_metadata[base.KEY] = 'pc-q35-7.2'
+        instance.vm_state = vm_states.ACTIVE
+        instance.save()
+        self.assertEqual(1, len(calls))
+        saved = objects.Instance.get_by_uuid(ctxt, instance.uuid,
+                                             expected_attrs=['system_metadata'])
+        self.assertEqual('pc-q35-7.2', saved.system_metadata[base.KEY])
+
+
+for _base in (RaceTests, DeadlockRetryTests):
+    globals().update(nova_fixtures.backend_variants(_base))
+del RaceTests, DeadlockRetryTests, _base
