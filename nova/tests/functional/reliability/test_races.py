@@ -182,8 +182,8 @@ class DeadlockRetryTests(nova_fixtures.TestCase):
         instance.vm_state = vm_states.ACTIVE
         instance.save()
         self.assertEqual(1, len(calls))
-        saved = objects.Instance.get_by_uuid(ctxt, instance.uuid,
-                                             expected_attrs=['system_metadata'])
+        saved = objects.Instance.get_by_uuid(
+            ctxt, instance.uuid, expected_attrs=['system_metadata'])
         self.assertEqual('pc-q35-7.2', saved.system_metadata[base.KEY])
 
 
