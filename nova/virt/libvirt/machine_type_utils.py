@@ -31,8 +31,9 @@ SYSMETA_KEY = libvirt_utils.MACHINE_TYPE_SYSMETA_KEY
 UPDATE_VM_STATES = (vm_states.STOPPED, vm_states.SHELVED,
                     vm_states.SHELVED_OFFLOADED)
 
-# Instances per page when listing, so memory stays flat.
-LIST_PAGE_SIZE = 1000
+# Rows fetched at a time from the listing's streamed query, so memory
+# stays flat.
+LIST_CHUNK_SIZE = 1000
 
 # -- machine type names -------------------------------------------------------
 
@@ -281,26 +282,21 @@ def list_unset_machine_type(ctxt, cell_uuid=None):
     """Yield the UUIDs of instances with no recorded machine type.
 
     Live instances that are not BUILDING, of one cell or of every cell,
-    page by page from an anti-join, so memory does not grow with the
-    number of instances. Raises InvalidUUID or CellMappingNotFound for a
-    bad ``cell_uuid`` before yielding anything, and CellUnavailable after
-    yielding the answers of every other cell if some cells failed.
+    cell after cell, each from one streamed anti-join, so memory does not
+    grow with the number of instances. Raises InvalidUUID or
+    CellMappingNotFound for a bad ``cell_uuid`` before yielding anything,
+    and CellUnavailable after yielding the answers of every other cell if
+    some cells failed (a cell's rows already yielded stay yielded).
     """
     failed = []
     for cell in _cells(ctxt, cell_uuid):
-        marker = None
-        while True:
-            [(_, page)] = _gather(ctxt, [cell],
-                                  db.instance_get_page_without_sysmeta,
-                                  SYSMETA_KEY, LIST_PAGE_SIZE, marker)
-            if isinstance(page, exception.CellUnavailable):
-                failed.append(page)
-                break
-            if not page:
-                break
-            for row in page:
-                yield row['uuid']
-            marker = page[-1]['id']
+        try:
+            with nova_context.target_cell(ctxt, cell) as cctxt:
+                yield from db.instance_iter_uuids_without_sysmeta(
+                    cctxt, SYSMETA_KEY, LIST_CHUNK_SIZE)
+        except Exception as exc:
+            failed.append(exception.CellUnavailable(
+                cell=cell.identity, reason=describe_error(exc).rstrip('.')))
     if failed:
         raise exception.CellUnavailable(
             message=' '.join(exc.format_message() for exc in failed))
