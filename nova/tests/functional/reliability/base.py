@@ -143,10 +143,14 @@ class ReliabilityTestCase(nova_fixtures.TestCase):
     def setUp(self):
         super().setUp()
         self.tempdir = self.useFixture(fixtures.TempDir()).path
-        self.cell_url = self.db.cell_urls[0]
+        self.cell_url, self.api_url = self.databases()
         self.engine = sa.create_engine(self.cell_url)
         self.addCleanup(self.engine.dispose)
         self.seed_max_sysmeta_id = 0
+
+    def databases(self):
+        """(cell URL, API URL) of the test's cell; ``self.cells`` maps it."""
+        return self.db.cell_urls[0], self.db.api_url
 
     # -- database -------------------------------------------------------------
 
@@ -159,7 +163,7 @@ class ReliabilityTestCase(nova_fixtures.TestCase):
     def seed(self, count=SEEDED):
         """Seed the cell (and its mappings) with ``count`` instances."""
         start = random.randrange(10 ** 8, 10 ** 9, 1000)
-        seed_module.seed(self.cell_url, self.db.api_url, count,
+        seed_module.seed(self.cell_url, self.api_url, count,
                          self.cells[0].uuid, start=start,
                          log=lambda *args: None)
         self.seed_max_sysmeta_id = self.execute(
@@ -173,7 +177,7 @@ class ReliabilityTestCase(nova_fixtures.TestCase):
         and plans the anti-join of the online migration fifty times slower
         than it does once they exist.
         """
-        if self.DATABASE == 'postgresql':
+        if self.engine.dialect.name == 'postgresql':
             self.execute('ANALYZE')
         else:
             self.execute('ANALYZE TABLE instances, instance_system_metadata')
@@ -187,7 +191,7 @@ class ReliabilityTestCase(nova_fixtures.TestCase):
     @property
     def key_col(self):
         """The ``key`` column, quoted for the backend (a MySQL keyword)."""
-        return '`key`' if self.DATABASE == 'mysql' else '"key"'
+        return '`key`' if self.engine.dialect.name == 'mysql' else '"key"'
 
     def duplicates(self):
         """Instances with more than one live hw_machine_type row."""
@@ -224,7 +228,7 @@ class ReliabilityTestCase(nova_fixtures.TestCase):
         values = {
             'DEFAULT': {'state_path': self.conf_fixture.state_path},
             'database': {'connection': self.cell_url},
-            'api_database': {'connection': self.db.api_url},
+            'api_database': {'connection': self.api_url},
             'libvirt': {'connection_uri': LIBVIRT_URI,
                         'virt_type': VIRT_TYPE,
                         'hw_machine_type': 'x86_64=q35'},
