@@ -293,6 +293,13 @@ def instance_system_metadata_record(context, key, values, overwrite=False):
                                ['instance_uuid', 'key', 'deleted'], ['value'])
     else:
         stmt = db_utils.insert_if_absent(dialect, SYSMETA)
+    if dialect != 'mysql':
+        # SQLAlchemy sends an INSERT ... ON CONFLICT executemany as
+        # multi-row VALUES batches only when it has RETURNING (see
+        # sqlalchemy#13130); without, psycopg2 sends one statement per row:
+        # 1,000 round trips for one batch of the online migration. PyMySQL
+        # batches ON DUPLICATE KEY UPDATE itself.
+        stmt = stmt.returning(SYSMETA.c.id)
     _execute(context, stmt, rows)
 
 
