@@ -183,18 +183,23 @@ def get_machine_type(api_url, uuid):
 def init_host(host, config_files):
     """Run ComputeManager(host).init_host(), counting database round trips.
 
-    Every statement the driver sends (an executemany counts once per
-    statement SQLAlchemy sends) and every COMMIT or ROLLBACK. Returns a
-    dict of statements, transactions and round_trips.
+    Every statement SQLAlchemy hands the driver, and every COMMIT or
+    ROLLBACK. An executemany psycopg2 runs itself is one round trip per
+    parameter set (it loops over them), unlike SQLAlchemy's multi-row
+    batches (seen here as single statements) or PyMySQL's (which folds
+    an INSERT's rows into one). Returns a dict of statements,
+    transactions and round_trips.
     """
     import sqlalchemy as sa
     from nova.compute import manager
     from nova import config
 
-    counts = {'statements': 0, 'transactions': 0}
+    counts = {'statements': 0, 'transactions': 0, 'per_row': 0}
 
-    def statement(*args, **kwargs):
+    def statement(conn, cursor, sql, params, context, executemany):
         counts['statements'] += 1
+        if executemany and conn.dialect.driver == 'psycopg2':
+            counts['per_row'] += len(params) - 1
 
     def transaction(*args, **kwargs):
         counts['transactions'] += 1
@@ -207,7 +212,8 @@ def init_host(host, config_files):
         argv += ['--config-file', path]
     config.parse_args(argv, configure_logging=False)
     manager.ComputeManager(host=host).init_host()
-    counts['round_trips'] = counts['statements'] + counts['transactions']
+    counts['round_trips'] = (counts['statements'] + counts['transactions']
+                             + counts.pop('per_row'))
     return counts
 
 

@@ -71,9 +71,15 @@ def log(message):
 # this process holds seeding batches. So children are started through
 # GNU time, a small C program, which reports its own child's peak RSS.
 TIME = '/usr/bin/time'
+# Children write and read bytecode, as an installed nova does (tox sets
+# PYTHONDONTWRITEBYTECODE, and an editable install compiles nothing);
+# kept outside the source tree.
+CHILD_ENV = dict(os.environ, PYTHONPYCACHEPREFIX=os.path.join(
+    tempfile.gettempdir(), 'nova-bench-pycache'))
+CHILD_ENV.pop('PYTHONDONTWRITEBYTECODE', None)
 
 
-def run_child(argv, out=None, expect=(0,), env=None):
+def run_child(argv, out=None, expect=(0,), env=CHILD_ENV):
     """Run ``argv`` to completion; measure its wall time and peak RSS.
 
     stdout goes to ``out`` (a path), else it is captured. Returns a dict
@@ -210,7 +216,14 @@ class Deployment:
             list(argv)
 
     def create(self):
-        """Sync both schemas and map the cell, with the real commands."""
+        """Sync both schemas and map the cell, with the real commands.
+
+        Then import what the measured commands import, so that their
+        bytecode is compiled before anything is timed.
+        """
+        run_child([sys.executable, '-c', 'import nova.cmd.manage, '
+                   'nova.cmd.status, nova.compute.manager, benchmarks.probes, '
+                   'libvirt, pymysql, psycopg2, sqlite3'])
         run_child(self.nova('nova-manage', 'api_db', 'sync'))
         run_child(self.nova('nova-manage', 'db', 'sync', '--local_cell'))
         created = run_child(self.nova(
@@ -438,7 +451,8 @@ def bench(backend, count, args):
                                dir=args.workdir)
     log('== %s, %d instances (work directory %s)'
         % (backend, count, workdir))
-    dep = Deployment(backend, workdir, tag='%d' % count)
+    # Unique per run: several runs may share a database server.
+    dep = Deployment(backend, workdir, tag='%d_%d' % (count, os.getpid()))
     try:
         dep.create()
         result = {'backend': backend, 'instances': count, 'rows': [],

@@ -1,0 +1,82 @@
+"""The scale benchmark at a small size, so that it keeps working.
+
+Runs benchmarks/run.py on SQLite and on a database server (MariaDB, or
+PostgreSQL if MariaDB is not there) with about 2,000 instances and a few
+hundred domains, and checks that every figure is produced. Timings are
+printed, never asserted: they belong to benchmarks/RESULTS.md.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import fixtures
+import sqlalchemy as sa
+import testtools
+
+from nova.tests import fixtures as nova_fixtures
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))))
+SCRIPT = os.path.join(ROOT, 'benchmarks', 'run.py')
+OPERATIONS = ('list_unset_machine_type', 'nova-status upgrade check',
+              'db online_data_migrations', 'bulk_update_machine_type',
+              'init_host', 'get_machine_type')
+
+
+def reachable_server():
+    """'mysql' or 'postgresql', whichever answers first, or None."""
+    for backend in ('mysql', 'postgresql'):
+        engine = sa.create_engine(nova_fixtures.ADMIN_URLS[backend])
+        try:
+            with engine.connect():
+                return backend
+        except sa.exc.OperationalError:
+            continue
+        finally:
+            engine.dispose()
+    return None
+
+
+class SmallBenchmarkTest(testtools.TestCase):
+
+    def test_every_figure_is_produced(self):
+        server = reachable_server()
+        if server is None:
+            nova_fixtures.unavailable(self, 'MariaDB or PostgreSQL')
+        work = self.useFixture(fixtures.TempDir()).path
+        results = os.path.join(work, 'results.json')
+        proc = subprocess.run(
+            [sys.executable, SCRIPT, '--backend', 'sqlite', '--backend',
+             server, '--instances', '2000', '--domains', '300',
+             '--bulk-instances', '2000', '--json', results, '--workdir',
+             work], capture_output=True, text=True, timeout=900, cwd=ROOT)
+        print(proc.stdout)
+        self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
+        with open(results) as f:
+            figures = json.load(f)
+        self.assertEqual([('sqlite', 2000), (server, 2000)],
+                         [(run['backend'], run['instances'])
+                          for run in figures['runs']])
+        for run in figures['runs']:
+            self._check_run(run)
+
+    def _check_run(self, run):
+        names = [row['operation'] for row in run['rows']]
+        self.assertEqual(len(OPERATIONS), len(names), names)
+        for operation, name in zip(OPERATIONS, names):
+            self.assertTrue(name.startswith(operation), name)
+        for row in run['rows']:
+            for side in (row['op'], row['lower_bound']):
+                self.assertGreater(side['wall'], 0)
+                self.assertGreater(side['rss_mib'], 0)
+            self.assertGreater(row['ratio'], 0)
+            self.assertGreater(row['rows'], 0, row['operation'])
+        init_host = run['rows'][4]
+        trips = init_host['round_trips']['round_trips']
+        self.assertGreater(trips, 0)
+        # Constant whatever the host holds: a host a tenth the size makes
+        # as many round trips.
+        self.assertEqual(trips,
+                         init_host['round_trips_small_host']['round_trips'])
