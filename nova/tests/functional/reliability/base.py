@@ -96,8 +96,18 @@ class Process:
         return True
 
     def finish(self, timeout=TIMEOUT):
-        """Wait for the exit; return the exit code (output fully read)."""
-        code = self.proc.wait(timeout)
+        """Wait for the exit; return the exit code (output fully read).
+
+        A process still running after ``timeout`` is killed and fails the
+        test with what it printed.
+        """
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError('still running after %ss: %s'
+                                 % (timeout, self.describe()))
         for reader in self._readers:
             reader.join(timeout)
         return code
