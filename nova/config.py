@@ -47,7 +47,9 @@ def check_values():
     for group, name in _CHECKED_AT_START:
         try:
             getattr(getattr(CONF, group), name)
-        except (cfg.ConfigFileValueError, ValueError) as exc:
+        except (cfg.Error, ValueError) as exc:
+            # cfg.Error: besides invalid values, a '$' in the value that
+            # names no option (oslo.config substitutes $name and ${name}).
             detail = str(exc).split('is not valid:')[-1].strip() \
                 if 'is not valid:' in str(exc) else str(exc)
             raise exception.ConfigError(

@@ -501,7 +501,8 @@ class LibvirtCommands:
         (a cell did not answer: the others are done), 2 no such cell,
         3 some instances refused (the others are updated), 4 the change
         itself is refused (family, alias/versioned, older version), 5
-        unsupported --to machine type. 3, 4 and 5 also with --dry-run.
+        unsupported --to machine type or malformed --from. 3, 4 and 5
+        also with --dry-run.
         """
         ctxt = context.get_admin_context()
         results = machine_type_utils.bulk_update_machine_type(

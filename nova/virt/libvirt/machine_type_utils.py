@@ -361,6 +361,9 @@ def bulk_update_machine_type(ctxt, old, new, cell_uuid=None, dry_run=False,
     then each instance's vm_state and host decide, per cell. Returns
     [(cell, BulkUpdate or CellUnavailable)]; [] when ``old`` is ``new``.
     """
+    # --from too: nothing of another syntax is ever recorded, and a NUL
+    # byte in it would reach PostgreSQL, which refuses it in any string.
+    check_syntax(old)
     check_syntax(new)
     if old == new:
         return []
