@@ -198,7 +198,10 @@ def init_host(host, config_files):
 
     def statement(conn, cursor, sql, params, context, executemany):
         counts['statements'] += 1
-        if executemany and conn.dialect.driver == 'psycopg2':
+        # A list of parameter sets; SQLAlchemy's own multi-row batches
+        # come as one dict per batch.
+        if executemany and conn.dialect.driver == 'psycopg2' and \
+                isinstance(params, (list, tuple)):
             counts['per_row'] += len(params) - 1
 
     def transaction(*args, **kwargs):
