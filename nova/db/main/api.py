@@ -472,7 +472,7 @@ def instance_get_page_without_sysmeta(context, key, limit, marker_id=None,
     #                       AND s.deleted = 0)
     #  ORDER BY i.id LIMIT :limit
     # Each page must walk an index in id order from the marker:
-    # instances_host_deleted_idx (host, deleted, id) for host IS NULL,
+    # instances_host_deleted_id_idx (host, deleted, id) for host IS NULL,
     # else the primary key. Without a host filter SQLite's planner (even
     # after ANALYZE) takes instances_deleted_vm_state_idx for "deleted =
     # 0" and sorts every live instance for each page, so listing grew with

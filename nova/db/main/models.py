@@ -18,7 +18,7 @@ class Instance(BASE):
     __tablename__ = 'instances'
     __table_args__ = (
         sa.UniqueConstraint('uuid', name='uniq_instances0uuid'),
-        sa.Index('instances_host_deleted_idx', 'host', 'deleted'),
+        sa.Index('instances_host_deleted_id_idx', 'host', 'deleted', 'id'),
         sa.Index('instances_deleted_vm_state_idx', 'deleted', 'vm_state'),
         TABLE_ARGS,
     )

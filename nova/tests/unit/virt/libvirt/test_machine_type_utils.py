@@ -440,5 +440,5 @@ class SQLitePlanTests(MachineTypeTestMixin, nova_fixtures.TestCase):
 
     def test_hostless_pages_use_the_host_index(self):
         plan = self._plan_of_page_query(host_is_null=True)
-        self.assertIn('instances_host_deleted_idx', plan)
+        self.assertIn('instances_host_deleted_id_idx', plan)
         self.assertNotIn('TEMP B-TREE', plan)

@@ -1,0 +1,27 @@
+"""Index instances by (host, deleted, id) for paging host-less instances.
+
+Revision ID: 004_instances_host_id_idx
+Revises: 003_host_machine_types
+Create Date: 2026-11-25
+
+The online data migration pages through live instances without a host in
+id order (WHERE host IS NULL AND deleted = 0 AND id > :marker ORDER BY
+id LIMIT n). InnoDB's secondary indexes end with the primary key, so
+(host, deleted) already serves that on MySQL; PostgreSQL's do not, and
+each page walked the primary key from the marker over every instance.
+With id in the index every page is a range scan of host-less instances.
+"""
+
+from alembic import op
+
+revision = '004_instances_host_id_idx'
+down_revision = '003_host_machine_types'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('instances') as batch:
+        batch.drop_index('instances_host_deleted_idx')
+        batch.create_index('instances_host_deleted_id_idx',
+                           ['host', 'deleted', 'id'])
