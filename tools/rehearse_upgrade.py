@@ -116,6 +116,18 @@ class Cloud:
         admin.dispose()
         return urls
 
+    def drop_databases(self, server_url):
+        """Drop the databases _database_urls created on the server."""
+        context.reset_cell_cache()
+        main_db.reset()
+        admin = sa.create_engine(server_url, isolation_level='AUTOCOMMIT')
+        force = ' WITH (FORCE)' if admin.dialect.name == 'postgresql' else ''
+        with admin.connect() as conn:
+            for url in self.urls.values():
+                conn.execute(sa.text('DROP DATABASE IF EXISTS %s%s' % (
+                    sa.engine.make_url(url).database, force)))
+        admin.dispose()
+
     def write_config(self, hw_machine_type=''):
         """nova.conf, one file per cell and one per compute host."""
         self._write(self.main_conf, {
@@ -585,6 +597,8 @@ def main():
             say('\nState kept in %s' % state_dir)
         else:
             shutil.rmtree(state_dir, ignore_errors=True)
+            if args.database_url:
+                cloud.drop_databases(args.database_url)
     say('\nRehearsal finished in %.1f s.' % (time.monotonic() - started))
 
 
