@@ -78,9 +78,7 @@ class HostileCommandTestCase(test_machine_type_utils.MachineTypeTestMixin,
 
     def setUp(self):
         super().setUp()
-        self.config_file = self.write_config(
-            database={'connection': self.db.cell_urls[0]},
-            api_database={'connection': self.db.api_url})
+        self.config_file = self.write_cell_config()
         self.stopped = self.make(machine_type=RECORDED, vm_state='stopped')
         self.unrecorded = self.make(cell=1, host=None,
                                     vm_state='shelved_offloaded')
@@ -176,9 +174,7 @@ class HostileCommandTestCase(test_machine_type_utils.MachineTypeTestMixin,
     def test_hw_machine_type_configuration(self, machine_type):
         entry = 'x86_64=' + machine_type
         hypothesis.assume(not _valid_entry(entry))
-        config_file = self.write_config(
-            database={'connection': self.db.cell_urls[0]},
-            api_database={'connection': self.db.api_url},
+        config_file = self.write_cell_config(
             libvirt={'hw_machine_type': entry})
         for argv in (['libvirt', 'get_machine_type', self.stopped.uuid],
                      ['db', 'online_data_migrations']):

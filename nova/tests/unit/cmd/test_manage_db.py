@@ -39,6 +39,15 @@ class ManageTestMixin:
                     f.write('%s = %s\n' % (key, value))
         return path
 
+    def write_cell_config(self, **sections):
+        """A config file pointing at the test's API and first cell database.
+
+        ``sections`` adds or overrides sections, as for write_config.
+        """
+        sections.setdefault('database', {'connection': self.db.cell_urls[0]})
+        sections.setdefault('api_database', {'connection': self.db.api_url})
+        return self.write_config(**sections)
+
     def manage(self, *argv, config_file=None):
         """Run nova-manage in-process; return (exit code, stdout, stderr)."""
         out, err = io.StringIO(), io.StringIO()
@@ -185,9 +194,7 @@ class CellV2Tests(ManageTestMixin, nova_fixtures.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.config_file = self.write_config(
-            database={'connection': self.db.cell_urls[0]},
-            api_database={'connection': self.db.api_url})
+        self.config_file = self.write_cell_config()
 
     def test_create_cell_and_list_masks_password(self):
         url = 'mysql+pymysql://nova:%s@db.example/nova_cell2' % SECRET

@@ -22,9 +22,7 @@ class LibvirtCommandTestCase(MachineTypeTestMixin,
 
     def setUp(self):
         super().setUp()
-        self.config_file = self.write_config(
-            database={'connection': self.db.cell_urls[0]},
-            api_database={'connection': self.db.api_url})
+        self.config_file = self.write_cell_config()
 
     def libvirt(self, *argv):
         """Run ``nova-manage libvirt argv``; (code, stdout, stderr)."""

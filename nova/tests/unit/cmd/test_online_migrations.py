@@ -39,9 +39,7 @@ class OnlineMigrationTestCase(test_machine_type_utils.MachineTypeTestMixin,
 
     def setUp(self):
         super().setUp()
-        self.config_file = self.write_config(
-            database={'connection': self.db.cell_urls[0]},
-            api_database={'connection': self.db.api_url},
+        self.config_file = self.write_cell_config(
             libvirt={'hw_machine_type': 'x86_64=pc-q35-8.2',
                      'connection_uri': 'test:///default'})
 

@@ -42,9 +42,7 @@ class StatusTestCase(test_machine_type_utils.MachineTypeTestMixin,
         return code, out.getvalue(), err.getvalue()
 
     def status_process(self, *argv):
-        config_file = self.write_config(
-            database={'connection': self.db.cell_urls[0]},
-            api_database={'connection': self.db.api_url})
+        config_file = self.write_cell_config()
         return subprocess.run(
             [NOVA_STATUS, '--config-file', config_file] + list(argv),
             capture_output=True, text=True, timeout=120)
