@@ -39,7 +39,8 @@ def _print_table(headers, rows):
 
 
 # Nova's online data migrations, in the order they run: each is
-# f(context, max_count) -> (found, done) on the cell ``context`` targets.
+# f(context, max_count, progress=None) -> (found, done) on the cell
+# ``context`` targets, calling progress(found, done) after each batch.
 online_migrations = (
     instance_obj.populate_missing_machine_types,
 )
@@ -48,9 +49,6 @@ _remaining_counters = {
     instance_obj.populate_missing_machine_types:
         instance_obj.count_missing_machine_types,
 }
-# Rows per batch when no --max-count is given. Each batch is one SELECT
-# and one bulk INSERT in a short transaction.
-MIGRATION_BATCH = 1000
 # A larger --max-count is a typo, not a plan.
 MAX_COUNT_LIMIT = 2 ** 31 - 1
 
@@ -108,30 +106,37 @@ class _MigrationRun:
         return done_in_pass
 
     def _run_one(self, migrate, cell_name, cctxt, count):
-        """Run one batch of ``migrate`` on one cell; return rows done."""
+        """Run ``migrate`` for up to ``count`` rows of one cell.
+
+        Returns the rows migrated, including those of the batches that
+        were committed before an error.
+        """
+        key = (migrate, cell_name)
+        done_before = self.totals[migrate.__name__][1]
         try:
-            remaining = self._remaining.get((migrate, cell_name))
-            if remaining is None:
-                remaining = _remaining_counters[migrate](cctxt)
-            found, done = migrate(cctxt, count)
+            if key not in self._remaining:
+                self._remaining[key] = _remaining_counters[migrate](cctxt)
+            migrate(cctxt, count, progress=functools.partial(
+                self._batch_done, migrate, cell_name))
         except Exception as exc:
             self.failed = True
             common.print_error('%s failed in cell %s: %s' % (
                 migrate.__name__, cell_name,
                 machine_type_utils.describe_error(exc)))
-            return 0
-        self._remaining[(migrate, cell_name)] = max(remaining - done, 0)
+        return self.totals[migrate.__name__][1] - done_before
+
+    def _batch_done(self, migrate, cell_name, found, done):
+        """Count one committed batch and print its progress line."""
+        key = (migrate, cell_name)
+        self._remaining[key] = max(self._remaining[key] - done, 0)
         totals = self.totals[migrate.__name__]
         totals[0] += found
         totals[1] += done
-        if found:
-            elapsed = max(time.monotonic() - self._started, 1e-6)
-            print('%s in cell %s: %d rows matched, %d migrated, %d '
-                  'remaining, %.0f rows/s' % (
-                      migrate.__name__, cell_name, found, done,
-                      self._remaining[(migrate, cell_name)],
-                      totals[1] / elapsed))
-        return done
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        print('%s in cell %s: %d rows matched, %d migrated, %d '
+              'remaining, %.0f rows/s' % (
+                  migrate.__name__, cell_name, found, done,
+                  self._remaining[key], totals[1] / elapsed), flush=True)
 
 
 class DbCommands:
@@ -159,7 +164,8 @@ class DbCommands:
 
     @args('--max-count', type=_max_count, metavar='N',
           help='Migrate at most N rows in all, then stop (default: run '
-               'batches of %d until nothing is left).' % MIGRATION_BATCH)
+               'batches of %d until nothing is left).'
+               % instance_obj.MIGRATION_BATCH)
     def online_data_migrations(self, max_count=None):
         """Run the online data migrations on every cell.
 
@@ -177,9 +183,11 @@ class DbCommands:
                 % machine_type_utils.describe_error(exc), 2)
         run = _MigrationRun(targets)
         if max_count is None:
-            print('Running batches of %d until complete.' % MIGRATION_BATCH)
-            while run.run_pass(MIGRATION_BATCH):
-                pass
+            print('Running batches of %d until complete.'
+                  % instance_obj.MIGRATION_BATCH)
+            # One call per migration and cell walks all its rows; a row
+            # it could not resolve stays, so there is no second pass.
+            run.run_pass(MAX_COUNT_LIMIT)
         else:
             run.run_pass(max_count, limit_total=True)
         _print_table(['Migration', 'Total Needed', 'Completed'],

@@ -207,16 +207,24 @@ def _resolve_machine_types(context, rows):
     return resolved
 
 
-def populate_missing_machine_types(context, max_count):
+# Rows per SELECT and bulk INSERT of an online data migration: each
+# batch is its own short transaction.
+MIGRATION_BATCH = 1000
+
+
+def populate_missing_machine_types(context, max_count, progress=None):
     """Record the machine type of instances without a host.
 
     Instances on a host are recorded by that host's nova-compute; live
     instances with no host (shelved offloaded, never scheduled) and no
-    record, except BUILDING ones, are recorded here by resolution, in
-    batches of up to ``max_count``: one anti-join SELECT, one bulk
-    insert-if-absent, so a value recorded meanwhile wins. Rows that
-    cannot be resolved are skipped (found, not done) so they never block
-    the rows after them. Returns (found, done).
+    record, except BUILDING ones, are recorded here by resolution, up to
+    ``max_count`` of them, in batches of MIGRATION_BATCH: one anti-join
+    SELECT from the last id seen, one bulk insert-if-absent, so a value
+    recorded meanwhile wins. Walking on from the last id, rather than
+    calling this once per batch, reads each instance once in a run of any
+    length. Rows that cannot be resolved are skipped (found, not done) so
+    they never block the rows after them. ``progress(found, done)`` is
+    called after each batch. Returns (found, done).
     """
     libvirt_utils = _libvirt_utils()
     key = libvirt_utils.MACHINE_TYPE_SYSMETA_KEY
@@ -228,8 +236,8 @@ def populate_missing_machine_types(context, max_count):
     marker = None
     while done < max_count:
         page = db.instance_get_page_without_sysmeta(
-            context, key, max_count - done, marker, host_is_null=True,
-            with_keys=image_keys)
+            context, key, min(max_count - done, MIGRATION_BATCH), marker,
+            host_is_null=True, with_keys=image_keys)
         if not page:
             break
         resolved = _resolve_machine_types(context, page)
@@ -237,6 +245,8 @@ def populate_missing_machine_types(context, max_count):
         found += len(page)
         done += len(resolved)
         marker = page[-1]['id']
+        if progress is not None:
+            progress(len(page), len(resolved))
     return found, done
 
 

@@ -16,7 +16,7 @@ from nova.tests import fixtures as nova_fixtures
 from nova.tests.functional.reliability import base
 
 KILLS = 10
-BATCH = 1000   # nova.cmd.manage.MIGRATION_BATCH
+BATCH = 1000   # nova.objects.instance.MIGRATION_BATCH
 HOST = 'crash-a'
 DOMAINS = 5
 

@@ -11,7 +11,6 @@ import re
 import fixtures
 from oslo_db import exception as db_exc
 
-from nova.cmd import manage
 from nova.db.main import api as db
 from nova.db import migration
 from nova import objects
@@ -126,8 +125,8 @@ class OnlineDataMigrationsTests(OnlineMigrationTestCase):
         self.assertEqual([2, 2, 1, 0], completed)
 
     def test_progress_line_per_batch(self):
-        self.useFixture(fixtures.MockPatchObject(manage, 'MIGRATION_BATCH',
-                                                 2))
+        self.useFixture(fixtures.MockPatchObject(
+            instance_obj, 'MIGRATION_BATCH', 2))
         for _ in range(5):
             self.make(vm_state='shelved_offloaded', host=None)
         code, out, _ = self.migrate()
