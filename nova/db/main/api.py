@@ -487,9 +487,16 @@ def instance_get_page_without_sysmeta(context, key, limit, marker_id=None,
         with_keys)
     query = (sa.select(*columns).select_from(joined)
              .where(*_unrecorded_instances(key, live=live))
-             .order_by(INSTANCES.c.id).limit(limit))
+             .limit(limit))
     if host_is_null:
-        query = query.where(INSTANCES.c.host.is_(None))
+        # The same order as by id (host and deleted are constant here),
+        # spelled as instances_host_deleted_id_idx's columns: PostgreSQL
+        # does not take "host IS NULL" as making host constant, and would
+        # otherwise sort every host-less instance for each page.
+        query = query.where(INSTANCES.c.host.is_(None)).order_by(
+            INSTANCES.c.host, INSTANCES.c.deleted, INSTANCES.c.id)
+    else:
+        query = query.order_by(INSTANCES.c.id)
     if marker_id is not None:
         query = query.where(INSTANCES.c.id > marker_id)
     page = []

@@ -418,7 +418,7 @@ class SQLitePlanTests(MachineTypeTestMixin, nova_fixtures.TestCase):
         seen = []
 
         def record(conn, cursor, statement, parameters, *args):
-            if 'ORDER BY instances.id' in statement:
+            if 'ORDER BY instances.' in statement:
                 seen.append((statement, parameters))
         sa.event.listen(engine, 'before_cursor_execute', record)
         try:
