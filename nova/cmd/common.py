@@ -105,15 +105,13 @@ def run(prog, categories, argv=None):
                              'config_dir')}
     try:
         return getattr(category, parsed.func)(**kwargs)
-    except exception.NovaException as exc:
-        return print_error(exc.format_message())
-    except (db_exc.DBError, sa.exc.SQLAlchemyError) as exc:
-        return print_error('database error: %s'
-                           % db_utils.describe_db_error(exc))
+    except (exception.NovaException, db_exc.DBError,
+            sa.exc.SQLAlchemyError) as exc:
+        return print_error(db_utils.describe_error(exc))
     except Exception as exc:
         LOG.debug('Unexpected error', exc_info=True)
-        return print_error('unexpected error: %s: %s'
-                           % (type(exc).__name__, exc))
+        return print_error('unexpected error: %s'
+                           % db_utils.describe_error(exc))
 
 
 def print_error(message, code=1):

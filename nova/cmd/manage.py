@@ -122,7 +122,7 @@ class _MigrationRun:
             self.failed = True
             common.print_error('%s failed in cell %s: %s' % (
                 migrate.__name__, cell_name,
-                machine_type_utils.describe_error(exc)))
+                db_utils.describe_error(exc)))
         return self.totals[migrate.__name__][1] - done_before
 
     def _batch_done(self, migrate, cell_name, found, done):
@@ -180,7 +180,7 @@ class DbCommands:
             # Not 1, which tells scripts to run again.
             return common.print_error(
                 'cannot list the cells: %s'
-                % machine_type_utils.describe_error(exc), 2)
+                % db_utils.describe_error(exc), 2)
         run = _MigrationRun(targets)
         if max_count is None:
             print('Running batches of %d until complete.'

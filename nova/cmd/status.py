@@ -15,6 +15,7 @@ from nova.cmd import common
 from nova import context
 import nova.conf
 from nova import exception
+from nova.db import utils as db_utils
 from nova.virt.libvirt import machine_type_utils
 
 CONF = nova.conf.CONF
@@ -121,7 +122,7 @@ class Checks(upgradecheck.UpgradeCommands):
             return super().check()
         except Exception as exc:
             return common.print_error(
-                machine_type_utils.describe_error(exc), EXIT_ERROR)
+                db_utils.describe_error(exc), EXIT_ERROR)
 
 
 def main(argv=None):

@@ -9,6 +9,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 
+from nova import exception
+
 
 def mask_url(url):
     """``url`` with its password replaced by ``***``, safe to print or log."""
@@ -74,6 +76,19 @@ def describe_db_error(exc):
     if isinstance(exc, db_exc.DBConnectionError) and 'connect' not in text:
         text = 'cannot connect: ' + text
     return scrub_secrets(text)
+
+
+def describe_error(exc):
+    """One line for an operator about ``exc``, with no secret in it.
+
+    A nova error gives its message, a database error the driver's reason;
+    anything else its type and text.
+    """
+    if isinstance(exc, exception.NovaException):
+        return exc.format_message()
+    if isinstance(exc, (db_exc.DBError, sa.exc.SQLAlchemyError)):
+        return 'database error: %s' % describe_db_error(exc)
+    return scrub_secrets('%s: %s' % (type(exc).__name__, exc))
 
 
 def _dialect_insert(dialect_name, table):

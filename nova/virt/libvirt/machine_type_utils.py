@@ -10,9 +10,7 @@ reported as a CellUnavailable result and never hides the others.
 import collections
 import re
 
-from oslo_db import exception as db_exc
 from oslo_utils import uuidutils
-import sqlalchemy as sa
 
 from nova.compute import vm_states
 from nova import context as nova_context
@@ -144,15 +142,6 @@ def _cells(ctxt, cell_uuid=None):
     return [objects.CellMapping.get_by_uuid(ctxt, cell_uuid)]
 
 
-def describe_error(exc):
-    """One line for an operator about ``exc``, with no secret in it."""
-    if isinstance(exc, exception.NovaException):
-        return exc.format_message()
-    if isinstance(exc, (db_exc.DBError, sa.exc.SQLAlchemyError)):
-        return 'database error: %s' % db_utils.describe_db_error(exc)
-    return db_utils.scrub_secrets('%s: %s' % (type(exc).__name__, exc))
-
-
 def _gather(ctxt, cells, fn, *args):
     """Run ``fn(cell_context, *args)`` on ``cells`` in parallel.
 
@@ -171,7 +160,8 @@ def _gather(ctxt, cells, fn, *args):
                 reason='no answer within %s seconds' % timeout)
         elif isinstance(result, Exception):
             result = exception.CellUnavailable(
-                cell=cell.identity, reason=describe_error(result).rstrip('.'))
+                cell=cell.identity, reason=db_utils.describe_error(
+                    result).rstrip('.'))
         gathered.append((cell, result))
     return gathered
 
@@ -296,7 +286,8 @@ def list_unset_machine_type(ctxt, cell_uuid=None):
                     cctxt, SYSMETA_KEY, LIST_CHUNK_SIZE)
         except Exception as exc:
             failed.append(exception.CellUnavailable(
-                cell=cell.identity, reason=describe_error(exc).rstrip('.')))
+                cell=cell.identity, reason=db_utils.describe_error(
+                    exc).rstrip('.')))
     if failed:
         raise exception.CellUnavailable(
             message=' '.join(exc.format_message() for exc in failed))
