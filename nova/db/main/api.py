@@ -94,12 +94,14 @@ def _dialect(context):
     return context.session.get_bind().dialect.name
 
 
-# Recorders of one instance race with others on the same rows (compute
-# start-up, spawns, several online migrations) and either server may pick
+# Writers race with each other (compute start-ups replacing their hosts'
+# machine types side by side in one index, spawns, several online
+# migrations recording the same instances) and either server may pick
 # one of them as a deadlock victim (oslo.db raises DBDeadlock; at READ
 # COMMITTED, PostgreSQL has no serialization failures to add). The whole
 # transaction is replayed, outside it, so the operator never sees them.
-# Insert-if-absent and upsert make a replay harmless.
+# Every writer below is safe to replay: insert-if-absent, upsert, or a
+# whole transaction that the deadlock rolled back. Writers never nest.
 retry_on_deadlock = oslo_db_api.wrap_db_retry(
     max_retries=5, retry_on_deadlock=True, retry_interval=0.1,
     inc_retry_interval=True, max_retry_interval=2)
@@ -119,6 +121,7 @@ def _instance_row_to_dict(row):
     return dict(row._mapping)
 
 
+@retry_on_deadlock
 @pick_context_manager_writer
 def instance_create(context, values, system_metadata):
     """Insert an instance and its system metadata; return the new row."""
@@ -204,6 +207,7 @@ def instance_update(context, uuid, values, sysmeta_updates, sysmeta_deletes,
     return _instance_get(context, uuid)
 
 
+@retry_on_deadlock
 @pick_context_manager_writer
 def instance_destroy(context, uuid):
     """Soft-delete an instance and its system metadata (deleted = id)."""
@@ -305,6 +309,7 @@ def instance_system_metadata_record(context, key, values, overwrite=False):
 
 # -- faults ------------------------------------------------------------------
 
+@retry_on_deadlock
 @pick_context_manager_writer
 def instance_fault_create(context, instance_uuid, code, message, host,
                           details=None):
@@ -344,6 +349,7 @@ def service_get_all_by_binary(context, binary):
             .order_by(SERVICES.c.host))]
 
 
+@retry_on_deadlock
 @pick_context_manager_writer
 def service_create_or_update(context, host, binary, values):
     """Create the (host, binary) service row or update it; return it."""
@@ -363,6 +369,7 @@ def service_create_or_update(context, host, binary, values):
 
 # -- machine types a host supports -------------------------------------------
 
+@retry_on_deadlock
 @pick_context_manager_writer
 def host_machine_types_replace(context, host, machine_types):
     """Replace what ``host`` reports it supports with ``machine_types``.
@@ -650,6 +657,7 @@ def instance_sysmeta_value_groups(context, key, value):
     return [tuple(row) for row in _execute(context, query)]
 
 
+@retry_on_deadlock
 @pick_context_manager_writer
 def instance_sysmeta_replace_value(context, key, old, new, only_states=None,
                                    exclude_hosts=(), uuid=None):

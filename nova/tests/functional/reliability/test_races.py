@@ -10,6 +10,7 @@ value that beat a live one would show.
 
 import signal
 import threading
+import time
 import uuid as uuid_lib
 
 import fixtures
@@ -187,6 +188,75 @@ class DeadlockRetryTests(nova_fixtures.TestCase):
         self.assertEqual('pc-q35-7.2', saved.system_metadata[base.KEY])
 
 
+class StartUpDeadlockTests(nova_fixtures.TestCase):
+    """Two compute hosts starting at once deadlock on MariaDB.
+
+    Each host's start-up deletes its machine types and inserts them again.
+    InnoDB's DELETE locks the gap at the end of the unique index, and each
+    host's INSERT then waits for the other's gap: a real deadlock, in
+    which InnoDB rolls back the lighter transaction, here the writer's.
+    The writer replays it and both hosts' lists land.
+    """
+
+    def _machine_types(self, count):
+        return [{'arch': 'x86_64', 'name': 'pc-i440fx-%d.0' % i,
+                 'canonical': None, 'deprecated': False}
+                for i in range(count)]
+
+    def _replace_in_thread(self, ctxt, host, machine_types, errors):
+        def replace():
+            try:
+                db.host_machine_types_replace(ctxt, host, machine_types)
+            except Exception as exc:
+                errors.append(exc)
+        thread = threading.Thread(target=replace)
+        thread.start()
+        return thread
+
+    def _wait_for_insert(self, connection):
+        """Wait until another session of ours runs its INSERT."""
+        query = sa.text(
+            "SELECT COUNT(*) FROM information_schema.processlist "
+            "WHERE id <> CONNECTION_ID() "
+            "AND info LIKE 'INSERT INTO host_machine_types%'")
+        for _ in range(200):
+            if connection.execute(query).scalar():
+                return
+            time.sleep(0.05)
+        self.fail('the writer never reached its INSERT')
+
+    def test_start_up_replays_a_real_deadlock(self):
+        ctxt = self.cell_context()
+        table = db.HOST_MACHINE_TYPES
+        # The last row sorts after the others (q35 > pc-...), into the
+        # gap at the end of the index that the writer's DELETE locked.
+        other_host = [dict(mt, host='host-a', deleted=0)
+                      for mt in self._machine_types(100)]
+        other_host.append({'host': 'host-a', 'deleted': 0, 'arch': 'x86_64',
+                           'name': 'q35', 'canonical': None,
+                           'deprecated': False})
+        mine = self._machine_types(20)
+        errors = []
+        with db.get_engine(ctxt).connect() as other:
+            with other.begin():
+                other.execute(table.delete().where(table.c.host == 'host-a'))
+                # Many rows make this transaction the heavier one, so
+                # InnoDB picks the writer under test as the victim.
+                other.execute(table.insert(), other_host[:100])
+                thread = self._replace_in_thread(ctxt, 'host-b', mine,
+                                                 errors)
+                self._wait_for_insert(other)
+                other.execute(table.insert(), other_host[100:])
+            thread.join(60)
+        self.assertFalse(thread.is_alive())
+        self.assertEqual([], errors)
+        self.assertEqual(sorted(mt['name'] for mt in mine), sorted(
+            mt['name'] for mt in db.host_machine_types_get(ctxt, 'host-b')))
+        self.assertEqual(101, len(db.host_machine_types_get(ctxt, 'host-a')))
+
+
 for _base in (RaceTests, DeadlockRetryTests):
     globals().update(nova_fixtures.backend_variants(_base))
-del RaceTests, DeadlockRetryTests, _base
+globals().update(nova_fixtures.backend_variants(
+    StartUpDeadlockTests, backends=('mysql',)))
+del RaceTests, DeadlockRetryTests, StartUpDeadlockTests, _base
