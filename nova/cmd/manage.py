@@ -40,15 +40,11 @@ def _print_table(headers, rows):
 
 # Nova's online data migrations, in the order they run: each is
 # f(context, max_count, progress=None) -> (found, done) on the cell
-# ``context`` targets, calling progress(found, done) after each batch.
+# ``context`` targets, calling progress(found, done, remaining) after
+# each batch.
 online_migrations = (
     instance_obj.populate_missing_machine_types,
 )
-# How many rows a migration has left in a cell, for the progress lines.
-_remaining_counters = {
-    instance_obj.populate_missing_machine_types:
-        instance_obj.count_missing_machine_types,
-}
 # A larger --max-count is a typo, not a plan.
 MAX_COUNT_LIMIT = 2 ** 31 - 1
 
@@ -86,7 +82,6 @@ class _MigrationRun:
         self.totals = {m.__name__: [0, 0] for m in online_migrations}
         self.failed = False
         self.last_done = 0
-        self._remaining = {}
         self._started = time.monotonic()
 
     def run_pass(self, batch, limit_total=False):
@@ -111,11 +106,8 @@ class _MigrationRun:
         Returns the rows migrated, including those of the batches that
         were committed before an error.
         """
-        key = (migrate, cell_name)
         done_before = self.totals[migrate.__name__][1]
         try:
-            if key not in self._remaining:
-                self._remaining[key] = _remaining_counters[migrate](cctxt)
             migrate(cctxt, count, progress=functools.partial(
                 self._batch_done, migrate, cell_name))
         except Exception as exc:
@@ -125,10 +117,8 @@ class _MigrationRun:
                 db_utils.describe_error(exc)))
         return self.totals[migrate.__name__][1] - done_before
 
-    def _batch_done(self, migrate, cell_name, found, done):
+    def _batch_done(self, migrate, cell_name, found, done, remaining):
         """Count one committed batch and print its progress line."""
-        key = (migrate, cell_name)
-        self._remaining[key] = max(self._remaining[key] - done, 0)
         totals = self.totals[migrate.__name__]
         totals[0] += found
         totals[1] += done
@@ -136,7 +126,7 @@ class _MigrationRun:
         print('%s in cell %s: %d rows matched, %d migrated, %d '
               'remaining, %.0f rows/s' % (
                   migrate.__name__, cell_name, found, done,
-                  self._remaining[key], totals[1] / elapsed), flush=True)
+                  remaining, totals[1] / elapsed), flush=True)
 
 
 class DbCommands:

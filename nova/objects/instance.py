@@ -218,13 +218,14 @@ def populate_missing_machine_types(context, max_count, progress=None):
     Instances on a host are recorded by that host's nova-compute; live
     instances with no host (shelved offloaded, never scheduled) and no
     record, except BUILDING ones, are recorded here by resolution, up to
-    ``max_count`` of them, in batches of MIGRATION_BATCH: one anti-join
-    SELECT from the last id seen, one bulk insert-if-absent, so a value
-    recorded meanwhile wins. Walking on from the last id, rather than
-    calling this once per batch, reads each instance once in a run of any
-    length. Rows that cannot be resolved are skipped (found, not done) so
-    they never block the rows after them. ``progress(found, done)`` is
-    called after each batch. Returns (found, done).
+    ``max_count`` of them. One anti-join reads the ids of all of them
+    (which also says how many are left after each batch); then, in
+    batches of MIGRATION_BATCH, one SELECT by id checks each is still
+    host-less and unrecorded and brings its image properties, and one bulk
+    insert-if-absent records them, so a value recorded meanwhile wins.
+    Rows that cannot be resolved are skipped (found, not done) so they
+    never block the rows after them. ``progress(found, done, remaining)``
+    is called after each batch. Returns (found, done).
     """
     libvirt_utils = _libvirt_utils()
     key = libvirt_utils.MACHINE_TYPE_SYSMETA_KEY
@@ -232,25 +233,17 @@ def populate_missing_machine_types(context, max_count, progress=None):
     image_keys = [image_meta_obj.SYSMETA_IMAGE_PREFIX + prop for prop in (
         libvirt_utils.MACHINE_TYPE_IMAGE_PROPERTY,
         libvirt_utils.ARCH_IMAGE_PROPERTY)]
-    found = done = 0
-    marker = None
-    while done < max_count:
-        page = db.instance_get_page_without_sysmeta(
-            context, key, min(max_count - done, MIGRATION_BATCH), marker,
-            host_is_null=True, with_keys=image_keys)
-        if not page:
-            break
-        resolved = _resolve_machine_types(context, page)
+    ids = db.instance_get_hostless_ids_without_sysmeta(context, key)
+    found = done = read = 0
+    while done < max_count and read < len(ids):
+        batch = ids[read:read + min(max_count - done, MIGRATION_BATCH)]
+        read += len(batch)
+        rows = db.instance_get_hostless_without_sysmeta(
+            context, key, batch, with_keys=image_keys)
+        resolved = _resolve_machine_types(context, rows)
         db.instance_system_metadata_record(context, key, resolved)
-        found += len(page)
+        found += len(rows)
         done += len(resolved)
-        marker = page[-1]['id']
         if progress is not None:
-            progress(len(page), len(resolved))
+            progress(len(rows), len(resolved), len(ids) - read)
     return found, done
-
-
-def count_missing_machine_types(context):
-    """How many instances populate_missing_machine_types has left to do."""
-    return db.instance_count_without_sysmeta(
-        context, _libvirt_utils().MACHINE_TYPE_SYSMETA_KEY, host_is_null=True)

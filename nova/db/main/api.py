@@ -5,6 +5,7 @@ the cell (see ``nova.context.target_cell``), ``[database]`` otherwise.
 Anything that touches many rows is one set-based statement.
 """
 
+import array
 import functools
 
 from oslo_config import cfg
@@ -412,13 +413,12 @@ def _sysmeta_recorded(key):
         SYSMETA.c.key == key, SYSMETA.c.deleted == 0).exists()
 
 
-def _unrecorded_instances(key, live=INSTANCES.c.deleted == 0):
+def _unrecorded_instances(key):
     """WHERE clauses: live instances without ``key``, except BUILDING ones.
 
     An instance being built gets its record from the spawn that builds it.
-    ``live`` is how "not deleted" is spelled (see the paging query).
     """
-    return (live,
+    return (INSTANCES.c.deleted == 0,
             sa.or_(INSTANCES.c.vm_state.is_(None),
                    INSTANCES.c.vm_state != vm_states.BUILDING),
             ~_sysmeta_recorded(key))
@@ -455,65 +455,71 @@ def _joined_sysmeta(values, with_keys):
             if values['w%d' % index] is not None}
 
 
-@pick_context_manager_reader
-def instance_get_page_without_sysmeta(context, key, limit, marker_id=None,
-                                      host_is_null=False, with_keys=()):
-    """One page (by id) of live, non-BUILDING instances with no ``key`` row.
+def _hostless_order():
+    """ORDER BY for host-less instances: by id, as the host index has it.
 
-    Keyset paging: pass the last id seen as ``marker_id``, so every page
-    costs what the first does and memory holds one page. ``host_is_null``
-    keeps instances without a host only. Each ``with_keys`` entry is
+    The same order as by id (host and deleted are constant), spelled as
+    instances_host_deleted_id_idx's columns: PostgreSQL does not take
+    "host IS NULL" as making host constant, and would otherwise sort.
+    """
+    return (INSTANCES.c.host, INSTANCES.c.deleted, INSTANCES.c.id)
+
+
+@pick_context_manager_reader
+def instance_get_hostless_ids_without_sysmeta(context, key):
+    """The ids of live, non-BUILDING, host-less instances with no ``key``.
+
+    One anti-join over instances_host_deleted_id_idx, streamed into an
+    array of 8-byte integers (8 MB for a million ids), ascending. The
+    online migration reads the work to do once with it, and knows from
+    its length how much is left after each batch.
+    """
+    # SELECT i.id FROM instances i
+    #  WHERE i.host IS NULL AND i.deleted = 0 AND i.vm_state != 'building'
+    #    AND NOT EXISTS (SELECT 1 FROM instance_system_metadata s
+    #                     WHERE s.instance_uuid = i.uuid AND s.key = :key
+    #                       AND s.deleted = 0)
+    #  ORDER BY i.host, i.deleted, i.id
+    query = (sa.select(INSTANCES.c.id)
+             .where(INSTANCES.c.host.is_(None), *_unrecorded_instances(key))
+             .order_by(*_hostless_order())
+             .execution_options(stream_results=True, yield_per=10000))
+    return array.array('q', _execute(context, query).scalars())
+
+
+@pick_context_manager_reader
+def instance_get_hostless_without_sysmeta(context, key, ids, with_keys=()):
+    """The instances of ``ids`` that are still host-less and without ``key``.
+
+    The conditions of instance_get_hostless_ids_without_sysmeta, checked
+    again by primary key, because an instance may have been unshelved,
+    deleted or recorded since its id was read. Each ``with_keys`` entry is
     brought along by an outer join. Returns dicts of id, uuid,
     architecture and system_metadata ({key: value} of the ``with_keys``
-    present).
+    present), by id.
     """
     # SELECT i.id, i.uuid, i.architecture, w0.value, w1.value, ...
     #   FROM instances i
     #   LEFT JOIN instance_system_metadata w0
     #          ON w0.instance_uuid = i.uuid AND w0.key = :with_key0
     #             AND w0.deleted = 0
-    #  WHERE i.deleted = 0 AND i.vm_state != 'building' [AND i.host IS NULL]
-    #    AND i.id > :marker_id
+    #  WHERE i.id IN (:ids) AND i.host IS NULL AND i.deleted = 0
+    #    AND i.vm_state != 'building'
     #    AND NOT EXISTS (SELECT 1 FROM instance_system_metadata s
     #                     WHERE s.instance_uuid = i.uuid AND s.key = :key
     #                       AND s.deleted = 0)
-    #  ORDER BY i.id LIMIT :limit
-    # Each page must walk an index in id order from the marker:
-    # instances_host_deleted_id_idx (host, deleted, id) for host IS NULL,
-    # else the primary key. Without a host filter SQLite's planner (even
-    # after ANALYZE) takes instances_deleted_vm_state_idx for "deleted =
-    # 0" and sorts every live instance for each page, so listing grew with
-    # the square of the instances; "deleted + 0 = 0" keeps it off that
-    # index. MySQL and PostgreSQL choose well, and the expression would
-    # only blur their estimates.
-    live = INSTANCES.c.deleted == 0
-    if _dialect(context) == 'sqlite' and not host_is_null:
-        live = INSTANCES.c.deleted + 0 == 0
+    #  ORDER BY i.id
     joined, columns = _outerjoin_sysmeta(
         [INSTANCES.c.id, INSTANCES.c.uuid, INSTANCES.c.architecture],
         with_keys)
     query = (sa.select(*columns).select_from(joined)
-             .where(*_unrecorded_instances(key, live=live))
-             .limit(limit))
-    if host_is_null:
-        # The same order as by id (host and deleted are constant here),
-        # spelled as instances_host_deleted_id_idx's columns: PostgreSQL
-        # does not take "host IS NULL" as making host constant, and would
-        # otherwise sort every host-less instance for each page.
-        query = query.where(INSTANCES.c.host.is_(None)).order_by(
-            INSTANCES.c.host, INSTANCES.c.deleted, INSTANCES.c.id)
-    else:
-        query = query.order_by(INSTANCES.c.id)
-    if marker_id is not None:
-        query = query.where(INSTANCES.c.id > marker_id)
-    page = []
-    for row in _execute(context, query):
-        values = row._mapping
-        page.append({
-            'id': values['id'], 'uuid': values['uuid'],
-            'architecture': values['architecture'],
-            'system_metadata': _joined_sysmeta(values, with_keys)})
-    return page
+             .where(INSTANCES.c.id.in_(list(ids)),
+                    INSTANCES.c.host.is_(None), *_unrecorded_instances(key))
+             .order_by(INSTANCES.c.id))
+    return [{'id': row.id, 'uuid': row.uuid,
+             'architecture': row.architecture,
+             'system_metadata': _joined_sysmeta(row._mapping, with_keys)}
+            for row in _execute(context, query)]
 
 
 def instance_iter_uuids_without_sysmeta(context, key, chunk=1000):
@@ -567,19 +573,6 @@ def instance_get_all_by_host_without_sysmeta(context, host, key, with_keys):
              'architecture': row.architecture, 'image_ref': row.image_ref,
              'system_metadata': _joined_sysmeta(row._mapping, with_keys)}
             for row in _execute(context, query)]
-
-
-@pick_context_manager_reader
-def instance_count_without_sysmeta(context, key, host_is_null=False):
-    """How many live, non-BUILDING instances have no ``key`` row."""
-    # SELECT count(*) FROM instances i
-    #  WHERE i.deleted = 0 AND i.vm_state != 'building' [AND i.host IS NULL]
-    #    AND NOT EXISTS (<a live key row of i>)
-    query = sa.select(sa.func.count()).select_from(INSTANCES).where(
-        *_unrecorded_instances(key))
-    if host_is_null:
-        query = query.where(INSTANCES.c.host.is_(None))
-    return _execute(context, query).scalar()
 
 
 @pick_context_manager_reader

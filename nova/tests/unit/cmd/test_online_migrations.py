@@ -164,7 +164,7 @@ class OnlineDataMigrationsTests(OnlineMigrationTestCase):
 
     def test_value_recorded_meanwhile_wins(self):
         inst = self.make(vm_state='shelved_offloaded', host=None)
-        real_page = db.instance_get_page_without_sysmeta
+        real_page = db.instance_get_hostless_without_sysmeta
 
         def page_then_race(cctxt, *args, **kwargs):
             page = real_page(cctxt, *args, **kwargs)
@@ -174,7 +174,7 @@ class OnlineDataMigrationsTests(OnlineMigrationTestCase):
                     overwrite=True)
             return page
         self.useFixture(fixtures.MockPatchObject(
-            db, 'instance_get_page_without_sysmeta',
+            db, 'instance_get_hostless_without_sysmeta',
             side_effect=page_then_race))
         self.assertEqual((1, 1), instance_obj.populate_missing_machine_types(
             self.cell_context(0), 10))

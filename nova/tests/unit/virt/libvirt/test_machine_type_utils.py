@@ -406,24 +406,24 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
 
 
 class SQLitePlanTests(MachineTypeTestMixin, nova_fixtures.TestCase):
-    """SQLite only: its planner, unlike MySQL's and PostgreSQL's, needs help.
+    """SQLite's plans of the online migration's two queries.
 
     Not run on the other backends (nova/tests/functional/cmd/ does not
     import this class).
     """
 
-    def _plan_of_page_query(self, **kwargs):
+    def _plan_of(self, query, *args):
+        """EXPLAIN QUERY PLAN of the statement ``query(ctxt, *args)`` runs."""
         ctxt = self.cell_context()
         engine = db.get_engine(ctxt)
         seen = []
 
         def record(conn, cursor, statement, parameters, *args):
-            if 'ORDER BY instances.' in statement:
+            if statement.lstrip().startswith('SELECT'):
                 seen.append((statement, parameters))
         sa.event.listen(engine, 'before_cursor_execute', record)
         try:
-            db.instance_get_page_without_sysmeta(ctxt, mtu.SYSMETA_KEY, 10,
-                                                 marker_id=5, **kwargs)
+            query(ctxt, mtu.SYSMETA_KEY, *args)
         finally:
             sa.event.remove(engine, 'before_cursor_execute', record)
         [(statement, parameters)] = seen
@@ -431,14 +431,13 @@ class SQLitePlanTests(MachineTypeTestMixin, nova_fixtures.TestCase):
             return ' / '.join(row[-1] for row in conn.exec_driver_sql(
                 'EXPLAIN QUERY PLAN ' + statement, parameters))
 
-    def test_pages_start_at_the_marker(self):
-        # Each page walks the primary key from the marker instead of
-        # sorting every live instance: listing stays linear.
-        plan = self._plan_of_page_query()
-        self.assertIn('USING INTEGER PRIMARY KEY (rowid>?)', plan)
-        self.assertNotIn('TEMP B-TREE', plan)
-
-    def test_hostless_pages_use_the_host_index(self):
-        plan = self._plan_of_page_query(host_is_null=True)
+    def test_hostless_ids_come_from_the_host_index_in_order(self):
+        plan = self._plan_of(db.instance_get_hostless_ids_without_sysmeta)
         self.assertIn('instances_host_deleted_id_idx', plan)
         self.assertNotIn('TEMP B-TREE', plan)
+
+    def test_a_batch_is_read_by_primary_key(self):
+        plan = self._plan_of(db.instance_get_hostless_without_sysmeta,
+                             [3, 5, 8])
+        self.assertIn('USING INTEGER PRIMARY KEY (rowid=?)', plan)
+        self.assertNotIn('SCAN', plan.replace('SCAN CONSTANT', ''))
