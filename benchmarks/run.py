@@ -524,6 +524,8 @@ def parse_args(argv):
     parser.add_argument('--keep', action='store_true',
                         help='keep the databases and files afterwards')
     args = parser.parse_args(argv)
+    if args.workdir:
+        os.makedirs(args.workdir, exist_ok=True)
     args.backend = args.backend or list(BACKENDS)
     args.instances = args.instances or [100000]
     return args
