@@ -468,10 +468,10 @@ class LibvirtCommands:
         ctxt = context.get_admin_context()
         listed = 0
         try:
-            for instance_uuid in machine_type_utils.list_unset_machine_type(
+            for uuids in machine_type_utils.list_unset_machine_type(
                     ctxt, cell_uuid):
-                print(instance_uuid)
-                listed += 1
+                print('\n'.join(uuids))
+                listed += len(uuids)
         except exception.CellUnavailable as exc:
             return common.print_error(exc.format_message())
         return 3 if listed else 0

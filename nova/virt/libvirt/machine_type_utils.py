@@ -269,11 +269,12 @@ def update_machine_type(ctxt, instance_uuid, machine_type, force=False):
 # -- many instances -----------------------------------------------------------
 
 def list_unset_machine_type(ctxt, cell_uuid=None):
-    """Yield the UUIDs of instances with no recorded machine type.
+    """Yield lists of the UUIDs of instances with no recorded machine type.
 
     Live instances that are not BUILDING, of one cell or of every cell,
-    cell after cell, each from one streamed anti-join, so memory does not
-    grow with the number of instances. Raises InvalidUUID or
+    cell after cell, each from one streamed anti-join read
+    LIST_CHUNK_SIZE rows at a time, so memory does not grow with the
+    number of instances. Raises InvalidUUID or
     CellMappingNotFound for a bad ``cell_uuid`` before yielding anything,
     and CellUnavailable after yielding the answers of every other cell if
     some cells failed (a cell's rows already yielded stay yielded).

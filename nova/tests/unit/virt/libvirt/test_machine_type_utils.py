@@ -289,12 +289,13 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
         with self.statements(cell=0) as seen:
             listed = mtu.list_unset_machine_type(self.context,
                                                  self.cells[0].uuid)
-            first = [next(listed), next(listed)]
+            first = next(listed)
             self.assertEqual(['SELECT'], seen)
             rest = list(listed)
         # One statement, whatever the number of instances, read in chunks.
         self.assertEqual(['SELECT'], seen)
-        self.assertEqual(sorted(unset), sorted(first + rest))
+        self.assertEqual([2, 2, 1], [len(first)] + [len(c) for c in rest])
+        self.assertEqual(sorted(unset), sorted(sum(rest, first)))
 
     def test_bulk_update_is_one_update_per_cell(self):
         for _ in range(20):
