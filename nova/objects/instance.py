@@ -185,26 +185,37 @@ def _resolve_machine_types(context, rows):
 
     Each row goes through the one resolution function, as a spawn would:
     image property, then configuration, then the built-in default for
-    the guest arch. A row it cannot decide (an arch with no default) is
-    left out and logged.
+    the guest arch. Rows with the same architecture and image properties
+    resolve alike, so each such combination is resolved once (a batch
+    holds a handful of them). A row it cannot decide (an arch with no
+    default) is left out and logged.
     """
-    libvirt_utils = _libvirt_utils()
     resolved = {}
+    by_inputs = {}
     for row in rows:
-        instance = Instance(context, uuid=row['uuid'],
-                            architecture=row['architecture'],
-                            system_metadata=row['system_metadata'])
-        machine_type = libvirt_utils.get_machine_type(instance.image_meta,
-                                                      instance)
+        inputs = (row['architecture'],
+                  tuple(sorted(row['system_metadata'].items())))
+        if inputs not in by_inputs:
+            by_inputs[inputs] = _resolve_machine_type(context, row)
+        machine_type, guest_arch = by_inputs[inputs]
         if machine_type:
             resolved[row['uuid']] = machine_type
         else:
             LOG.warning('No machine type can be resolved for instance %s '
                         '(architecture %s); set one with nova-manage '
                         'libvirt update_machine_type.', row['uuid'],
-                        libvirt_utils.get_guest_arch(instance.image_meta,
-                                                     instance))
+                        guest_arch)
     return resolved
+
+
+def _resolve_machine_type(context, row):
+    """(machine type or None, guest arch) that resolution gives ``row``."""
+    libvirt_utils = _libvirt_utils()
+    instance = Instance(context, uuid=row['uuid'],
+                        architecture=row['architecture'],
+                        system_metadata=row['system_metadata'])
+    return (libvirt_utils.get_machine_type(instance.image_meta, instance),
+            libvirt_utils.get_guest_arch(instance.image_meta, instance))
 
 
 # Rows per SELECT and bulk INSERT of an online data migration: each

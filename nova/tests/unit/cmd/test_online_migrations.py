@@ -154,9 +154,12 @@ class OnlineDataMigrationsTests(OnlineMigrationTestCase):
         stuck = self.make(vm_state='shelved_offloaded', host=None,
                           architecture='mips')
         after = self.make(vm_state='shelved_offloaded', host=None)
+        logs = self.useFixture(fixtures.FakeLogger())
         code, out, _ = self.migrate('--max-count', '1')
         self.assertEqual(1, code)
         self.assertEqual((2, 1), _table_row(out))
+        self.assertIn('No machine type can be resolved for instance %s '
+                      '(architecture mips)' % stuck.uuid, logs.output)
         self.assertEqual([None, 'pc-q35-8.2'],
                          [self.recorded(stuck), self.recorded(after)])
         # Nothing more can progress: done, as Nova says.
