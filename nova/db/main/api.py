@@ -73,13 +73,30 @@ def get_engine(context):
     return get_context_manager(context).writer.get_engine()
 
 
+# Writers race with each other (compute start-ups replacing their hosts'
+# machine types side by side in one index, spawns, several online
+# migrations recording the same instances) and either server may pick
+# one of them as a deadlock victim (oslo.db raises DBDeadlock; at READ
+# COMMITTED, PostgreSQL has no serialization failures to add). The whole
+# transaction is replayed, outside it, so the operator never sees them.
+# Every writer is safe to replay: insert-if-absent, upsert, or a whole
+# transaction that the deadlock rolled back. A writer must not call
+# another: the inner one would replay inside the rolled-back outer one.
+_retry_on_deadlock = oslo_db_api.wrap_db_retry(
+    max_retries=5, retry_on_deadlock=True, retry_interval=0.1,
+    inc_retry_interval=True, max_retry_interval=2)
+
+
 def pick_context_manager_writer(f):
-    """Run ``f(context, ...)`` in a writer transaction of its cell."""
+    """Run ``f(context, ...)`` in a writer transaction of its cell.
+
+    A deadlock replays the whole transaction, up to 5 times.
+    """
     @functools.wraps(f)
     def wrapper(context, *args, **kwargs):
         with get_context_manager(context).writer.using(context):
             return f(context, *args, **kwargs)
-    return wrapper
+    return _retry_on_deadlock(wrapper)
 
 
 def pick_context_manager_reader(f):
@@ -93,19 +110,6 @@ def pick_context_manager_reader(f):
 
 def _dialect(context):
     return context.session.get_bind().dialect.name
-
-
-# Writers race with each other (compute start-ups replacing their hosts'
-# machine types side by side in one index, spawns, several online
-# migrations recording the same instances) and either server may pick
-# one of them as a deadlock victim (oslo.db raises DBDeadlock; at READ
-# COMMITTED, PostgreSQL has no serialization failures to add). The whole
-# transaction is replayed, outside it, so the operator never sees them.
-# Every writer below is safe to replay: insert-if-absent, upsert, or a
-# whole transaction that the deadlock rolled back. Writers never nest.
-retry_on_deadlock = oslo_db_api.wrap_db_retry(
-    max_retries=5, retry_on_deadlock=True, retry_interval=0.1,
-    inc_retry_interval=True, max_retry_interval=2)
 
 
 def _execute(context, stmt, params=None):
@@ -122,7 +126,6 @@ def _instance_row_to_dict(row):
     return dict(row._mapping)
 
 
-@retry_on_deadlock
 @pick_context_manager_writer
 def instance_create(context, values, system_metadata):
     """Insert an instance and its system metadata; return the new row."""
@@ -185,7 +188,6 @@ def instance_get_page(context, filters, limit, marker_id=None):
     return [_instance_row_to_dict(r) for r in _execute(context, query)]
 
 
-@retry_on_deadlock
 @pick_context_manager_writer
 def instance_update(context, uuid, values, sysmeta_updates, sysmeta_deletes,
                     expected_task_state=None):
@@ -208,7 +210,6 @@ def instance_update(context, uuid, values, sysmeta_updates, sysmeta_deletes,
     return _instance_get(context, uuid)
 
 
-@retry_on_deadlock
 @pick_context_manager_writer
 def instance_destroy(context, uuid):
     """Soft-delete an instance and its system metadata (deleted = id)."""
@@ -275,7 +276,6 @@ def instance_system_metadata_get_many(context, uuids):
     return result
 
 
-@retry_on_deadlock
 @pick_context_manager_writer
 def instance_system_metadata_record(context, key, values, overwrite=False):
     """Record ``key`` for many instances in one statement.
@@ -310,7 +310,6 @@ def instance_system_metadata_record(context, key, values, overwrite=False):
 
 # -- faults ------------------------------------------------------------------
 
-@retry_on_deadlock
 @pick_context_manager_writer
 def instance_fault_create(context, instance_uuid, code, message, host,
                           details=None):
@@ -350,7 +349,6 @@ def service_get_all_by_binary(context, binary):
             .order_by(SERVICES.c.host))]
 
 
-@retry_on_deadlock
 @pick_context_manager_writer
 def service_create_or_update(context, host, binary, values):
     """Create the (host, binary) service row or update it; return it."""
@@ -370,7 +368,6 @@ def service_create_or_update(context, host, binary, values):
 
 # -- machine types a host supports -------------------------------------------
 
-@retry_on_deadlock
 @pick_context_manager_writer
 def host_machine_types_replace(context, host, machine_types):
     """Replace what ``host`` reports it supports with ``machine_types``.
@@ -652,7 +649,6 @@ def instance_sysmeta_value_groups(context, key, value):
     return [tuple(row) for row in _execute(context, query)]
 
 
-@retry_on_deadlock
 @pick_context_manager_writer
 def instance_sysmeta_replace_value(context, key, old, new, only_states=None,
                                    exclude_hosts=(), uuid=None):
