@@ -40,6 +40,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from benchmarks import probes  # noqa: E402
 from benchmarks import seed as seeding  # noqa: E402
+from nova import config  # noqa: E402
 
 BIN = os.path.dirname(os.path.abspath(sys.executable))
 CITEST = 'openstack_citest'
@@ -152,7 +153,7 @@ class Deployment:
         self.workdir = workdir
         self.urls = self._create_databases(tag)
         self.conf = os.path.join(workdir, 'nova.conf')
-        self._write(self.conf, {
+        config.write_config_file(self.conf, {
             'DEFAULT': {'state_path': workdir},
             'database': {'connection': self.urls['cell']},
             'api_database': {'connection': self.urls['api']},
@@ -201,15 +202,6 @@ class Deployment:
                 conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % name))
         admin.dispose()
 
-    @staticmethod
-    def _write(path, sections):
-        with open(path, 'w') as f:
-            for section, values in sections.items():
-                f.write('[%s]\n' % section)
-                for key, value in values.items():
-                    f.write('%s = %s\n' % (key, value))
-                f.write('\n')
-
     def nova(self, command, *argv):
         """argv of a console script run with this deployment's nova.conf."""
         return [os.path.join(BIN, command), '--config-file', self.conf] + \
@@ -234,7 +226,7 @@ class Deployment:
     def host_conf(self, host, node_file):
         """A configuration file for nova-compute on ``host``."""
         path = os.path.join(self.workdir, '%s.conf' % host)
-        self._write(path, {
+        config.write_config_file(path, {
             'DEFAULT': {'host': host},
             'libvirt': {'connection_uri': 'test://%s' % node_file}})
         return path

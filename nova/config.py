@@ -42,6 +42,20 @@ def parse_args(argv, default_config_files=None, configure_logging=True):
         logging.setup(CONF, 'nova')
 
 
+def write_config_file(path, sections):
+    """Write ``{section: {option: value}}`` to ``path`` as an ini file.
+
+    What parse_args reads back with ``--config-file path``: for the
+    upgrade rehearsal, the benchmarks and the tests, which start nova
+    commands with configurations of their own.
+    """
+    with open(path, 'w') as f:
+        for section, options in sections.items():
+            f.write('[%s]\n' % section)
+            f.writelines('%s = %s\n' % item for item in options.items())
+            f.write('\n')
+
+
 def check_values():
     """Read every option in _CHECKED_AT_START; raise ConfigError if invalid."""
     for group, name in _CHECKED_AT_START:

@@ -130,7 +130,7 @@ class Cloud:
 
     def write_config(self, hw_machine_type=''):
         """nova.conf, one file per cell and one per compute host."""
-        self._write(self.main_conf, {
+        config.write_config_file(self.main_conf, {
             'DEFAULT': {'state_path': self.state_dir},
             'database': {'connection': self.urls['cell1']},
             'api_database': {'connection': self.urls['api']},
@@ -139,21 +139,13 @@ class Cloud:
             'compute': {'libvirt_connect_retries': 0},
         })
         for cell, hosts in HOSTS.items():
-            self._write(self.cell_conf(cell),
-                        {'database': {'connection': self.urls[cell]}})
+            config.write_config_file(
+                self.cell_conf(cell),
+                {'database': {'connection': self.urls[cell]}})
             for host in hosts:
-                self._write(self.host_conf(host), {
+                config.write_config_file(self.host_conf(host), {
                     'DEFAULT': {'host': host},
                     'libvirt': {'connection_uri': self.libvirt_uri(host)}})
-
-    @staticmethod
-    def _write(path, sections):
-        with open(path, 'w') as f:
-            for section, values in sections.items():
-                f.write('[%s]\n' % section)
-                for key, value in values.items():
-                    f.write('%s = %s\n' % (key, value))
-                f.write('\n')
 
     def cell_conf(self, cell):
         return os.path.join(self.state_dir, '%s.conf' % cell)

@@ -20,6 +20,7 @@ import libvirt
 import sqlalchemy as sa
 
 from benchmarks import seed as seed_module
+from nova import config
 from nova.tests import fixtures as nova_fixtures
 from nova.virt.libvirt import config as libvirt_config
 from nova.virt.libvirt import guest as libvirt_guest
@@ -129,10 +130,7 @@ class Process:
 def write_config(directory, sections):
     """Write ``{section: {option: value}}`` as nova.conf; return its path."""
     path = os.path.join(directory, 'nova-%d.conf' % random.getrandbits(32))
-    with open(path, 'w') as f:
-        for section, options in sections.items():
-            f.write('[%s]\n' % section)
-            f.writelines('%s = %s\n' % item for item in options.items())
+    config.write_config_file(path, sections)
     return path
 
 

@@ -15,6 +15,7 @@ import threading
 import fixtures
 
 from nova.cmd import compute as compute_cmd
+from nova import config
 import nova.conf
 from nova.db.main import api as db
 from nova import objects
@@ -44,10 +45,7 @@ class NovaComputeProcessTestCase(nova_fixtures.TestCase):
             values.setdefault(section, {}).update(options)
         path = os.path.join(self.useFixture(fixtures.TempDir()).path,
                             'nova.conf')
-        with open(path, 'w') as f:
-            for section, options in values.items():
-                f.write('[%s]\n' % section)
-                f.writelines('%s = %s\n' % item for item in options.items())
+        config.write_config_file(path, values)
         return path
 
     def run_compute(self, *argv):

@@ -15,6 +15,7 @@ import fixtures
 import sqlalchemy as sa
 
 from nova.cmd import manage
+from nova import config
 from nova.db import migration
 from nova import objects
 from nova.objects import cell_mapping as cell_mapping_obj
@@ -32,11 +33,7 @@ class ManageTestMixin:
                             'nova.conf')
         sections.setdefault('DEFAULT', {}).setdefault(
             'state_path', self.conf_fixture.state_path)
-        with open(path, 'w') as f:
-            for section, values in sections.items():
-                f.write('[%s]\n' % section)
-                for key, value in values.items():
-                    f.write('%s = %s\n' % (key, value))
+        config.write_config_file(path, sections)
         return path
 
     def write_cell_config(self, **sections):
