@@ -141,10 +141,12 @@ class DbCommands:
 
         Exit codes: 0 done (or already there), 1 error.
         """
-        migration.db_sync(migration.MAIN, version=version)
+        migration.db_sync(migration.MAIN, version=version,
+                          progress=_print_progress)
         if not local_cell:
             for url in _cell0_urls():
-                migration.db_sync(migration.MAIN, version=version, url=url)
+                migration.db_sync(migration.MAIN, version=version, url=url,
+                                  progress=_print_progress)
         return 0
 
     def version(self):
@@ -188,6 +190,10 @@ class DbCommands:
                   'above.')
             return 2
         return 1 if max_count is not None and run.last_done else 0
+
+
+def _print_progress(message):
+    print(message, flush=True)
 
 
 def _cell0_urls():

@@ -35,24 +35,42 @@ def _default_url(database):
             else CONF.database.connection)
 
 
-def _alembic_config(database, connection):
+def _alembic_config(database, connection, progress):
     from alembic import config as alembic_config
     config = alembic_config.Config()
     config.set_main_option('script_location', _migrations_dir(database))
     config.attributes['connection'] = connection
+    config.attributes['progress'] = progress
     return config
 
 
 def run_alembic_env(target_metadata):
-    """Body of both env.py files: migrate on the connection we were given."""
+    """Body of both env.py files: migrate on the connection we were given.
+
+    Each revision commits on its own (with its version): a revision that
+    works online commits as it goes, and an interrupted sync resumes at
+    the first revision that did not finish.
+    """
     from alembic import context as alembic_context
     config = alembic_context.config
     connection = config.attributes['connection']
     alembic_context.configure(connection=connection,
                               target_metadata=target_metadata,
-                              render_as_batch=True)
+                              render_as_batch=True,
+                              transaction_per_migration=True)
     with alembic_context.begin_transaction():
         alembic_context.run_migrations()
+
+
+def progress_reporter():
+    """The progress callback of the running sync, for revisions to call.
+
+    Called with one line of text; does nothing unless the caller of
+    db_sync asked for progress.
+    """
+    from alembic import context as alembic_context
+    return (alembic_context.config.attributes.get('progress')
+            or (lambda message: None))
 
 
 def _engine(database, url):
@@ -81,8 +99,11 @@ def head_revision(database):
     return script.get_current_head()
 
 
-def db_sync(database=MAIN, version=None, url=None):
+def db_sync(database=MAIN, version=None, url=None, progress=None):
     """Upgrade ``database`` at ``url`` (default: configured) to ``version``.
+
+    ``progress``, if given, is called with a line of text as revisions
+    that work on many rows advance.
 
     Raises DBVersionNotFound for a revision that does not exist and
     DBConnectionError when the database cannot be reached; a database
@@ -100,7 +121,7 @@ def db_sync(database=MAIN, version=None, url=None):
         raise exception.DBVersionNotFound(version=version, database=database)
     try:
         with _connect(engine, url) as connection:
-            config = _alembic_config(database, connection)
+            config = _alembic_config(database, connection, progress)
             alembic_command.upgrade(config, target)
             connection.commit()
     finally:

@@ -89,6 +89,15 @@ def describe_error(exc):
     return scrub_secrets('%s: %s' % (type(exc).__name__, exc))
 
 
+def backend_family(dialect_name):
+    """'mysql', 'postgresql' or 'sqlite': the family of a dialect's name.
+
+    SQLAlchemy names its MariaDB dialect ``mariadb`` (URLs such as
+    ``mariadb+pymysql://``); everything here treats it as MySQL.
+    """
+    return 'mysql' if dialect_name == 'mariadb' else dialect_name
+
+
 def _dialect_insert(dialect_name, table):
     """The INSERT of ``dialect_name``, which knows its conflict clauses.
 
@@ -96,9 +105,10 @@ def _dialect_insert(dialect_name, table):
     costs every nova command 40 ms at start-up (PostgreSQL's brings
     asyncpg's), and the engine has already loaded the one in use.
     """
-    if dialect_name not in ('mysql', 'postgresql', 'sqlite'):
+    family = backend_family(dialect_name)
+    if family not in ('mysql', 'postgresql', 'sqlite'):
         raise ValueError('no INSERT for dialect %r' % dialect_name)
-    dialect = importlib.import_module('sqlalchemy.dialects.' + dialect_name)
+    dialect = importlib.import_module('sqlalchemy.dialects.' + family)
     return dialect.insert(table)
 
 
@@ -112,7 +122,7 @@ def insert_if_absent(dialect_name, table):
     row counts as matched): callers count what they insert themselves.
     """
     stmt = _dialect_insert(dialect_name, table)
-    if dialect_name == 'mysql':
+    if backend_family(dialect_name) == 'mysql':
         return stmt.on_duplicate_key_update(id=table.c.id)
     return stmt.on_conflict_do_nothing()
 
@@ -120,7 +130,7 @@ def insert_if_absent(dialect_name, table):
 def upsert(dialect_name, table, conflict_columns, update_columns):
     """INSERT that overwrites ``update_columns`` of a colliding row."""
     stmt = _dialect_insert(dialect_name, table)
-    if dialect_name == 'mysql':
+    if backend_family(dialect_name) == 'mysql':
         return stmt.on_duplicate_key_update(
             {col: stmt.inserted[col] for col in update_columns})
     return stmt.on_conflict_do_update(

@@ -4,7 +4,7 @@ Revision ID: 002_machine_type_unique_sysmeta
 Revises: 001_baseline
 Create Date: 2026-11-25
 
-A data migration. Recording ``hw_machine_type`` is insert-if-absent, done
+A data migration, run online (see nova.db.online_schema). Recording ``hw_machine_type`` is insert-if-absent, done
 concurrently by compute start-up, spawns and the online data migration;
 a unique key on (instance_uuid, key, deleted) lets the database settle
 those races. Deployments may already hold duplicated live rows (the
@@ -13,69 +13,70 @@ newest row of each (instance_uuid, key): the latest updated_at (or
 created_at), then the highest id.
 """
 
-import datetime
-
 from alembic import op
-import sqlalchemy as sa
+
+from nova.db import migration
+from nova.db import online_schema
 
 revision = '002_machine_type_unique_sysmeta'
 down_revision = '001_baseline'
 branch_labels = None
 depends_on = None
 
-_EPOCH = datetime.datetime(1970, 1, 1)
+TABLE = 'instance_system_metadata'
+UNIQUE = 'uniq_instance_system_metadata0instance_uuid0key0deleted'
+UNIQUE_COLUMNS = ['instance_uuid', 'key', 'deleted']
+# Serves "which instances have machine type T" (summaries and bulk
+# updates); the unique key serves the per-instance anti-join.
+KEY_VALUE = 'instance_system_metadata_key_value_idx'
+KEY_VALUE_COLUMNS = ['key', 'deleted', 'value']
+# Built first and dropped last: with it the search for duplicates reads an
+# index in order instead of grouping the whole table (10x faster on MySQL).
+DEDUP_HELPER = 'instance_system_metadata_dedup_tmp_idx'
+# A service not yet upgraded may write a duplicate while the unique index
+# is being built; the build then fails, and is tried again after another
+# de-duplication pass.
+UNIQUE_ATTEMPTS = 3
 
 
-def _soft_delete_duplicates(bind):
-    # UPDATE instance_system_metadata SET deleted = id, deleted_at = :now
-    #  WHERE id IN (SELECT id FROM (
-    #      SELECT older.id FROM instance_system_metadata older
-    #        JOIN instance_system_metadata newer
-    #          ON newer.instance_uuid = older.instance_uuid
-    #         AND newer.key = older.key AND newer.deleted = 0
-    #         AND (stamp(newer) > stamp(older)
-    #              OR (stamp(newer) = stamp(older) AND newer.id > older.id))
-    #       WHERE older.deleted = 0) AS duplicates)
-    # The derived table lets MySQL update the table it selects from.
-    table = sa.table('instance_system_metadata',
-                     sa.column('id'), sa.column('instance_uuid'),
-                     sa.column('key'), sa.column('deleted'),
-                     sa.column('deleted_at'), sa.column('created_at'),
-                     sa.column('updated_at'))
-    older = table.alias('older')
-    newer = table.alias('newer')
+def _upgrade_online(connection, report):
+    """De-duplicate in batches, then build the indexes online.
 
-    def stamp(t):
-        return sa.func.coalesce(t.c.updated_at, t.c.created_at,
-                                sa.literal(_EPOCH, sa.DateTime))
+    Each step is skipped if done already, so a run that was interrupted
+    is finished by running it again.
+    """
+    for attempt in range(1, UNIQUE_ATTEMPTS + 1):
+        if not online_schema.index_exists(connection, TABLE, UNIQUE):
+            online_schema.create_index(connection, TABLE, DEDUP_HELPER,
+                                       UNIQUE_COLUMNS, report=report)
+            online_schema.soft_delete_duplicate_sysmeta(connection, report)
+        try:
+            online_schema.create_index(connection, TABLE, UNIQUE,
+                                       UNIQUE_COLUMNS, unique=True,
+                                       report=report)
+            break
+        except online_schema.DuplicateKeyError:
+            if attempt == UNIQUE_ATTEMPTS:
+                raise
+            report('  duplicates were written while %s was built; '
+                   'de-duplicating again' % UNIQUE)
+    online_schema.drop_index(connection, TABLE, DEDUP_HELPER)
+    online_schema.create_index(connection, TABLE, KEY_VALUE,
+                               KEY_VALUE_COLUMNS, report=report)
 
-    duplicates = (
-        sa.select(older.c.id)
-        .select_from(older.join(newer, sa.and_(
-            newer.c.instance_uuid == older.c.instance_uuid,
-            newer.c.key == older.c.key,
-            newer.c.deleted == 0,
-            sa.or_(stamp(newer) > stamp(older),
-                   sa.and_(stamp(newer) == stamp(older),
-                           newer.c.id > older.c.id)))))
-        .where(older.c.deleted == 0)
-        .distinct()
-        .subquery('duplicates'))
-    bind.execute(
-        table.update()
-        .where(table.c.id.in_(sa.select(duplicates.c.id)))
-        .values(deleted=table.c.id,
-                deleted_at=datetime.datetime.now(datetime.timezone.utc)
-                .replace(tzinfo=None)))
+
+def _upgrade_sqlite(connection):
+    """SQLite: the same result with a table rebuild (embedded, one user)."""
+    online_schema.soft_delete_duplicate_sysmeta(connection)
+    with op.batch_alter_table(TABLE) as batch:
+        batch.create_unique_constraint(UNIQUE, UNIQUE_COLUMNS)
+        batch.create_index(KEY_VALUE, KEY_VALUE_COLUMNS)
 
 
 def upgrade():
-    _soft_delete_duplicates(op.get_bind())
-    with op.batch_alter_table('instance_system_metadata') as batch:
-        batch.create_unique_constraint(
-            'uniq_instance_system_metadata0instance_uuid0key0deleted',
-            ['instance_uuid', 'key', 'deleted'])
-        # Serves "which instances have machine type T" (summaries and bulk
-        # updates); the unique key above serves the per-instance anti-join.
-        batch.create_index('instance_system_metadata_key_value_idx',
-                           ['key', 'deleted', 'value'])
+    report = migration.progress_reporter()
+    if op.get_bind().dialect.name == 'sqlite':
+        _upgrade_sqlite(op.get_bind())
+        return
+    with op.get_context().autocommit_block():
+        _upgrade_online(op.get_bind(), report)
