@@ -122,9 +122,21 @@ class Progress:
 
 
 def table_rows(connection, table):
-    """A cheap estimate of the rows of ``table``: its highest id."""
-    return connection.execute(
-        sa.text('SELECT MAX(id) FROM %s' % table)).scalar() or 0
+    """The server's estimate of the rows of ``table`` (0 if it has none).
+
+    Read from the statistics (PostgreSQL's reltuples, InnoDB's
+    table_rows), not counted: counting millions of rows takes seconds.
+    """
+    if _family(connection) == 'postgresql':
+        query = ('SELECT reltuples FROM pg_class'
+                 ' WHERE oid = CAST(:table AS regclass)')
+    elif _family(connection) == 'mysql':
+        query = ('SELECT table_rows FROM information_schema.tables'
+                 ' WHERE table_schema = DATABASE() AND table_name = :table')
+    else:
+        query = 'SELECT count(*) FROM %s' % table
+    rows = connection.execute(sa.text(query), {'table': table}).scalar()
+    return max(int(rows or 0), 0)
 
 
 # -- de-duplication ----------------------------------------------------------
@@ -291,6 +303,44 @@ def index_exists(connection, table, name):
     return _mysql_has_index(connection, table, name)
 
 
+def _other_builds(connection, table):
+    """Sessions other than ours running DDL on ``table``.
+
+    A db sync killed in the middle of an index build leaves the server
+    building it (it notices the lost client only when it next writes to
+    it). A rerun waits for that build instead of racing it.
+    """
+    if _family(connection) == 'postgresql':
+        query = (
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE pid <> pg_backend_pid() AND datname = current_database()"
+            "   AND state <> 'idle' AND query ~* :pattern")
+        pattern = r'(INDEX|ALTER TABLE).*\m%s\M' % table
+    else:
+        query = (
+            "SELECT id FROM information_schema.processlist"
+            " WHERE id <> CONNECTION_ID() AND db = DATABASE()"
+            "   AND command = 'Query' AND info LIKE :pattern")
+        pattern = 'ALTER TABLE %s %%' % table
+    return connection.execute(sa.text(query),
+                              {'pattern': pattern}).scalars().all()
+
+
+def wait_for_other_builds(connection, table, report=None, poll=1.0):
+    """Return once no other session runs DDL on ``table``."""
+    announced = False
+    while True:
+        sessions = _other_builds(connection, table)
+        if not sessions:
+            return
+        if report and not announced:
+            report('  waiting for session(s) %s, still changing %s '
+                   '(an interrupted earlier run?)'
+                   % (', '.join(map(str, sessions)), table))
+            announced = True
+        time.sleep(poll)
+
+
 def _quoted(connection, names):
     prep = connection.dialect.identifier_preparer
     return ', '.join(prep.quote(name) for name in names)
@@ -358,6 +408,7 @@ def create_index(connection, table, name, columns, unique=False,
     unique index meets duplicated rows (the build is undone).
     """
     family = _family(connection)
+    wait_for_other_builds(connection, table, report)
     rows = table_rows(connection, table)
     progress = Progress(report, rows)
     if family == 'postgresql':

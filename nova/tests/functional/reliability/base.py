@@ -127,6 +127,18 @@ class Process:
             ' '.join(self.argv), self.stdout, self.stderr)
 
 
+def poll(check, timeout=TIMEOUT, interval=0.02):
+    """Call ``check`` until it returns something true; return that, or
+    False once ``timeout`` seconds have passed. Tests wait on real state
+    this way, never on a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result or False
+        time.sleep(interval)
+
+
 def write_config(directory, sections):
     """Write ``{section: {option: value}}`` as nova.conf; return its path."""
     path = os.path.join(directory, 'nova-%d.conf' % random.getrandbits(32))

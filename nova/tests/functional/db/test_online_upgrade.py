@@ -1,0 +1,310 @@
+"""db sync from the baseline, interrupted and raced, on MariaDB and PostgreSQL.
+
+The revisions run online (nova.db.online_schema): these tests stop them at
+known points of their work and check that running ``nova-manage db sync``
+again ends as an uninterrupted run does. A run is paused at a point by
+what a busy cloud does to it (another client's open transaction holding a
+row or the table), the pause is read from the server (sessions, indexes,
+rows already changed), and only then is the run killed with SIGKILL.
+"""
+
+import datetime
+
+import sqlalchemy as sa
+
+from nova.db import migration
+from nova.tests import fixtures as nova_fixtures
+from nova.tests.functional.reliability import base
+
+# Instances seeded (about ten system metadata rows each): enough rows for
+# several de-duplication batches and for progress lines (> 100,000 rows).
+SEEDED = 20000
+# One instance in DUPLICATE_EVERY gets an older and a newer copy of a key.
+DUPLICATE_EVERY = 200
+DUP_KEY = 'image_min_ram'
+UNIQUE = 'uniq_instance_system_metadata0instance_uuid0key0deleted'
+NEW_INSTANCES_IDX = 'instances_host_deleted_id_idx'
+INDEXES = {
+    'instance_system_metadata': {UNIQUE,
+                                 'instance_system_metadata_key_value_idx',
+                                 'instance_uuid'},
+    'instances': {NEW_INSTANCES_IDX, 'instances_deleted_vm_state_idx',
+                  'uniq_instances0uuid'},
+}
+T0 = datetime.datetime(2026, 1, 1)
+
+
+class OnlineUpgradeTests(base.ReliabilityTestCase):
+    """A baseline cell with duplicated keys, upgraded by nova-manage."""
+
+    CELL_REVISION = '001_baseline'
+    TIMEOUT = 60
+
+    def setUp(self):
+        super().setUp()
+        self.conf_path = self.config()
+
+    # -- the cell ------------------------------------------------------------
+
+    def seed_with_duplicates(self, count=SEEDED):
+        """Seed, then give some instances two more DUP_KEY rows: one older
+        and one newer than the seeded row. Returns {uuid: surviving id}.
+        """
+        self.seed(count)
+        self.execute(
+            "INSERT INTO instance_system_metadata "
+            "(instance_uuid, {k}, value, created_at, updated_at, deleted) "
+            "SELECT instance_uuid, {k}, 'older', :old, NULL, 0 "
+            "FROM instance_system_metadata WHERE {k} = :key "
+            "AND deleted = 0 AND MOD(id, :every) = 3".format(k=self.key_col),
+            key=DUP_KEY, old=T0 - datetime.timedelta(days=1),
+            every=DUPLICATE_EVERY)
+        self.execute(
+            "INSERT INTO instance_system_metadata "
+            "(instance_uuid, {k}, value, created_at, updated_at, deleted) "
+            "SELECT instance_uuid, {k}, 'newer', :t0, :new, 0 "
+            "FROM instance_system_metadata WHERE {k} = :key "
+            "AND value = 'older'".format(k=self.key_col),
+            key=DUP_KEY, t0=T0, new=T0 + datetime.timedelta(days=1))
+        self.analyze()
+        survivors = dict(self.execute(
+            "SELECT instance_uuid, id FROM instance_system_metadata "
+            "WHERE value = 'newer'"))
+        self.assertGreater(len(survivors), 10)
+        return survivors
+
+    def live_duplicates(self):
+        return self.execute(
+            'SELECT instance_uuid, {k} FROM instance_system_metadata '
+            'WHERE deleted = 0 GROUP BY instance_uuid, {k} '
+            'HAVING count(*) > 1'.format(k=self.key_col))
+
+    def soft_deleted_copies(self):
+        return self.execute(
+            "SELECT count(*) FROM instance_system_metadata "
+            "WHERE value = 'older' AND deleted <> 0")[0][0]
+
+    def index_names(self, table):
+        inspector = sa.inspect(self.engine)
+        names = {ix['name'] for ix in inspector.get_indexes(table)}
+        names |= {uc['name']
+                  for uc in inspector.get_unique_constraints(table)}
+        return names
+
+    def invalid_indexes(self):
+        """Names of INVALID indexes (PostgreSQL; none exist on MySQL)."""
+        if self.DATABASE != 'postgresql':
+            return []
+        return [row[0] for row in self.execute(
+            'SELECT c.relname FROM pg_index i '
+            'JOIN pg_class c ON c.oid = i.indexrelid '
+            'WHERE NOT i.indisvalid')]
+
+    def sessions(self, sql_start):
+        """Other sessions of this database running a statement that starts
+        with ``sql_start``: [(session, what it waits for or its state)].
+        """
+        if self.DATABASE == 'postgresql':
+            return self.execute(
+                "SELECT pid, coalesce(wait_event_type, state) "
+                "FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state <> 'idle' "
+                "AND query LIKE :q",
+                q=sql_start + '%')
+        return self.execute(
+            "SELECT id, state FROM information_schema.processlist "
+            "WHERE db = DATABASE() AND id <> CONNECTION_ID() "
+            "AND info LIKE :q", q=sql_start + '%')
+
+    def end_orphans(self, sql_start):
+        """End the server sessions a killed client left running, as a
+        lost connection or a server restart would."""
+        for session, _ in self.sessions(sql_start):
+            if self.DATABASE == 'postgresql':
+                self.execute('SELECT pg_terminate_backend(:pid)', pid=session)
+            else:
+                self.execute('KILL %d' % session)
+
+    def assertUpgraded(self, survivors):
+        """The state an uninterrupted run leaves."""
+        self.assertEqual(migration.head_revision(migration.MAIN),
+                         migration.db_version(migration.MAIN,
+                                              url=self.cell_url))
+        self.assertEqual([], self.live_duplicates())
+        live_newer = dict(self.execute(
+            "SELECT instance_uuid, id FROM instance_system_metadata "
+            "WHERE {k} = :key AND deleted = 0 AND instance_uuid IN "
+            "(SELECT instance_uuid FROM instance_system_metadata "
+            "WHERE value = 'newer')".format(k=self.key_col), key=DUP_KEY))
+        self.assertEqual(survivors, live_newer)
+        self.assertEqual(2 * len(survivors), self.execute(
+            "SELECT count(*) FROM instance_system_metadata "
+            "WHERE {k} = :key AND deleted = id AND deleted_at IS NOT NULL "
+            "AND instance_uuid IN (SELECT instance_uuid FROM "
+            "instance_system_metadata WHERE value = 'newer')".format(
+                k=self.key_col), key=DUP_KEY)[0][0])
+        for table, names in INDEXES.items():
+            self.assertEqual(names, self.index_names(table) - {'PRIMARY'})
+        self.assertEqual([], self.invalid_indexes())
+
+    # -- runs ------------------------------------------------------------------
+
+    def sync(self):
+        return self.start(base.NOVA_MANAGE, self.conf_path,
+                          'db', 'sync', '--local_cell')
+
+    def blocker(self):
+        """A second client's connection, in a transaction the test ends."""
+        conn = self.engine.connect()
+        self.addCleanup(conn.close)
+        conn.begin()
+        return conn
+
+    def kill_when(self, process, what, check):
+        """kill -9 ``process`` once ``check()`` is true; fail if it ends
+        first. Returns all it printed."""
+        seen = base.poll(check, self.TIMEOUT)
+        self.assertTrue(seen, 'never saw %s: %s' % (what,
+                                                    process.describe()))
+        process.kill()
+        return process.stdout
+
+    def sync_paused_in_dedup(self, survivors):
+        """Start db sync and make its de-duplication wait for a row lock
+        on the last instance's older copy. Returns (process, the locking
+        transaction's connection).
+
+        MySQL's ALTER TABLE waits for every open transaction on the table,
+        so there the lock is taken once the temporary index is built, and
+        the run still has all batches but the last to walk; PostgreSQL's
+        concurrent build ignores a row lock, so it is taken first.
+        """
+        def lock():
+            conn = self.blocker()
+            conn.execute(sa.text(
+                "SELECT id FROM instance_system_metadata WHERE "
+                "instance_uuid = :uuid AND value = 'older' FOR UPDATE"),
+                {'uuid': max(survivors)})
+            return conn
+
+        if self.DATABASE == 'postgresql':
+            conn = lock()
+            return self.sync(), conn
+        process = self.sync()
+        self.assertTrue(process.wait_for(
+            'built index instance_system_metadata_dedup_tmp_idx'),
+            process.describe())
+        return process, lock()
+
+    def hold_table(self, table):
+        """Hold ``table`` as another client's open transaction does:
+        PostgreSQL's concurrent index builds wait for a writer to end,
+        MySQL's ALTER for any open transaction's metadata lock. (A reader
+        on MySQL: an ALTER of instance_system_metadata also waits for
+        writers of instances, the table its foreign key names.)"""
+        first = self.execute('SELECT min(id) FROM %s' % table)[0][0]
+        conn = self.blocker()
+        if self.DATABASE == 'postgresql':
+            statement = 'UPDATE %s SET deleted = deleted WHERE id = :id'
+        else:
+            statement = 'SELECT deleted FROM %s WHERE id = :id'
+        conn.execute(sa.text(statement % table), {'id': first})
+        return conn
+
+    def ddl_waiting(self, sql_start):
+        return lambda: bool(self.sessions(sql_start))
+
+    # -- tests -----------------------------------------------------------------
+
+    def test_small_cell_prints_nothing(self):
+        self.seed_with_duplicates(count=DUPLICATE_EVERY * 30)
+        process = self.sync()
+        self.assertClean(process)
+        self.assertEqual('', process.stdout)
+
+    def test_kill_9_in_each_step_then_rerun(self):
+        survivors = self.seed_with_duplicates()
+
+        # 1. During de-duplication: some duplicates gone, not all.
+        process, lock = self.sync_paused_in_dedup(survivors)
+        out = self.kill_when(
+            process, 'the de-duplication wait for the locked row',
+            self.ddl_waiting('UPDATE instance_system_metadata'))
+        self.assertIn('de-duplicating instance_system_metadata', out)
+        self.assertNotIn('de-duplicated:', out)
+        # Read before the lock goes: the killed run's last UPDATE is still
+        # waiting on the server, and completes once it is released.
+        self.assertLess(0, self.soft_deleted_copies())
+        self.assertLess(self.soft_deleted_copies(), len(survivors))
+        lock.rollback()
+
+        # 2. During the unique key's build, its session cut off.
+        held = self.hold_table('instance_system_metadata')
+        process = self.sync()
+        out = self.kill_when(process, 'the unique key being built',
+                             self.ddl_waiting('%INDEX%' + UNIQUE))
+        self.end_orphans('%INDEX%' + UNIQUE)
+        held.rollback()
+        self.assertIn('building index ' + UNIQUE, out)
+        self.assertNotIn('built index ' + UNIQUE, out)
+
+        # 3. During revision 004's build on instances, cut off too: on
+        # PostgreSQL an INVALID index is left behind.
+        held = self.hold_table('instances')
+        process = self.sync()
+        if self.DATABASE == 'postgresql':
+            half_built = lambda: self.invalid_indexes() == [  # noqa: E731
+                NEW_INSTANCES_IDX]
+        else:
+            half_built = self.ddl_waiting('%INDEX%' + NEW_INSTANCES_IDX)
+        self.kill_when(process, "revision 004's index being built",
+                       half_built)
+        self.end_orphans('%INDEX%' + NEW_INSTANCES_IDX)
+        held.rollback()
+        self.assertNotEqual(migration.head_revision(migration.MAIN),
+                            migration.db_version(migration.MAIN,
+                                                 url=self.cell_url))
+
+        self.assertClean(self.sync())
+        self.assertUpgraded(survivors)
+
+    def test_duplicate_written_during_unique_build(self):
+        """An old service writes a duplicate after the de-duplication
+        passed its instance; the unique build fails on it, and is retried
+        after another pass."""
+        survivors = self.seed_with_duplicates()
+        first = min(survivors)
+        process, lock = self.sync_paused_in_dedup(survivors)
+        base.poll(
+            self.ddl_waiting('UPDATE instance_system_metadata'),
+            self.TIMEOUT)
+        # The old service's insert, not committed until the build began.
+        writer = self.blocker()
+        writer.execute(sa.text(
+            "INSERT INTO instance_system_metadata (instance_uuid, {k}, "
+            "value, created_at, deleted) VALUES (:uuid, :key, 'newest', "
+            ":now, 0)".format(k=self.key_col)),
+            {'uuid': first, 'key': DUP_KEY,
+             'now': T0 + datetime.timedelta(days=2)})
+        lock.rollback()
+        self.assertTrue(base.poll(
+            self.ddl_waiting('%INDEX%' + UNIQUE), self.TIMEOUT),
+            process.describe())
+        writer.commit()
+        self.assertClean(process)
+        self.assertIn('de-duplicating again', process.stdout)
+        survivors[first] = self.execute(
+            "SELECT id FROM instance_system_metadata "
+            "WHERE value = 'newest'")[0][0]
+        self.assertEqual([], self.live_duplicates())
+        self.assertEqual(migration.head_revision(migration.MAIN),
+                         migration.db_version(migration.MAIN,
+                                              url=self.cell_url))
+        self.assertEqual(survivors[first], self.execute(
+            "SELECT id FROM instance_system_metadata WHERE instance_uuid = "
+            ":uuid AND {k} = :key AND deleted = 0".format(k=self.key_col),
+            uuid=first, key=DUP_KEY)[0][0])
+
+
+globals().update(nova_fixtures.backend_variants(OnlineUpgradeTests))
+del OnlineUpgradeTests
