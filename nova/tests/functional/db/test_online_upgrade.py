@@ -147,7 +147,7 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
             self.assertEqual(names, self.index_names(table) - {'PRIMARY'})
         self.assertEqual([], self.invalid_indexes())
 
-    # -- runs ------------------------------------------------------------------
+    # -- runs ----------------------------------------------------------------
 
     def sync(self):
         return self.start(base.NOVA_MANAGE, self.conf_path,
@@ -214,7 +214,7 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
     def ddl_waiting(self, sql_start):
         return lambda: bool(self.sessions(sql_start))
 
-    # -- tests -----------------------------------------------------------------
+    # -- tests ---------------------------------------------------------------
 
     def test_small_cell_prints_nothing(self):
         self.seed_with_duplicates(count=DUPLICATE_EVERY * 30)

@@ -4,8 +4,9 @@ Revision ID: 002_machine_type_unique_sysmeta
 Revises: 001_baseline
 Create Date: 2026-11-25
 
-A data migration, run online (see nova.db.online_schema). Recording ``hw_machine_type`` is insert-if-absent, done
-concurrently by compute start-up, spawns and the online data migration;
+A data migration, run online (see nova.db.online_schema). Recording
+``hw_machine_type`` is insert-if-absent, done concurrently by compute
+start-up, spawns and the online data migration;
 a unique key on (instance_uuid, key, deleted) lets the database settle
 those races. Deployments may already hold duplicated live rows (the
 baseline schema allowed them), so they are soft-deleted first, keeping the
