@@ -58,6 +58,14 @@ class DBVersionNotFound(NovaException):
                'database.')
 
 
+class DBDuplicatesDuringIndexBuild(NovaException):
+    msg_fmt = ('The unique key %(index)s of %(table)s could not be built: '
+               'duplicated rows were written while it was being built, '
+               '%(attempts)d times. Upgrade or stop the services that '
+               'write them, then run db sync again; it resumes where it '
+               'stopped.')
+
+
 class HypervisorUnavailable(NovaException):
     msg_fmt = 'Cannot connect to libvirt at %(uri)s: %(reason)s'
 

@@ -34,6 +34,7 @@ import time
 import sqlalchemy as sa
 
 from nova.db import utils as db_utils
+from nova import exception
 
 # Index entries read per de-duplication batch. The reads take no lock;
 # the UPDATE that follows touches only the duplicates found.
@@ -58,10 +59,6 @@ _MYSQL_DUPLICATE = 1062
 _PG_RETRY = ('40P01', '40001', '55P03')
 _PG_DUPLICATE = '23505'
 RETRY_PAUSE = 0.2
-
-
-class DuplicateKeyError(Exception):
-    """A unique index could not be built: the table holds duplicates."""
 
 
 def _family(connection):
@@ -360,7 +357,8 @@ def _pg_create_index(connection, table, name, columns, unique):
                     _quoted(connection, columns))))
         except sa.exc.DBAPIError as exc:
             if unique and _is_duplicate(exc):
-                raise DuplicateKeyError(name) from exc
+                raise exception.DBDuplicatesDuringIndexBuild(
+                    index=name, table=table, attempts=1) from exc
             raise
 
 
@@ -404,8 +402,9 @@ def create_index(connection, table, name, columns, unique=False,
 
     A unique index becomes a unique constraint of that name (PostgreSQL
     distinguishes them; MySQL's unique constraints are unique indexes).
-    Does nothing if it already exists. Raises DuplicateKeyError when a
-    unique index meets duplicated rows (the build is undone).
+    Does nothing if it already exists. Raises
+    DBDuplicatesDuringIndexBuild when a unique index meets duplicated rows
+    (the build is undone).
     """
     family = _family(connection)
     wait_for_other_builds(connection, table, report)
@@ -432,7 +431,8 @@ def create_index(connection, table, name, columns, unique=False,
                 _quoted(connection, columns)))
         except sa.exc.DBAPIError as exc:
             if unique and _is_duplicate(exc):
-                raise DuplicateKeyError(name) from exc
+                raise exception.DBDuplicatesDuringIndexBuild(
+                    index=name, table=table, attempts=1) from exc
             raise
     progress.say('built index %s', name, force=True)
 

@@ -18,6 +18,7 @@ from alembic import op
 
 from nova.db import migration
 from nova.db import online_schema
+from nova import exception
 
 revision = '002_machine_type_unique_sysmeta'
 down_revision = '001_baseline'
@@ -56,9 +57,10 @@ def _upgrade_online(connection, report):
                                        UNIQUE_COLUMNS, unique=True,
                                        report=report)
             break
-        except online_schema.DuplicateKeyError:
+        except exception.DBDuplicatesDuringIndexBuild as exc:
             if attempt == UNIQUE_ATTEMPTS:
-                raise
+                raise exception.DBDuplicatesDuringIndexBuild(
+                    index=UNIQUE, table=TABLE, attempts=attempt) from exc
             report('  duplicates were written while %s was built; '
                    'de-duplicating again' % UNIQUE)
     online_schema.drop_index(connection, TABLE, DEDUP_HELPER)
