@@ -4,7 +4,9 @@
 
 One table per backend and N (operation beside its lower bound), then
 one table per backend of how each operation's wall time and peak RSS
-grow with N.
+grow with N. Then, for the upgrade measurements (run.py --upgrade), a
+table per backend, N and nova commit of what each client saw during
+db sync, and one line per measurement side by side.
 """
 
 import collections
@@ -12,13 +14,22 @@ import json
 import sys
 
 
-def _runs(paths):
-    """Every run of every file, by (backend, instances); later wins."""
+def _runs(paths, kind='runs'):
+    """Every run of ``kind`` in every file, by key; later wins.
+
+    The key of a run is (backend, instances); an upgrade measurement's
+    adds the commit of the nova it ran, and whether that tree had
+    changes, so that measurements of two versions stand side by side.
+    """
     runs = {}
     for path in paths:
         with open(path) as f:
-            for run in json.load(f)['runs']:
-                runs[(run['backend'], run['instances'])] = run
+            for run in json.load(f).get(kind, []):
+                key = (run['backend'], run['instances'])
+                if kind == 'upgrades':
+                    key += (run['nova']['commit'],
+                            bool(run['nova']['changed']))
+                runs[key] = run
     return runs
 
 
@@ -76,12 +87,88 @@ def growth_tables(runs):
     return '\n'.join(out)
 
 
+def nova_label(nova):
+    """Short name of the nova an upgrade measurement ran."""
+    return nova['commit'][:7] + (' + changes' if nova['changed'] else '')
+
+
+def upgrade_checks(check):
+    """The checks after db sync, in one line."""
+    schema = sorted({name for node in check['nodes']
+                     for name, present in node['schema'].items()
+                     if not present})
+    return ('%s: revision %s (head %s, on %d server(s)); live duplicates '
+            '%d; pairs that kept the newest row %d/%d; schema %s; inserted '
+            'rows present %d/%d (%d unexpected)' % (
+                'OK' if check['ok'] else 'FAILED', check['revision'],
+                check['head'], len(check['nodes']),
+                check['live_duplicates'],
+                check['groups'] - check['wrong_survivors'], check['groups'],
+                'missing ' + ', '.join(schema) if schema else 'complete',
+                check['inserted'] - check['missing'], check['inserted'],
+                check['unexpected']))
+
+
+def upgrade_table(run):
+    """Markdown of one upgrade measurement: a client a line."""
+    sync = run['sync']
+    lines = ['#### upgrade, %s, N = %s, nova %s: db sync in %.1f s, exit %d'
+             % (run['backend'], '{:,}'.format(run['instances']),
+                nova_label(run['nova']), sync['wall'], sync['rc']), '',
+             'Seeded in %.0f s (%.0f instances/s); load %.1f at the start '
+             'of db sync, %.1f at its end.' % (
+                 run['seed_seconds'],
+                 run['instances'] / run['seed_seconds'], *sync['load']), '',
+             '| client | requests | failures | worst ms | p99 ms | > 1 s '
+             '| during db sync | worst during db sync, ms |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|']
+    for row in run['clients']:
+        lines.append('| %s | %d | %d | %.1f | %.1f | %d | %d | %.1f |' % (
+            row['client'], row['requests'], row['failures'], row['worst_ms'],
+            row['p99_ms'], row['slow'], row['sync_requests'],
+            row['sync_worst_ms']))
+    lines += ['', upgrade_checks(run['verify'])]
+    errors = ['- %s: `%s`' % (row['client'], error)
+              for row in run['clients'] for error in row['first_errors']]
+    if errors:
+        lines += [''] + errors
+    if sync['output_tail']:
+        lines += ['', 'The end of db sync\'s output:', '', '```']
+        lines += sync['output_tail'] + ['```']
+    return '\n'.join(lines)
+
+
+def upgrade_summary(runs):
+    """Markdown: one line per upgrade measurement, worst waits by client."""
+    names = [row['client'] for row in next(iter(runs.values()))['clients']]
+    out = ['| backend | N | nova | db sync s | exit | checks | ' + ' | '.join(
+        '%s: worst ms in db sync (failures)' % name for name in names) + ' |',
+        '|---|---:|---|---:|---:|---|' + '---:|' * len(names)]
+    for key in sorted(runs):
+        run = runs[key]
+        worst = {row['client']: '%.0f (%d)' % (
+            row['sync_worst_ms'], row['failures']) for row in run['clients']}
+        out.append('| %s | %s | %s | %.1f | %d | %s | %s |' % (
+            run['backend'], '{:,}'.format(run['instances']),
+            nova_label(run['nova']), run['sync']['wall'], run['sync']['rc'],
+            'ok' if run['verify']['ok'] else 'FAILED',
+            ' | '.join(worst.get(name, '') for name in names)))
+    return '\n'.join(out)
+
+
 def main(paths):
     runs = _runs(paths)
     for key in sorted(runs):
         print(run_table(runs[key]))
         print()
-    print(growth_tables(runs))
+    if runs:
+        print(growth_tables(runs))
+    upgrades = _runs(paths, 'upgrades')
+    for key in sorted(upgrades):
+        print(upgrade_table(upgrades[key]))
+        print()
+    if upgrades:
+        print(upgrade_summary(upgrades))
 
 
 if __name__ == '__main__':

@@ -19,6 +19,19 @@ that process as GNU time reports it from wait4):
         --instances 100000 --instances 1000000 --domains 2000
 
 Prints a table per backend and N; writes every figure to --json.
+
+With --upgrade, instead of all that: the schema upgrade, ``nova-manage
+db sync`` from 001_baseline to head, on a cell database of N instances
+while five client processes keep reading and writing it
+(benchmarks/upgrade.py; what the clients saw, and checks of the
+result). Backends mysql, postgresql and galera (the cluster of
+tools/galera.sh); --nova-tree PATH measures the nova of another source
+tree, for example a worktree of an older commit:
+
+    git worktree add /tmp/before HEAD
+    python benchmarks/run.py --upgrade --backend mysql \\
+        --backend postgresql --instances 100000 --nova-tree /tmp/before \\
+        --json upgrade-before.json
 """
 
 import argparse
@@ -48,8 +61,12 @@ SERVERS = {
     'mysql': 'mysql+pymysql://%s:%s@127.0.0.1/%s' % (CITEST, CITEST, CITEST),
     'postgresql': 'postgresql+psycopg2://%s:%s@127.0.0.1/%s'
                   % (CITEST, CITEST, CITEST),
+    # Node 1 of the cluster of tools/galera.sh (nodes 2, 3: ports 4307,
+    # 4308); only the upgrade measurement uses it.
+    'galera': 'mysql+pymysql://%s:%s@127.0.0.1:4306/' % (CITEST, CITEST),
 }
 BACKENDS = ('sqlite', 'mysql', 'postgresql')
+UPGRADE_BACKENDS = ('mysql', 'postgresql', 'galera')
 # The bulk update moves --bulk-instances stopped instances from OLD to
 # NEW (types the main seed never records, so only they match).
 BULK_OLD, BULK_NEW = 'pc-q35-6.2', 'pc-q35-7.1'
@@ -145,6 +162,62 @@ def probe_result(measured):
 
 # -- one deployment: databases, configuration, cell ---------------------------
 
+def create_database(server_url, name):
+    """Create database ``name`` afresh on the server of ``server_url``.
+
+    A database of that name left by an earlier run is dropped first.
+    Returns the new database's URL.
+    """
+    admin = sa.create_engine(server_url, isolation_level='AUTOCOMMIT')
+    with admin.connect() as conn:
+        _terminate(conn, name)
+        conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % name))
+        conn.execute(sa.text('CREATE DATABASE %s' % name))
+    admin.dispose()
+    return sa.engine.make_url(server_url).set(database=name).render_as_string(
+        hide_password=False)
+
+
+def drop_databases(server_url, urls):
+    """Drop the databases of ``urls`` from the server of ``server_url``."""
+    admin = sa.create_engine(server_url, isolation_level='AUTOCOMMIT')
+    with admin.connect() as conn:
+        for url in urls:
+            name = sa.engine.make_url(url).database
+            _terminate(conn, name)
+            conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % name))
+    admin.dispose()
+
+
+def _terminate(conn, db_name):
+    """End PostgreSQL's other sessions on ``db_name``: they block a DROP."""
+    if conn.dialect.name == 'postgresql':
+        conn.execute(sa.text(
+            'SELECT pg_terminate_backend(pid) FROM pg_stat_activity '
+            'WHERE datname = :name AND pid <> pg_backend_pid()'),
+            {'name': db_name})
+
+
+def analyze(cell_url):
+    """Refresh the planner's statistics (and reclaim dead rows on PG).
+
+    Done after every bulk change, as autovacuum would be given time to
+    do on a real cloud, so that both sides of a comparison start from
+    the same planner state.
+    """
+    statements = {
+        'sqlite': ['ANALYZE'],
+        'mysql': ['ANALYZE TABLE instances, instance_system_metadata'],
+        'postgresql': ['VACUUM ANALYZE instances',
+                       'VACUUM ANALYZE instance_system_metadata'],
+    }[sa.engine.make_url(cell_url).get_backend_name()]
+    engine = sa.create_engine(cell_url, isolation_level='AUTOCOMMIT')
+    with engine.connect() as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+    engine.dispose()
+
+
 class Deployment:
     """An API and a cell database on one backend, with their nova.conf."""
 
@@ -168,39 +241,14 @@ class Deployment:
         if self.backend == 'sqlite':
             return {name: 'sqlite:///%s' % os.path.join(
                 self.workdir, '%s.sqlite' % name) for name in ('api', 'cell')}
-        admin = sa.create_engine(SERVERS[self.backend],
-                                 isolation_level='AUTOCOMMIT')
-        urls = {}
-        with admin.connect() as conn:
-            for name in ('api', 'cell'):
-                db_name = 'bench_%s_%s' % (tag, name)
-                self._terminate(conn, db_name)
-                conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % db_name))
-                conn.execute(sa.text('CREATE DATABASE %s' % db_name))
-                urls[name] = sa.engine.make_url(SERVERS[self.backend]).set(
-                    database=db_name).render_as_string(hide_password=False)
-        admin.dispose()
-        return urls
-
-    def _terminate(self, conn, db_name):
-        if self.backend == 'postgresql':
-            conn.execute(sa.text(
-                'SELECT pg_terminate_backend(pid) FROM pg_stat_activity '
-                'WHERE datname = :name AND pid <> pg_backend_pid()'),
-                {'name': db_name})
+        return {name: create_database(SERVERS[self.backend],
+                                      'bench_%s_%s' % (tag, name))
+                for name in ('api', 'cell')}
 
     def drop(self):
         """Drop the server databases (SQLite files go with the workdir)."""
-        if self.backend == 'sqlite':
-            return
-        admin = sa.create_engine(SERVERS[self.backend],
-                                 isolation_level='AUTOCOMMIT')
-        with admin.connect() as conn:
-            for url in self.urls.values():
-                name = sa.engine.make_url(url).database
-                self._terminate(conn, name)
-                conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % name))
-        admin.dispose()
+        if self.backend != 'sqlite':
+            drop_databases(SERVERS[self.backend], self.urls.values())
 
     def nova(self, command, *argv):
         """argv of a console script run with this deployment's nova.conf."""
@@ -241,24 +289,8 @@ class Deployment:
         return time.perf_counter() - started
 
     def analyze(self):
-        """Refresh the planner's statistics (and reclaim dead rows on PG).
-
-        Done after every bulk change, as autovacuum would be given time to
-        do on a real cloud, so that both sides of a comparison start from
-        the same planner state.
-        """
-        statements = {
-            'sqlite': ['ANALYZE'],
-            'mysql': ['ANALYZE TABLE instances, instance_system_metadata'],
-            'postgresql': ['VACUUM ANALYZE instances',
-                           'VACUUM ANALYZE instance_system_metadata'],
-        }[self.backend]
-        engine = sa.create_engine(self.urls['cell'],
-                                  isolation_level='AUTOCOMMIT')
-        with engine.connect() as conn:
-            for statement in statements:
-                conn.execute(sa.text(statement))
-        engine.dispose()
+        """Refresh the planner's statistics of the cell database."""
+        analyze(self.urls['cell'])
 
     def count_recorded(self):
         """How many live hw_machine_type rows the cell holds."""
@@ -497,9 +529,12 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--backend', action='append', choices=BACKENDS,
+    parser.add_argument('--backend', action='append',
+                        choices=BACKENDS + ('galera',),
                         help='sqlite, mysql or postgresql (repeatable; '
-                             'default: all three)')
+                             'default: all three); with --upgrade mysql, '
+                             'postgresql or galera (default: mysql and '
+                             'postgresql)')
     parser.add_argument('--instances', action='append', type=int,
                         metavar='N', help='instances to seed (repeatable; '
                         'default: 100000)')
@@ -515,10 +550,26 @@ def parse_args(argv):
     parser.add_argument('--workdir', help='parent of the work directories')
     parser.add_argument('--keep', action='store_true',
                         help='keep the databases and files afterwards')
+    parser.add_argument('--upgrade', action='store_true',
+                        help='measure db sync from 001_baseline to head '
+                        'under client load instead (benchmarks/upgrade.py)')
+    parser.add_argument('--nova-tree', metavar='PATH',
+                        help='with --upgrade: run nova-manage with the nova '
+                        'package of this source tree')
+    parser.add_argument('--settle', type=float, default=5.0,
+                        help='with --upgrade: seconds the clients run '
+                        'before db sync starts and after it ends')
     args = parser.parse_args(argv)
     if args.workdir:
         os.makedirs(args.workdir, exist_ok=True)
-    args.backend = args.backend or list(BACKENDS)
+    backends = UPGRADE_BACKENDS if args.upgrade else BACKENDS
+    # The upgrade's default: the two servers that are always there.
+    args.backend = args.backend or list(
+        backends[:2] if args.upgrade else backends)
+    wrong = set(args.backend) - set(backends)
+    if wrong:
+        parser.error('--backend %s does not go %s --upgrade' % (
+            ', '.join(sorted(wrong)), 'with' if args.upgrade else 'without'))
     args.instances = args.instances or [100000]
     return args
 
@@ -533,12 +584,18 @@ def machine():
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    results = {'machine': machine(), 'runs': []}
+    results = {'machine': machine(), 'runs': [], 'upgrades': []}
+    if args.upgrade:
+        # Imported here: it imports this module.
+        from benchmarks import upgrade
+        measure, show, kind = upgrade.bench, upgrade.print_table, 'upgrades'
+    else:
+        measure, show, kind = bench, print_table, 'runs'
     for backend in args.backend:
         for count in args.instances:
-            result = bench(backend, count, args)
-            results['runs'].append(result)
-            print_table(result)
+            result = measure(backend, count, args)
+            results[kind].append(result)
+            show(result)
             with open(args.json, 'w') as f:
                 json.dump(results, f, indent=1)
     log('\nfigures written to %s' % args.json)

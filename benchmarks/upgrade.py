@@ -1,0 +1,695 @@
+"""Measure ``nova-manage db sync`` to head on a big cell database in use.
+
+What an operator meets when upgrading: the schema goes from
+001_baseline to the newest revision while clients keep reading and
+writing. For one backend and N instances (``benchmarks/run.py
+--upgrade`` runs it for each --backend and --instances):
+
+1. a fresh cell database, brought to 001_baseline by the real command,
+   ``nova-manage db sync --local_cell --version 001_baseline``;
+2. N instances seeded through the database driver alone, no nova code
+   (PostgreSQL COPY, MariaDB LOAD DATA LOCAL INFILE, CHUNK instances at
+   a time), in the shape of benchmarks/seed.py, plus for 0.5% of the
+   instances a second live row of one system metadata key, newer or
+   older than the first, for revision 002 to resolve; then ANALYZE;
+3. five client processes (CLIENTS), each with its own connection in
+   autocommit, starting a request every 50 ms and recording every
+   request's start, latency and error, never retrying;
+4. ``nova-manage db sync --local_cell`` while they run, --settle
+   seconds after they start and before they stop;
+5. per client: requests, failures, worst and p99 latency, the worst of
+   the requests that overlapped db sync; then the checks (verify): the
+   revision reached, no live duplicate left, the newest row of each
+   duplicated pair kept, the unique key and indexes of the head schema
+   present, every row the inserting client wrote still there.
+
+On Galera (tools/galera.sh) db sync, the seed and the checks go through
+node 1, the writing clients through node 2, the reading ones through
+node 3. With --nova-tree PATH nova-manage imports the nova package of
+that source tree (PYTHONPATH), to measure another commit.
+"""
+
+import io
+import json
+import math
+import multiprocessing
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+import sqlalchemy as sa
+
+from benchmarks import probes
+from benchmarks import report
+from benchmarks import run
+from benchmarks import seed as seeding
+from nova import config
+
+BASELINE = '001_baseline'
+# The node each role uses on Galera; elsewhere all share one server.
+GALERA_PORTS = {'sync': 4306, 'writers': 4307, 'readers': 4308}
+INTERVAL = 0.05
+# Connect, lock and statement time-outs of the clients (seconds): long,
+# so that a blocked request shows as a long wait rather than an error.
+TIMEOUT = 120
+CHUNK = 10000
+OUTPUT_LINES = 40
+SLOW = 1.0
+ERRORS_KEPT = 3
+
+# created_at of every seeded row; a duplicate is NEWER (updated_at) or
+# OLDER (created_at) than the row it duplicates.
+STAMP = '2026-01-01 00:00:00'
+NEWER = '2026-01-01 01:00:00'
+OLDER = '2025-12-31 00:00:00'
+# Instances i with i % DUP_EVERY == DUP_AT (0.5%, never a deleted one:
+# those have i % 50 == 7) hold two live rows of DUP_KEY.
+DUP_EVERY, DUP_AT = 200, 11
+DUP_KEY = 'image_disk_format'
+INSERTED_PREFIX = 'upgrade-client-'
+INSTANCE_COLUMNS = ('id', 'uuid', 'user_id', 'project_id', 'image_ref',
+                    'host', 'node', 'vm_state', 'architecture',
+                    'created_at', 'deleted')
+SYSMETA_COLUMNS = ('id', 'instance_uuid', 'key', 'value', 'created_at',
+                   'updated_at', 'deleted')
+# What the head schema must have, by table.
+HEAD_SCHEMA = {
+    'instance_system_metadata': (
+        'uniq_instance_system_metadata0instance_uuid0key0deleted',
+        'instance_system_metadata_key_value_idx'),
+    'instances': ('instances_host_deleted_id_idx',),
+}
+
+log = run.log
+
+
+# -- connections --------------------------------------------------------------
+
+def node_url(backend, database, role):
+    """URL of ``database`` on the server (Galera: node) of ``role``."""
+    url = sa.engine.make_url(run.SERVERS[backend]).set(database=database)
+    if backend == 'galera':
+        url = url.set(port=GALERA_PORTS[role])
+    return url.render_as_string(hide_password=False)
+
+
+def connect(url, **options):
+    """A DB-API connection of ``url``'s driver, in autocommit.
+
+    SQLAlchemy only turns the URL into the driver's arguments, to which
+    ``options`` are added. Waits for locks and statements end after
+    TIMEOUT seconds.
+    """
+    parsed = sa.engine.make_url(url)
+    dialect = parsed.get_dialect()()
+    args, kwargs = dialect.create_connect_args(parsed)
+    kwargs['connect_timeout'] = TIMEOUT
+    mysql = dialect_of(url) == 'mysql'
+    if mysql:
+        kwargs.update(autocommit=True, read_timeout=2 * TIMEOUT,
+                      init_command='SET SESSION innodb_lock_wait_timeout = '
+                      '%d, lock_wait_timeout = %d, max_statement_time = %d'
+                      % ((TIMEOUT,) * 3))
+    else:
+        kwargs['options'] = '-c lock_timeout=%ds -c statement_timeout=%ds' \
+            % (TIMEOUT, TIMEOUT)
+    kwargs.update(options)
+    conn = dialect.import_dbapi().connect(*args, **kwargs)
+    if not mysql:
+        conn.autocommit = True
+    return conn
+
+
+def dialect_of(url):
+    """'mysql' or 'postgresql': the kind of server of ``url``."""
+    return sa.engine.make_url(url).get_backend_name()
+
+
+def key_column(url):
+    """The ``key`` column as it is written in SQL on ``url``'s server."""
+    return probes.quoted_key(dialect_of(url))
+
+
+# -- seeding, with the driver alone -------------------------------------------
+
+class Population:
+    """What the seed wrote that the clients and the checks rely on."""
+
+    def __init__(self, instances):
+        self.instances = instances
+        self.next_sysmeta_id = 1
+        # (instance uuid, id of the row that must stay live, other id)
+        self.groups = []
+        self.pinned = set()
+
+    def take_id(self):
+        """The id of the next instance_system_metadata row."""
+        self.next_sysmeta_id += 1
+        return self.next_sysmeta_id - 1
+
+    def duplicate(self, i, uuid, original):
+        """The TSV line of a second live DUP_KEY row of instance ``i``.
+
+        Every other duplicate is newer than the row it duplicates (and
+        has the higher id), the others older: the newest row must win
+        on its timestamps, whatever its id.
+        """
+        row_id = self.take_id()
+        newer = (i // DUP_EVERY) % 2 == 0
+        self.groups.append((uuid, row_id if newer else original,
+                            original if newer else row_id))
+        self.pinned.update((row_id, original))
+        return tsv(row_id, uuid, DUP_KEY, 'raw', STAMP if newer else OLDER,
+                   NEWER if newer else None, 0)
+
+    def live_uuid(self, rng):
+        """A random seeded instance that is not deleted."""
+        while True:
+            i = rng.randrange(self.instances)
+            if not seeding.instance_shape(i)[3]:
+                return seeding.str_uuid(i)
+
+    def free_sysmeta_id(self, rng):
+        """A random seeded system metadata row outside the duplicates.
+
+        Those keep the timestamps the seed gave them, so that which row
+        is the newest stays known.
+        """
+        while True:
+            row_id = rng.randrange(1, self.next_sysmeta_id)
+            if row_id not in self.pinned:
+                return row_id
+
+
+def tsv(*values):
+    """One line of COPY / LOAD DATA text (tab-separated, \\N for NULL)."""
+    return '\t'.join('\\N' if v is None else str(v) for v in values) + '\n'
+
+
+def instance_lines(i, population, instances, sysmeta):
+    """Append the i-th instance's line and its system metadata's."""
+    vm_state, host, machine_type, deleted = seeding.instance_shape(i)
+    uuid = seeding.str_uuid(i)
+    deleted_id = i + 1 if deleted else 0
+    instances.append(tsv(i + 1, uuid, 'user', 'project-%d' % (i % 100),
+                         'image-%d' % (i % 40), host, host, vm_state,
+                         'x86_64', STAMP, deleted_id))
+    # The rows benchmarks/seed.py writes (their created_at is ours).
+    for row in seeding._sysmeta(uuid, i, machine_type, deleted_id, STAMP):
+        row_id = population.take_id()
+        sysmeta.append(tsv(row_id, uuid, row['key'], row['value'], STAMP,
+                           None, deleted_id))
+        if row['key'] == DUP_KEY and i % DUP_EVERY == DUP_AT:
+            sysmeta.append(population.duplicate(i, uuid, row_id))
+
+
+def bulk_loader(url, workdir):
+    """A function(table, columns, lines) loading rows the fastest way.
+
+    PostgreSQL: COPY from memory. MariaDB: LOAD DATA LOCAL INFILE from a
+    file in ``workdir`` (the server must have local_infile ON). Returns
+    (that function, its connection).
+    """
+    if dialect_of(url) == 'mysql':
+        conn = connect(url, local_infile=True)
+        cursor = conn.cursor()
+        cursor.execute('SELECT @@local_infile')
+        if not cursor.fetchone()[0]:
+            raise SystemExit('the MariaDB server has local_infile OFF: '
+                             'SET GLOBAL local_infile = 1')
+        path = os.path.join(workdir, 'rows.tsv')
+
+        def load(table, columns, lines):
+            with open(path, 'w') as f:
+                f.writelines(lines)
+            cursor.execute("LOAD DATA LOCAL INFILE %%s INTO TABLE %s "
+                           "CHARACTER SET utf8mb4 (%s)" % (
+                               table, ', '.join('`%s`' % c for c in columns)),
+                           (path,))
+        return load, conn
+
+    conn = connect(url)
+    cursor = conn.cursor()
+    # No foreign key triggers (the rows are consistent by construction):
+    # they halve COPY's speed. Needs a superuser, as openstack_citest is.
+    cursor.execute('SET session_replication_role = replica')
+
+    def copy(table, columns, lines):
+        cursor.copy_expert('COPY %s (%s) FROM STDIN' % (
+            table, ', '.join(columns)), io.StringIO(''.join(lines)))
+    return copy, conn
+
+
+def seed(url, count, workdir):
+    """Seed ``count`` instances on ``url`` with plain driver SQL.
+
+    Returns (Population, seconds taken).
+    """
+    started = time.perf_counter()
+    population = Population(count)
+    load, conn = bulk_loader(url, workdir)
+    for first in range(0, count, CHUNK):
+        instances, sysmeta = [], []
+        for i in range(first, min(first + CHUNK, count)):
+            instance_lines(i, population, instances, sysmeta)
+        load('instances', INSTANCE_COLUMNS, instances)
+        load('instance_system_metadata', SYSMETA_COLUMNS, sysmeta)
+        done = first + len(instances)
+        if done % (CHUNK * 10) == 0 or done == count:
+            log('  seeded %d/%d instances (%.0f/s)' % (
+                done, count, done / (time.perf_counter() - started)))
+    if dialect_of(url) == 'postgresql':
+        # Explicit ids leave the sequences behind: move them past.
+        cursor = conn.cursor()
+        for table in ('instances', 'instance_system_metadata'):
+            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), "
+                           "(SELECT max(id) FROM " + table + '))', (table,))
+    conn.close()
+    return population, time.perf_counter() - started
+
+
+# -- the clients --------------------------------------------------------------
+# Each request is one statement in autocommit; it returns what it wrote
+# that must outlive the upgrade, or None.
+
+def insert_sysmeta(cursor, key, rng, population, n):
+    """A new system metadata row (a key of its own) of a live instance."""
+    row = (population.live_uuid(rng), INSERTED_PREFIX + str(n))
+    cursor.execute('INSERT INTO instance_system_metadata (instance_uuid, '
+                   '%s, value, created_at, deleted) VALUES (%%s, %%s, '
+                   "'v', CURRENT_TIMESTAMP, 0)" % key, row)
+    return row
+
+
+def update_sysmeta(cursor, key, rng, population, n):
+    """A new value of a random system metadata row, by id."""
+    cursor.execute('UPDATE instance_system_metadata SET value = %s, '
+                   'updated_at = CURRENT_TIMESTAMP WHERE id = %s',
+                   ('v%d' % n, population.free_sysmeta_id(rng)))
+
+
+def read_sysmeta(cursor, key, rng, population, n):
+    """The live system metadata of a random instance."""
+    cursor.execute('SELECT id, %s, value FROM instance_system_metadata '
+                   'WHERE instance_uuid = %%s AND deleted = 0' % key,
+                   (population.live_uuid(rng),))
+    cursor.fetchall()
+
+
+def update_instance(cursor, key, rng, population, n):
+    """A task state change of a random instance, by uuid."""
+    cursor.execute('UPDATE instances SET task_state = %s, '
+                   'updated_at = CURRENT_TIMESTAMP WHERE uuid = %s',
+                   (('rebooting', None)[n % 2], population.live_uuid(rng)))
+
+
+def read_instance(cursor, key, rng, population, n):
+    """A random instance's row, by uuid."""
+    cursor.execute('SELECT * FROM instances WHERE uuid = %s',
+                   (population.live_uuid(rng),))
+    cursor.fetchall()
+
+
+# name: (role, request)
+CLIENTS = {
+    'insert sysmeta': ('writers', insert_sysmeta),
+    'update sysmeta': ('writers', update_sysmeta),
+    'read sysmeta': ('readers', read_sysmeta),
+    'update instance': ('writers', update_instance),
+    'read instance': ('readers', read_instance),
+}
+
+
+def client(name, url, population, barrier, stop, results):
+    """Run one client until ``stop``; put its record on ``results``.
+
+    A request starts every INTERVAL seconds, or as soon as the previous
+    one ends if that took longer. A failed request is recorded with its
+    error and not retried; the connection is then opened again, within
+    the next request. The record: name, url, requests as [start (epoch
+    s), latency (s), error or None] and the rows written.
+    """
+    request = CLIENTS[name][1]
+    key = key_column(url)
+    rng = random.Random(name)
+    conn = connect(url)
+    requests, written = [], []
+    barrier.wait()
+    due = time.monotonic()
+    while not stop.is_set():
+        time.sleep(max(0.0, due - time.monotonic()))
+        start, began, error = time.time(), time.perf_counter(), None
+        try:
+            conn = conn or connect(url)
+            row = request(conn.cursor(), key, rng, population,
+                          len(requests))
+        except Exception as exc:  # every failure counts, whatever it is
+            error = '%s: %s' % (type(exc).__name__, exc)
+            conn = _close(conn)
+        else:
+            if row:
+                written.append(row)
+        requests.append((start, time.perf_counter() - began, error))
+        due = max(due + INTERVAL, time.monotonic())
+    _close(conn)
+    results.put({'name': name, 'url': url, 'requests': requests,
+                 'written': written})
+
+
+def _close(conn):
+    """Close ``conn`` (if any), ignoring a broken one; return None."""
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except Exception:  # already broken: nothing left to close
+        pass
+
+
+def run_sync(argv, env):
+    """Run the measured db sync to completion, whatever its exit code.
+
+    Returns argv, wall (s), rc, start and end (epoch s), load (the
+    1-minute load average at the start and at the end: the machine is
+    shared) and the last OUTPUT_LINES lines of its stdout and stderr.
+    """
+    load = os.getloadavg()[0]
+    start, began = time.time(), time.perf_counter()
+    proc = subprocess.run(argv, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, env=env, cwd=run.ROOT)
+    wall = time.perf_counter() - began
+    output = proc.stdout.decode(errors='replace').splitlines()
+    return {'argv': argv, 'wall': wall, 'rc': proc.returncode,
+            'start': start, 'end': start + wall,
+            'load': [load, os.getloadavg()[0]],
+            'output_tail': output[-OUTPUT_LINES:]}
+
+
+def under_load(urls, population, argv, env, settle):
+    """Run db sync (``argv``) while the clients run.
+
+    The clients start, connect, run ``settle`` seconds, then db sync
+    runs, then they run ``settle`` seconds more. Returns (run_sync's
+    dict, the clients' records).
+    """
+    ctx = multiprocessing.get_context('fork')
+    barrier, stop, results = ctx.Barrier(len(CLIENTS) + 1), ctx.Event(), \
+        ctx.Queue()
+    procs = [ctx.Process(target=client, args=(
+        name, urls[role], population, barrier, stop, results))
+        for name, (role, _) in CLIENTS.items()]
+    for proc in procs:
+        proc.start()
+    try:
+        barrier.wait(timeout=TIMEOUT)
+        time.sleep(settle)
+        log('  db sync: %s' % ' '.join(argv))
+        sync = run_sync(argv, env)
+        log('  db sync exited %d after %.1f s' % (sync['rc'], sync['wall']))
+        time.sleep(settle)
+    finally:
+        stop.set()
+    records = {}
+    for _ in procs:
+        record = results.get(timeout=3 * TIMEOUT)
+        records[record['name']] = record
+    for proc in procs:
+        proc.join()
+    return sync, [records[name] for name in CLIENTS]
+
+
+# -- what the clients saw -----------------------------------------------------
+
+def percentile(values, fraction):
+    """The ``fraction`` quantile of ``values`` (nearest rank); 0 if none."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def summarize(record, sync):
+    """One client's figures; latencies in ms, times from db sync's start.
+
+    A request counts as during db sync if it overlapped it at all.
+    """
+    requests = record['requests']
+    latencies = [latency for _, latency, _ in requests]
+    during = [latency for start, latency, _ in requests
+              if start < sync['end'] and start + latency > sync['start']]
+    errors = [error for _, _, error in requests if error]
+    return {
+        'client': record['name'],
+        'port': sa.engine.make_url(record['url']).port,
+        'requests': len(requests), 'failures': len(errors),
+        'first_errors': list(dict.fromkeys(errors))[:ERRORS_KEPT],
+        'worst_ms': 1000 * max(latencies, default=0),
+        'p99_ms': 1000 * percentile(latencies, 0.99),
+        'sync_requests': len(during),
+        'sync_worst_ms': 1000 * max(during, default=0),
+        'slow': sum(1 for latency in latencies if latency > SLOW),
+        # [s from db sync's start, ms, error]: the whole timeline.
+        'timeline': [[round(start - sync['start'], 3),
+                      round(1000 * latency, 1), error]
+                     for start, latency, error in requests],
+    }
+
+
+# -- checks after the upgrade -------------------------------------------------
+
+def scalar(cursor, sql, params=()):
+    """The single value ``sql`` returns."""
+    cursor.execute(sql, params)
+    return cursor.fetchone()[0]
+
+
+def wrong_survivors(cursor, key, groups):
+    """The duplicated pairs that did not end as (newest live, other not).
+
+    Returns the uuids of those pairs.
+    """
+    wrong = []
+    for first in range(0, len(groups), 1000):
+        batch = groups[first:first + 1000]
+        cursor.execute(
+            'SELECT instance_uuid, id, deleted FROM instance_system_metadata'
+            ' WHERE %s = %%s AND instance_uuid IN (%s)' % (
+                key, ', '.join(['%s'] * len(batch))),
+            [DUP_KEY] + [uuid for uuid, _, _ in batch])
+        found = {}
+        for uuid, row_id, deleted in cursor.fetchall():
+            found.setdefault(uuid, {})[row_id] = deleted != 0
+        wrong += [uuid for uuid, survivor, other in batch
+                  if found.get(uuid) != {survivor: False, other: True}]
+    return wrong
+
+
+def schema_of(url):
+    """The revision and HEAD_SCHEMA's names as ``url``'s server has them.
+
+    Returns {'port', 'revision', 'schema': {index or unique key: present}}.
+    """
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    inspector = sa.inspect(engine)
+    present = {}
+    for table, names in HEAD_SCHEMA.items():
+        found = {i['name'] for i in inspector.get_indexes(table)} | {
+            c['name'] for c in inspector.get_unique_constraints(table)}
+        present.update((name, name in found) for name in names)
+    with engine.connect() as conn:
+        revision = conn.execute(sa.text(
+            'SELECT version_num FROM alembic_version')).scalar()
+    engine.dispose()
+    return {'port': engine.url.port, 'revision': revision, 'schema': present}
+
+
+def sync_wait(cursor):
+    """Make this Galera session's reads wait for every committed write.
+
+    (wsrep_sync_wait = 1: a SELECT first waits until the node has
+    applied what the cluster committed before it.)
+    """
+    cursor.execute('SET SESSION wsrep_sync_wait = 1')
+
+
+def catch_up(urls):
+    """Wait until each Galera node has applied the seed and ANALYZE.
+
+    Else the clients' first writes meet the seed's replicated rows
+    still being applied, and fail on certification before db sync
+    starts.
+    """
+    for url in dict.fromkeys(urls.values()):
+        conn = connect(url)
+        cursor = conn.cursor()
+        sync_wait(cursor)
+        scalar(cursor, 'SELECT count(*) FROM alembic_version')
+        conn.close()
+
+
+def verify(urls, population, written, head, galera):
+    """Check the database after db sync (through the node of db sync).
+
+    Returns a dict of the figures and ``ok``; ``nodes`` holds each
+    server's (Galera: node's) revision and schema.
+    """
+    conn = connect(urls['sync'])
+    cursor = conn.cursor()
+    if galera:
+        sync_wait(cursor)
+    key = key_column(urls['sync'])
+    result = {'head': head}
+    result['live_duplicates'] = scalar(cursor, (
+        'SELECT count(*) FROM (SELECT instance_uuid FROM '
+        'instance_system_metadata WHERE deleted = 0 GROUP BY '
+        'instance_uuid, %s HAVING count(*) > 1) AS d') % key)
+    wrong = wrong_survivors(cursor, key, population.groups)
+    result.update(groups=len(population.groups), wrong_survivors=len(wrong),
+                  wrong_examples=wrong[:ERRORS_KEPT])
+    cursor.execute('SELECT instance_uuid, %s FROM instance_system_metadata '
+                   'WHERE %s LIKE %%s AND deleted = 0' % (key, key),
+                   (INSERTED_PREFIX + '%',))
+    present = {tuple(row) for row in cursor.fetchall()}
+    conn.close()
+    written = set(written)
+    result.update(inserted=len(written), missing=len(written - present),
+                  unexpected=len(present - written))
+    nodes = [schema_of(url) for url in dict.fromkeys(urls.values())]
+    result.update(revision=nodes[0]['revision'], nodes=nodes)
+    result['ok'] = (not result['live_duplicates'] and not wrong
+                    and not result['missing']
+                    and all(node['revision'] == head
+                            and all(node['schema'].values())
+                            for node in nodes))
+    return result
+
+
+# -- one measurement ----------------------------------------------------------
+
+# What nova-manage will import: printed by a child run as nova-manage is.
+TREE_PROBE = """
+import json, nova
+from nova.db import migration
+print(json.dumps({'nova_file': nova.__file__,
+                  'head': migration.head_revision(migration.MAIN)}))
+"""
+
+
+def nova_env(tree):
+    """The nova commands' environment: ``tree``'s nova package first."""
+    if not tree:
+        return run.CHILD_ENV
+    return dict(run.CHILD_ENV, PYTHONPATH=os.path.abspath(tree))
+
+
+def describe_tree(env, tree):
+    """Which nova the commands import, and what its newest revision is.
+
+    Returns nova_file, head, the source tree's commit and its changed
+    files under nova/ (a tree being edited is not its commit). Raises
+    SystemExit if ``tree`` was asked for and another nova is imported.
+    """
+    # -P: not the working directory first on the path, as for a script.
+    found = json.loads(run.run_child(
+        [sys.executable, '-P', '-c', TREE_PROBE], env=env)['stdout'])
+    source = os.path.dirname(os.path.dirname(found['nova_file']))
+    if tree and source != os.path.abspath(tree):
+        raise SystemExit('--nova-tree %s: nova-manage imports %s instead'
+                         % (tree, found['nova_file']))
+    git = ['git', '-C', source]
+    found['commit'] = subprocess.run(git + ['rev-parse', 'HEAD'],
+                                     capture_output=True,
+                                     text=True).stdout.strip()
+    found['changed'] = subprocess.run(
+        git + ['status', '--porcelain', '--', 'nova'], capture_output=True,
+        text=True).stdout.splitlines()
+    return found
+
+
+def bench(backend, count, args):
+    """The upgrade measurement on ``backend`` at ``count`` instances.
+
+    Returns a dict of everything measured, as print_table shows it.
+    """
+    workdir = tempfile.mkdtemp(prefix='upgrade-%s-%d-' % (backend, count),
+                               dir=args.workdir)
+    log('== upgrade, %s, %d instances (work directory %s)'
+        % (backend, count, workdir))
+    env = nova_env(args.nova_tree)
+    result = {'backend': backend, 'instances': count,
+              'nova': describe_tree(env, args.nova_tree)}
+    log('  nova-manage imports %(nova_file)s, commit %(commit)s, '
+        'head %(head)s' % result['nova'])
+    # Unique per run: several runs may share a database server.
+    database = 'bench_upgrade_%d_%d' % (count, os.getpid())
+    run.create_database(run.SERVERS[backend], database)
+    urls = {role: node_url(backend, database, role) for role in GALERA_PORTS}
+    conf = os.path.join(workdir, 'nova.conf')
+    config.write_config_file(conf, {'database': {'connection': urls['sync']}})
+    sync = [os.path.join(run.BIN, 'nova-manage'), '--config-file', conf,
+            'db', 'sync', '--local_cell']
+    try:
+        result['baseline_seconds'] = run.run_child(
+            sync + ['--version', BASELINE], env=env)['wall']
+        population, result['seed_seconds'] = seed(urls['sync'], count,
+                                                  workdir)
+        result.update(sysmeta_rows=population.next_sysmeta_id - 1,
+                      duplicated_pairs=len(population.groups))
+        started = time.perf_counter()
+        run.analyze(urls['sync'])
+        result['analyze_seconds'] = time.perf_counter() - started
+        if backend == 'galera':
+            catch_up(urls)
+        result['sync'], records = under_load(urls, population, sync, env,
+                                             args.settle)
+        result['clients'] = [summarize(r, result['sync']) for r in records]
+        result['verify'] = verify(
+            urls, population, [tuple(row) for r in records
+                               for row in r['written']],
+            result['nova']['head'], backend == 'galera')
+    finally:
+        if args.keep:
+            log('  kept: %s, %s' % (workdir, urls['sync']))
+        else:
+            run.drop_databases(run.SERVERS[backend], [urls['sync']])
+            subprocess.run(['rm', '-rf', workdir])
+    return result
+
+
+# -- output -------------------------------------------------------------------
+
+def print_table(result):
+    """What the clients saw during one db sync, a client a line."""
+    sync = result['sync']
+    log('\nupgrade, %s, N = %d: db sync %s -> %s in %.1f s, exit %d '
+        '(load %.1f -> %.1f)' % (
+            result['backend'], result['instances'], BASELINE,
+            result['verify']['revision'], sync['wall'], sync['rc'],
+            *sync['load']))
+    log('nova: %s (commit %s%s); seeded %d instances, %d system metadata '
+        'rows in %.0f s (%.0f instances/s)' % (
+            result['nova']['nova_file'], result['nova']['commit'][:10],
+            ', changed' if result['nova']['changed'] else '',
+            result['instances'], result['sysmeta_rows'],
+            result['seed_seconds'],
+            result['instances'] / result['seed_seconds']))
+    header = '%-16s %5s %8s %6s %9s %9s %5s %10s %10s' % (
+        'client', 'port', 'requests', 'fails', 'worst ms', 'p99 ms',
+        '>1 s', 'sync reqs', 'sync worst')
+    log(header)
+    log('-' * len(header))
+    for row in result['clients']:
+        log('%-16s %5s %8d %6d %9.1f %9.1f %5d %10d %10.1f' % (
+            row['client'], row['port'] or '-', row['requests'],
+            row['failures'], row['worst_ms'], row['p99_ms'], row['slow'],
+            row['sync_requests'], row['sync_worst_ms']))
+    log(report.upgrade_checks(result['verify']))
+    for row in result['clients']:
+        for error in row['first_errors']:
+            log('%s: %s' % (row['client'], error))
+    log('db sync output (last %d lines):' % OUTPUT_LINES)
+    for line in sync['output_tail']:
+        log('  ' + line)
