@@ -48,7 +48,7 @@ REPORT_EVERY = 10.0
 # How long a DDL statement may wait for a table lock before it gives way
 # to other clients and tries again (PostgreSQL in milliseconds; MySQL's
 # lock_wait_timeout is whole seconds, 1 the shortest wait there is).
-PG_LOCK_TIMEOUT_MS = 500
+PG_LOCK_TIMEOUT_MS = 200
 MYSQL_LOCK_WAIT_S = 1
 LOCK_ATTEMPTS = 60
 # Errors worth replaying a statement for: MySQL deadlock (also how Galera
