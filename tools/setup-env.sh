@@ -9,7 +9,8 @@ log() { printf '==> %s\n' "$*"; }
 
 install_system_packages() {
     local wanted=(libvirt-dev pkg-config gcc libvirt-daemon
-                  libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86)
+                  libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
+                  galera-4 rsync)
     command -v mariadb >/dev/null || wanted+=(mariadb-server mariadb-client)
     command -v psql >/dev/null || wanted+=(postgresql postgresql-client)
     local missing=()

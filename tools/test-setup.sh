@@ -2,6 +2,8 @@
 # Prepare the services the functional tier talks to, idempotently:
 #  - the openstack_citest user and database in MariaDB and PostgreSQL
 #    (the oslo.db "opportunistic" convention);
+#  - a three-node MariaDB Galera cluster on ports 4306-4308 with the same
+#    user and database (tools/galera.sh);
 #  - a libvirtd with the QEMU driver, started if it is not running.
 # Run as root. Every step can run again without harm.
 set -eu
@@ -19,10 +21,9 @@ start_mariadb() {
     fi
 }
 
-setup_mariadb() {
-    command -v mariadb >/dev/null || { log "MariaDB client not installed"; return 1; }
-    start_mariadb
-    mariadb -uroot <<SQL
+citest_sql() {
+    # The user and database, for the shared MariaDB and the Galera cluster.
+    cat <<SQL
 CREATE USER IF NOT EXISTS '${DB_USER}'@'localhost' IDENTIFIED BY '${DB_PW}';
 CREATE USER IF NOT EXISTS '${DB_USER}'@'127.0.0.1' IDENTIFIED BY '${DB_PW}';
 CREATE USER IF NOT EXISTS '${DB_USER}'@'%' IDENTIFIED BY '${DB_PW}';
@@ -32,7 +33,25 @@ GRANT ALL PRIVILEGES ON *.* TO '${DB_USER}'@'%' WITH GRANT OPTION;
 CREATE DATABASE IF NOT EXISTS ${DB_USER};
 FLUSH PRIVILEGES;
 SQL
+}
+
+setup_mariadb() {
+    command -v mariadb >/dev/null || { log "MariaDB client not installed"; return 1; }
+    start_mariadb
+    citest_sql | mariadb -uroot
     log "MariaDB: user and database ${DB_USER} ready"
+}
+
+setup_galera() {
+    # Starts what is missing (all of it on a fresh or rebooted machine);
+    # nothing when the three nodes are Synced.
+    [ -f /usr/lib/galera/libgalera_smm.so ] || { log "galera-4 not installed"; return 1; }
+    local galera
+    galera="$(dirname "$0")/galera.sh"
+    bash "$galera" start-all
+    # Through node 1: users and databases replicate.
+    citest_sql | bash "$galera" sql 1
+    log "MariaDB Galera: 3 nodes Synced, user and database ${DB_USER} ready"
 }
 
 setup_postgresql() {
@@ -83,5 +102,6 @@ CONF
 }
 
 setup_mariadb
+setup_galera
 setup_postgresql
 setup_libvirtd

@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid as uuid_lib
 
 import fixtures
@@ -35,6 +36,11 @@ ADMIN_URLS = {
                   % (CITEST, CITEST, CITEST),
 }
 BACKENDS = ('sqlite', 'mysql', 'postgresql')
+# The admin URL of each node of the MariaDB Galera cluster that
+# tools/test-setup.sh starts (tools/galera.sh).
+GALERA_URLS = [
+    'mysql+pymysql://%s:%s@127.0.0.1:%d/%s' % (CITEST, CITEST, port, CITEST)
+    for port in (4306, 4307, 4308)]
 
 
 def in_ci():
@@ -60,6 +66,38 @@ class ConfFixture(config_fixture.Config):
         self.state_path = state_path
 
 
+def create_database(test, admin_url, db_name, what):
+    """CREATE DATABASE ``db_name`` through ``admin_url``; return the
+    admin engine (AUTOCOMMIT). A server that cannot be reached skips the
+    test, or fails it under CI (``what`` names the server)."""
+    admin = sa.create_engine(admin_url, isolation_level='AUTOCOMMIT')
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text('CREATE DATABASE %s' % db_name))
+    except sa.exc.OperationalError:
+        admin.dispose()
+        unavailable(test, what)
+    return admin
+
+
+def wait_for_login(url, timeout, interval):
+    """Wait until ``url`` accepts a login; raise its error after
+    ``timeout`` seconds."""
+    engine = sa.create_engine(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                with engine.connect():
+                    return
+            except sa.exc.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(interval)
+    finally:
+        engine.dispose()
+
+
 class Database(fixtures.Fixture):
     """A new, empty database on ``backend``; ``url`` points at it.
 
@@ -82,14 +120,8 @@ class Database(fixtures.Fixture):
             return
         db_name = self.db_name or 'nt_%s_%s' % (
             self.name, uuid_lib.uuid4().hex[:12])
-        admin = sa.create_engine(ADMIN_URLS[self.backend],
-                                 isolation_level='AUTOCOMMIT')
-        try:
-            with admin.connect() as conn:
-                conn.execute(sa.text('CREATE DATABASE %s' % db_name))
-        except sa.exc.OperationalError:
-            admin.dispose()
-            unavailable(self.test, self.backend)
+        admin = create_database(self.test, ADMIN_URLS[self.backend],
+                                db_name, self.backend)
         self.addCleanup(self._drop, admin, db_name)
         self.url = sa.engine.make_url(ADMIN_URLS[self.backend]).set(
             database=db_name).render_as_string(hide_password=False)
@@ -104,6 +136,40 @@ class Database(fixtures.Fixture):
             force = ' WITH (FORCE)' if self.backend == 'postgresql' else ''
             conn.execute(sa.text('DROP DATABASE IF EXISTS %s%s'
                                  % (db_name, force)))
+        admin.dispose()
+
+
+class GaleraDatabase(fixtures.Fixture):
+    """A new, empty database on the Galera cluster, one URL per node.
+
+    Created through node 1: CREATE DATABASE replicates to every node.
+    ``urls[i]`` reaches it through node i + 1, ``url`` through node 1.
+    """
+
+    def __init__(self, test, name='nova'):
+        super().__init__()
+        self.test = test
+        self.name = name
+
+    def setUp(self):
+        super().setUp()
+        db_name = 'nt_%s_%s' % (self.name, uuid_lib.uuid4().hex[:12])
+        admin = create_database(self.test, GALERA_URLS[0], db_name,
+                                'MariaDB Galera cluster')
+        self.addCleanup(self._drop, admin, db_name)
+        self.urls = [sa.engine.make_url(url).set(database=db_name)
+                     .render_as_string(hide_password=False)
+                     for url in GALERA_URLS]
+        self.url = self.urls[0]
+        # The other nodes apply CREATE DATABASE a moment after node 1
+        # returns; connecting to one before that fails (unknown database).
+        for url in self.urls[1:]:
+            wait_for_login(url, timeout=30, interval=0.05)
+
+    def _drop(self, admin, db_name):
+        CellDatabases._reset()
+        with admin.connect() as conn:
+            conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % db_name))
         admin.dispose()
 
 

@@ -19,6 +19,8 @@ import time
 import fixtures
 import sqlalchemy as sa
 
+from nova.tests import fixtures as nova_fixtures
+
 USER = 'openstack_citest'
 START_TIMEOUT = 60
 
@@ -68,19 +70,8 @@ class PrivateServer(fixtures.Fixture):
 
     def wait_until_up(self):
         """Wait until the server accepts a login."""
-        engine = sa.create_engine(self.url(self.ADMIN_DATABASE))
-        deadline = time.monotonic() + START_TIMEOUT
-        try:
-            while True:
-                try:
-                    with engine.connect():
-                        return
-                except sa.exc.OperationalError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-        finally:
-            engine.dispose()
+        nova_fixtures.wait_for_login(self.url(self.ADMIN_DATABASE),
+                                     START_TIMEOUT, 0.2)
 
 
 class PrivatePostgres(PrivateServer):

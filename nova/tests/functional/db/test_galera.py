@@ -1,0 +1,512 @@
+"""The cell database on a three-node MariaDB Galera cluster.
+
+Galera replicates every commit to all nodes, and clients write through
+any of them. What is harmless on one server is not always harmless
+there: an ALTER TABLE runs on every node at the same point of the
+replication order, and a transaction that a client of another node holds
+open on rows or a table it touches is rolled back as a deadlock. These
+tests run the real console scripts against the cluster that
+tools/test-setup.sh starts (tools/galera.sh), each process through the
+node a load balancer could have given it, and check what an operator
+would: exit codes and output, the schema revision, the rows as seen
+through more than one node.
+
+One test at a time uses the cluster (ClusterLock): one of them stops a
+node, which the others must not meet, and the three nodes share the
+machine's few cores.
+"""
+
+import contextlib
+import datetime
+import fcntl
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid as uuid_lib
+
+import fixtures
+import sqlalchemy as sa
+import testtools.content
+
+import nova
+from nova.db.main import api as main_db
+from nova.db import migration
+from nova import objects
+from nova.objects import instance as instance_obj
+from nova.tests import fixtures as nova_fixtures
+from nova.tests.functional.reliability import base
+from nova.tests.functional.reliability import test_races
+
+GALERA_SH = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(nova.__file__))),
+    'tools', 'galera.sh')
+# Outside the tests' temporary directories: every stestr worker uses it.
+LOCK_PATH = os.path.join(tempfile.gettempdir(), 'nova-galera-tests.lock')
+BASELINE = '001_baseline'
+# A cell of this size takes a second or two to migrate: long enough to
+# write through, and to be killed in, while keeping the tests fast.
+SEEDED = 5000
+# Every tenth live instance has this key duplicated; the row that must
+# survive de-duplication has the value NEWEST.
+DUPLICATED_KEY = 'image_min_disk'
+NEWEST = 'newest'
+# The pace of the client writing through another node.
+WRITE_INTERVAL = 0.02
+HOSTLESS = "i.host IS NULL AND i.vm_state <> 'building'"
+# MySQL's ER_LOCK_DEADLOCK, which Galera also gives a transaction it
+# aborts for a conflicting replicated one.
+DEADLOCK = 1213
+
+
+def causal(url):
+    """``url``, with reads that see every commit made before them.
+
+    A node applies the other nodes' commits a moment after they return;
+    with wsrep_sync_wait a read first waits until its node caught up.
+    """
+    return sa.engine.make_url(url).update_query_dict(
+        {'init_command': 'SET SESSION wsrep_sync_wait = 1'}
+    ).render_as_string(hide_password=False)
+
+
+def wait_until(predicate, timeout=base.TIMEOUT):
+    """Poll ``predicate`` until it is true; False after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def node_status(node, name):
+    """Status variable ``name`` of node ``node`` (0-based)."""
+    engine = sa.create_engine(nova_fixtures.GALERA_URLS[node])
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text('SHOW STATUS LIKE :name'),
+                                {'name': name}).one()[1]
+    finally:
+        engine.dispose()
+
+
+def cluster_sizes():
+    """wsrep_cluster_size as each node reports it (None: node is down)."""
+    sizes = []
+    for node in range(len(nova_fixtures.GALERA_URLS)):
+        try:
+            sizes.append(int(node_status(node, 'wsrep_cluster_size')))
+        except sa.exc.OperationalError:
+            sizes.append(None)
+    return sizes
+
+
+class ClusterLock(fixtures.Fixture):
+    """The cluster to this test alone, across stestr's worker processes."""
+
+    def _setUp(self):
+        lock = open(LOCK_PATH, 'a')
+        self.addCleanup(lock.close)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+
+
+class Writer(threading.Thread):
+    """A client of one node writing as Nova's services do, every 20 ms.
+
+    Each write is one transaction, as an Instance.save() with system
+    metadata: a new system metadata row (a key of its own, so never a
+    duplicate) and an update of its instance. As every Nova writer does
+    on Galera, a transaction aborted as a deadlock is replayed: a schema
+    change in total order aborts the transactions that other nodes' clients
+    hold on its table at that instant (``replayed`` counts them).
+    ``written`` holds the (instance_uuid, key) of each commit, ``errors``
+    each failure that replays did not cure: the migration must cause none.
+    """
+
+    REPLAYS = 5
+
+    def __init__(self, url, uuids):
+        super().__init__(daemon=True)
+        self.engine = sa.create_engine(url)
+        self.uuids = uuids
+        self.written = []
+        self.errors = []
+        self.replayed = 0
+        self.done = threading.Event()
+
+    def run(self):
+        attempt = 0
+        try:
+            while not self.done.wait(WRITE_INTERVAL):
+                attempt += 1
+                self._write(attempt)
+        finally:
+            self.engine.dispose()
+
+    def _write(self, attempt):
+        instance_uuid = self.uuids[attempt % len(self.uuids)]
+        key = 'client_%d' % attempt
+        now = datetime.datetime.now(datetime.timezone.utc).replace(
+            tzinfo=None)
+        for replay in range(self.REPLAYS + 1):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(main_db.SYSMETA.insert().values(
+                        instance_uuid=instance_uuid, key=key,
+                        value='written', created_at=now, deleted=0))
+                    conn.execute(main_db.INSTANCES.update().where(
+                        main_db.INSTANCES.c.uuid == instance_uuid).values(
+                        task_state=key, updated_at=now))
+            except sa.exc.DBAPIError as exc:
+                code = exc.orig.args[0] if exc.orig.args else None
+                if code != DEADLOCK or replay == self.REPLAYS:
+                    self.errors.append('%s: %s' % (key, exc.orig))
+                    return
+                self.replayed += 1
+            else:
+                self.written.append((instance_uuid, key))
+                return
+
+    def wait_for(self, count):
+        """Wait until ``count`` writes were committed in all."""
+        return wait_until(lambda: len(self.written) >= count)
+
+    def stop(self):
+        self.done.set()
+        self.join(base.TIMEOUT)
+
+
+class GaleraCells:
+    """For ReliabilityTestCase: the test's databases on the cluster.
+
+    The API and cell databases are synced in-process through node 1 (the
+    cell only with SYNC_CELL), and the cell mapping, which nova-manage
+    follows, reaches the cell through node CELL_NODE (0-based). The
+    test's own reads (execute and the checks built on it) go through
+    node 1 and wait for the other nodes' commits.
+    """
+
+    SYNC_CELL = True
+    CELL_NODE = 0
+    # Host name of a nova-compute -> the node its config points at.
+    HOST_NODES = {}
+
+    def setUp(self):
+        super().setUp()
+        self.engine = self.causal_engine(0)
+
+    def databases(self):
+        self.useFixture(ClusterLock())
+        self.api_db = self.useFixture(
+            nova_fixtures.GaleraDatabase(self, 'api'))
+        self.cell_db = self.useFixture(
+            nova_fixtures.GaleraDatabase(self, 'cell'))
+        self.flags(connection=self.api_db.url, group='api_database')
+        self.flags(connection=self.cell_db.url, group='database')
+        nova_fixtures.CellDatabases._reset()
+        nova_fixtures.sync_schema(migration.API, self.api_db.url)
+        if self.SYNC_CELL:
+            nova_fixtures.sync_schema(migration.MAIN, self.cell_db.url)
+        cell = objects.CellMapping(
+            self.context, uuid=str(uuid_lib.uuid4()), name='cell1',
+            database_connection=self.cell_db.urls[self.CELL_NODE],
+            transport_url='none:///')
+        cell.create()
+        self.cells = [cell]
+        return self.cell_db.url, self.api_db.url
+
+    def causal_engine(self, node):
+        """An engine reading the cell through ``node``, disposed at end."""
+        engine = sa.create_engine(causal(self.cell_db.urls[node]))
+        self.addCleanup(engine.dispose)
+        return engine
+
+    def catch_up(self):
+        """Wait until nodes 2 and 3 have applied the test's writes.
+
+        A process started right after them and reading through another
+        node could miss some: a node applies the others' commits a
+        moment (here, on a busy machine, over a second) after they
+        return.
+        """
+        for node in (1, 2):
+            with self.reading_through(node):
+                self.execute('SELECT COUNT(*) FROM instances')
+
+    @contextlib.contextmanager
+    def reading_through(self, node):
+        """Make execute() and the checks built on it go through ``node``."""
+        node1, self.engine = self.engine, self.causal_engine(node)
+        try:
+            yield
+        finally:
+            self.engine = node1
+
+    def seed(self, count=SEEDED):
+        """A smaller cell than the issue's: three nodes share two cores."""
+        super().seed(count)
+
+    def config(self, node=None, **sections):
+        """A config file whose databases are reached through ``node``.
+
+        By default node 1, or HOST_NODES' node for a compute host.
+        """
+        if node is None:
+            host = sections.get('DEFAULT', {}).get('host')
+            node = self.HOST_NODES.get(host, 0)
+        for section, db in (('database', self.cell_db),
+                            ('api_database', self.api_db)):
+            sections[section] = dict(sections.get(section, {}),
+                                     connection=db.urls[node])
+        return super().config(**sections)
+
+    def galera(self, *argv):
+        """Run tools/galera.sh (root only: it uses the nodes' sockets)."""
+        if os.geteuid() != 0:
+            nova_fixtures.unavailable(self, 'root, for tools/galera.sh')
+        result = subprocess.run(['bash', GALERA_SH, *argv],
+                                capture_output=True, text=True,
+                                timeout=base.TIMEOUT)
+        self.assertEqual(0, result.returncode,
+                         result.stdout + result.stderr)
+
+
+class ClusterTests(GaleraCells, base.ReliabilityTestCase):
+    """The cluster that tools/test-setup.sh starts, as a client sees it."""
+
+    def test_three_nodes_replicate(self):
+        self.assertEqual([3, 3, 3], cluster_sizes())
+        for node in range(3):
+            self.assertEqual('ON', node_status(node, 'wsrep_ready'))
+        instance_uuid = str(uuid_lib.uuid4())
+        self.execute("INSERT INTO instances (uuid, deleted) "
+                     "VALUES (:uuid, 0)", uuid=instance_uuid)
+        with self.reading_through(2):
+            self.assertEqual([(instance_uuid,)], self.execute(
+                'SELECT uuid FROM instances'))
+
+
+class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
+    """``nova-manage db sync`` from the baseline, through node 1.
+
+    The cell is seeded as the issue's (about ten system metadata rows per
+    instance), and every tenth live instance has a duplicated key, which
+    the migration to the unique key must reduce to its newest row.
+    """
+
+    SYNC_CELL = False
+
+    def setUp(self):
+        super().setUp()
+        self.assertClean(self.start(base.NOVA_MANAGE, self.config(),
+                                    'db', 'sync', '--version', BASELINE))
+        self.seed()
+        self.duplicated = self._duplicate()
+        self.catch_up()
+
+    def _duplicate(self):
+        """Duplicate a key of every tenth live instance; return the uuids.
+
+        In half of the groups the newest row is the first (updated
+        later), in the others the last (same stamp, highest id): neither
+        the id nor the time alone picks the right one.
+        """
+        tenth = 'i.deleted = 0 AND MOD(i.id, 20) = :rest'
+        self.execute(
+            "INSERT INTO instance_system_metadata "
+            "(instance_uuid, `key`, value, created_at, deleted) "
+            "SELECT s.instance_uuid, s.`key`, :value, "
+            "s.created_at + INTERVAL :hours HOUR, 0 "
+            "FROM instance_system_metadata s JOIN instances i "
+            "ON i.uuid = s.instance_uuid "
+            "WHERE s.`key` = :key AND s.deleted = 0 AND " + tenth,
+            key=DUPLICATED_KEY, value='stale', hours=1, rest=0)
+        self.execute(
+            "UPDATE instance_system_metadata s JOIN instances i "
+            "ON i.uuid = s.instance_uuid "
+            "SET s.value = :value, "
+            "s.updated_at = s.created_at + INTERVAL 2 HOUR "
+            "WHERE s.`key` = :key AND s.deleted = 0 AND s.value <> 'stale' "
+            "AND " + tenth, key=DUPLICATED_KEY, value=NEWEST, rest=0)
+        self.execute(
+            "INSERT INTO instance_system_metadata "
+            "(instance_uuid, `key`, value, created_at, deleted) "
+            "SELECT s.instance_uuid, s.`key`, :value, s.created_at, 0 "
+            "FROM instance_system_metadata s JOIN instances i "
+            "ON i.uuid = s.instance_uuid "
+            "WHERE s.`key` = :key AND s.deleted = 0 AND " + tenth,
+            key=DUPLICATED_KEY, value=NEWEST, rest=10)
+        return sorted(row[0] for row in self.execute(
+            'SELECT uuid FROM instances i WHERE i.deleted = 0 '
+            'AND MOD(i.id, 10) = 0'))
+
+    def start_writer(self):
+        """A Writer through node 2, on some live instances.
+
+        Node 2 has applied the seeding (setUp): replaying it there would
+        abort the client's first writes, with no migration running.
+        """
+        uuids = [row[0] for row in self.execute(
+            'SELECT uuid FROM instances WHERE deleted = 0 LIMIT 200')]
+        writer = Writer(self.cell_db.urls[1], uuids)
+        writer.start()
+        self.addCleanup(writer.stop)
+        return writer
+
+    def assertMigrated(self):
+        """At head; one live row per key, the newest of each group."""
+        self.assertEqual(migration.head_revision(migration.MAIN),
+                         migration.db_version(migration.MAIN,
+                                              url=self.cell_db.url))
+        self.assertEqual([], self.execute(
+            'SELECT instance_uuid, `key`, COUNT(*) '
+            'FROM instance_system_metadata WHERE deleted = 0 '
+            'GROUP BY instance_uuid, `key` HAVING COUNT(*) > 1'))
+        kept = self.execute(
+            'SELECT instance_uuid, value FROM instance_system_metadata '
+            'WHERE `key` = :key AND deleted = 0 AND instance_uuid IN '
+            '(SELECT uuid FROM instances i WHERE i.deleted = 0 '
+            'AND MOD(i.id, 10) = 0) ORDER BY instance_uuid',
+            key=DUPLICATED_KEY)
+        self.assertEqual([(u, NEWEST) for u in self.duplicated],
+                         [tuple(row) for row in kept])
+
+    def lost(self, written):
+        """The (instance_uuid, key) of ``written`` with no live row."""
+        live = {tuple(row) for row in self.execute(
+            "SELECT instance_uuid, `key` FROM instance_system_metadata "
+            "WHERE `key` LIKE 'client%' AND deleted = 0")}
+        return sorted(set(written) - live)
+
+    def test_sync_while_a_client_writes_through_another_node(self):
+        writer = self.start_writer()
+        self.assertTrue(writer.wait_for(1), writer.errors)
+        sync = self.start(base.NOVA_MANAGE, self.config(), 'db', 'sync')
+        sync.finish()
+        # The client goes on once the migration is over.
+        self.assertTrue(writer.wait_for(len(writer.written) + 5),
+                        writer.errors)
+        writer.stop()
+        self.assertClean(sync)
+        self.assertMigrated()
+        self.assertEqual([], writer.errors)
+        self.assertEqual([], self.lost(writer.written))
+        self.addDetail('replayed', testtools.content.text_content(
+            '%d of %d writes replayed after a total-order abort'
+            % (writer.replayed, len(writer.written))))
+
+    def _soft_deleted(self, engine):
+        """Rows soft-deleted so far (a dead instance's, or duplicates)."""
+        with engine.connect() as conn:
+            return conn.execute(sa.text(
+                'SELECT COUNT(*) FROM instance_system_metadata '
+                'WHERE deleted <> 0')).scalar()
+
+    def _deduplicating(self, engine, soft_deleted_before):
+        """Whether an UPDATE of instance_system_metadata runs, or ran.
+
+        An ALTER TABLE of the migration aborts even this read, as a
+        deadlock: then it is not known yet.
+        """
+        try:
+            with engine.connect() as conn:
+                running = conn.execute(sa.text(
+                    "SELECT COUNT(*) FROM information_schema.processlist "
+                    "WHERE db = DATABASE() AND id <> CONNECTION_ID() "
+                    "AND info LIKE 'UPDATE%instance_system_metadata%'"
+                )).scalar()
+            return running or \
+                self._soft_deleted(engine) > soft_deleted_before
+        except sa.exc.OperationalError as exc:
+            if exc.orig.args[0] != DEADLOCK:
+                raise
+            return False
+
+    def test_sync_killed_part_way_then_run_again(self):
+        # Not causal: a causal read would wait for an ALTER TABLE to end.
+        watch = sa.create_engine(self.cell_db.url)
+        self.addCleanup(watch.dispose)
+        before = self._soft_deleted(watch)
+        sync = self.start(base.NOVA_MANAGE, self.config(), 'db', 'sync')
+        wait_until(lambda: sync.proc.poll() is not None
+                   or self._deduplicating(watch, before))
+        self.assertIsNone(sync.proc.poll(),
+                          'db sync ended before de-duplicating: '
+                          + sync.describe())
+        sync.kill()
+        self.assertClean(self.start(base.NOVA_MANAGE, self.config(),
+                                    'db', 'sync'))
+        self.assertMigrated()
+
+
+class GaleraRaceTests(GaleraCells, test_races.RaceTests_mysql):
+    """Every recorder at once, each through a node of its own.
+
+    Four ``nova-manage db online_data_migrations`` and the spawns through
+    node 1, nova-compute of race-a through node 2 and of race-b through
+    node 3: conflicting writes of two nodes are found when they commit,
+    and the loser's whole transaction is rolled back as a deadlock.
+    """
+
+    DATABASE = None
+    HOST_NODES = {'race-a': 1, 'race-b': 2}
+
+    def setUp(self):
+        super().setUp()
+        self.catch_up()
+
+
+class NodeLeavesTests(GaleraCells, base.ReliabilityTestCase):
+    """A node leaves in the middle of an online data migration.
+
+    The migration works through node 3 (the cell mapping points there);
+    node 2 is shut down, as for maintenance, between two of its batches.
+    """
+
+    CELL_NODE = 2
+
+    def setUp(self):
+        super().setUp()
+        self.seed()
+        # Host-less instances without a record for several batches.
+        self.execute(
+            "UPDATE instances SET host = NULL, node = NULL, "
+            "vm_state = 'shelved_offloaded' "
+            "WHERE deleted = 0 AND MOD(id, 10) <> 0")
+        self.execute(
+            "DELETE FROM instance_system_metadata WHERE `key` = :key "
+            "AND instance_uuid IN (SELECT uuid FROM instances "
+            "WHERE host IS NULL)", key=base.KEY)
+        self.analyze()
+        self.catch_up()
+
+    def test_node_stopped_mid_migration_then_back(self):
+        self.assertGreater(len(self.unrecorded(HOSTLESS)),
+                           3 * instance_obj.MIGRATION_BATCH)
+        run = self.start(base.NOVA_MANAGE, self.config(2),
+                         'db', 'online_data_migrations')
+        self.assertTrue(run.wait_for('rows matched'), run.describe())
+        # Frozen while the node goes, so that it leaves mid-run.
+        run.signal(signal.SIGSTOP)
+        self.assertIsNone(run.proc.poll(),
+                          'ended before node 2 left: ' + run.describe())
+        self.addCleanup(self.galera, 'start', '2')
+        self.galera('stop', '2')
+        self.assertTrue(wait_until(lambda: cluster_sizes() == [2, None, 2]),
+                        cluster_sizes())
+        run.signal(signal.SIGCONT)
+        self.assertClean(run)
+        self.galera('start', '2')
+        self.assertTrue(wait_until(lambda: cluster_sizes() == [3, 3, 3]),
+                        cluster_sizes())
+        digests = []
+        for node in (0, 1):
+            with self.reading_through(node):
+                self.assertEqual([], self.unrecorded(HOSTLESS))
+                self.assertEqual([], self.duplicates())
+                digests.append(self.digest())
+        # Node 2 caught up with what was written while it was away.
+        self.assertEqual(digests[0], digests[1])
