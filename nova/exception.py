@@ -66,8 +66,18 @@ class DBDuplicatesDuringIndexBuild(NovaException):
                'stopped.')
 
 
+class WriterInTransaction(NovaException):
+    msg_fmt = ('%(name)s replays its transaction after a deadlock and must '
+               'not be called inside another transaction.')
+
+
 class HypervisorUnavailable(NovaException):
     msg_fmt = 'Cannot connect to libvirt at %(uri)s: %(reason)s'
+
+
+class UnexpectedTaskStateError(NovaException):
+    msg_fmt = ('Instance %(instance_uuid)s: another action got there '
+               'first (task state %(actual)s, expected %(expected)s).')
 
 
 class InstanceInvalidState(NovaException):

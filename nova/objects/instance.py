@@ -98,15 +98,26 @@ class Instance(base.ChangeTracking):
         self._load_row(row)
         self._set_loaded_sysmeta(sysmeta)
 
-    def save(self):
-        """Write changed columns and the system metadata delta, atomically."""
+    def save(self, expected_task_state=None):
+        """Write changed columns and the system metadata delta, atomically.
+
+        ``expected_task_state`` (a task state, or a list of them in which
+        None means "no task": ``[None]``) makes the write conditional, as
+        in Nova: it happens only if the instance's task state in the
+        database is still one of them, else UnexpectedTaskStateError is
+        raised and nothing is written. Without it nothing is checked.
+        """
         values = {name: getattr(self, name) for name in self.obj_what_changed()
                   if name not in self.READ_ONLY}
         updates, deletes = self._sysmeta_delta()
-        if not (values or updates or deletes):
+        if expected_task_state is not None and not isinstance(
+                expected_task_state, (list, tuple)):
+            expected_task_state = [expected_task_state]
+        if not (values or updates or deletes or expected_task_state):
             return
         row = db.instance_update(self._context, self.uuid, values,
-                                 updates, deletes)
+                                 updates, deletes,
+                                 expected_task_state=expected_task_state)
         self._load_row(row)
         if self._sysmeta is not None:
             object.__setattr__(self, '_orig_sysmeta', dict(self._sysmeta))

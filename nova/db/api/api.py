@@ -37,19 +37,19 @@ def reset():
     _context_manager = None
 
 
-def _using(kind):
-    def decorator(f):
-        @functools.wraps(f)
-        def wrapper(context, *args, **kwargs):
-            transaction = getattr(get_context_manager(), kind)
-            with transaction.using(context):
-                return f(context, *args, **kwargs)
-        return wrapper
-    return decorator
+def _reader(f):
+    @functools.wraps(f)
+    def wrapper(context, *args, **kwargs):
+        with get_context_manager().reader.using(context):
+            return f(context, *args, **kwargs)
+    return wrapper
 
 
-reader = _using('reader')
-writer = _using('writer')
+reader = _reader
+# Writers (cell, host and instance mappings) replay a deadlock, as the
+# cell database's do: two cells mapped, or hosts discovered, at once.
+writer = db_utils.replayed_writer(lambda context: get_context_manager()
+                                  .writer)
 
 
 def get_engine():

@@ -9,7 +9,6 @@ import array
 import functools
 
 from oslo_config import cfg
-from oslo_db import api as oslo_db_api
 from oslo_db.sqlalchemy import enginefacade
 from oslo_utils import timeutils
 import sqlalchemy as sa
@@ -73,30 +72,14 @@ def get_engine(context):
     return get_context_manager(context).writer.get_engine()
 
 
-# Writers race with each other (compute start-ups replacing their hosts'
-# machine types side by side in one index, spawns, several online
-# migrations recording the same instances) and either server may pick
-# one of them as a deadlock victim (oslo.db raises DBDeadlock; at READ
-# COMMITTED, PostgreSQL has no serialization failures to add). The whole
-# transaction is replayed, outside it, so the operator never sees them.
-# Every writer is safe to replay: insert-if-absent, upsert, or a whole
-# transaction that the deadlock rolled back. A writer must not call
-# another: the inner one would replay inside the rolled-back outer one.
-_retry_on_deadlock = oslo_db_api.wrap_db_retry(
-    max_retries=5, retry_on_deadlock=True, retry_interval=0.1,
-    inc_retry_interval=True, max_retry_interval=2)
+def _writer_of(context):
+    return get_context_manager(context).writer
 
 
-def pick_context_manager_writer(f):
-    """Run ``f(context, ...)`` in a writer transaction of its cell.
-
-    A deadlock replays the whole transaction, up to 5 times.
-    """
-    @functools.wraps(f)
-    def wrapper(context, *args, **kwargs):
-        with get_context_manager(context).writer.using(context):
-            return f(context, *args, **kwargs)
-    return _retry_on_deadlock(wrapper)
+# Run ``f(context, ...)`` in a writer transaction of its cell, replayed on
+# a deadlock (nova.db.utils.replayed_writer): every writer here is safe
+# to replay, and none calls another.
+pick_context_manager_writer = db_utils.replayed_writer(_writer_of)
 
 
 def pick_context_manager_reader(f):
@@ -109,7 +92,8 @@ def pick_context_manager_reader(f):
 
 
 def _dialect(context):
-    return context.session.get_bind().dialect.name
+    """'mysql' (MariaDB too), 'postgresql' or 'sqlite'."""
+    return db_utils.backend_family(context.session.get_bind().dialect.name)
 
 
 def _execute(context, stmt, params=None):
@@ -188,21 +172,44 @@ def instance_get_page(context, filters, limit, marker_id=None):
     return [_instance_row_to_dict(r) for r in _execute(context, query)]
 
 
+def _task_state_in(expected):
+    """WHERE clause: task_state is one of ``expected`` (None: NULL)."""
+    states = [s for s in expected if s is not None]
+    clauses = [INSTANCES.c.task_state.in_(states)] if states else []
+    if None in expected:
+        clauses.append(INSTANCES.c.task_state.is_(None))
+    return sa.or_(*clauses)
+
+
 @pick_context_manager_writer
 def instance_update(context, uuid, values, sysmeta_updates, sysmeta_deletes,
                     expected_task_state=None):
     """Save changed columns and a system metadata delta in one transaction.
 
     ``sysmeta_updates`` {key: value} are upserted, ``sysmeta_deletes`` keys
-    soft-deleted. Returns the updated instance row.
+    soft-deleted. With ``expected_task_state`` (a list of task states,
+    None among them for "no task") the row is updated only if its task
+    state is still one of them, in the same statement:
+
+      UPDATE instances SET ... WHERE uuid = :uuid AND deleted = 0
+         AND task_state IN (:expected)
+
+    so of two actions that read the same state, one wins and the other
+    gets UnexpectedTaskStateError, with nothing written. Returns the
+    updated instance row.
     """
-    if values:
+    if values or expected_task_state is not None:
         values = dict(values, updated_at=timeutils.utcnow())
         stmt = INSTANCES.update().where(INSTANCES.c.uuid == uuid,
                                         INSTANCES.c.deleted == 0)
+        if expected_task_state is not None:
+            stmt = stmt.where(_task_state_in(expected_task_state))
         result = _execute(context, stmt.values(**values))
         if result.rowcount == 0:
-            raise exception.InstanceNotFound(instance_id=uuid)
+            actual = _instance_get(context, uuid)['task_state']
+            raise exception.UnexpectedTaskStateError(
+                instance_uuid=uuid, actual=actual,
+                expected=list(expected_task_state))
     if sysmeta_updates:
         _sysmeta_upsert(context, uuid, sysmeta_updates)
     if sysmeta_deletes:
@@ -241,11 +248,17 @@ def _sysmeta_insert(context, uuid, metadata):
                  _sysmeta_rows((uuid, k, v) for k, v in metadata.items()))
 
 
+# An overwritten value is stamped: revision 002's "newest wins" and any
+# audit of a record rely on updated_at.
+_SYSMETA_OVERWRITE = {'value': 'value', 'updated_at': 'created_at'}
+
+
 def _sysmeta_upsert(context, uuid, metadata):
     # INSERT ... ON CONFLICT (instance_uuid, key, deleted) DO UPDATE
     #     SET value = excluded.value, updated_at = excluded.created_at
     stmt = db_utils.upsert(_dialect(context), SYSMETA,
-                           ['instance_uuid', 'key', 'deleted'], ['value'])
+                           ['instance_uuid', 'key', 'deleted'],
+                           _SYSMETA_OVERWRITE)
     _execute(context, stmt,
              _sysmeta_rows((uuid, k, v) for k, v in metadata.items()))
 
@@ -295,7 +308,8 @@ def instance_system_metadata_record(context, key, values, overwrite=False):
     dialect = _dialect(context)
     if overwrite:
         stmt = db_utils.upsert(dialect, SYSMETA,
-                               ['instance_uuid', 'key', 'deleted'], ['value'])
+                               ['instance_uuid', 'key', 'deleted'],
+                               _SYSMETA_OVERWRITE)
     else:
         stmt = db_utils.insert_if_absent(dialect, SYSMETA)
     if dialect != 'mysql':
@@ -351,15 +365,22 @@ def service_get_all_by_binary(context, binary):
 
 @pick_context_manager_writer
 def service_create_or_update(context, host, binary, values):
-    """Create the (host, binary) service row or update it; return it."""
+    """Create the (host, binary) service row or update it; return it.
+
+    One upsert on the unique key, so two overlapping starts of one host
+    both succeed (an UPDATE then INSERT lets both insert):
+
+      INSERT INTO services (host, binary, ..., deleted) VALUES (...)
+      ON CONFLICT (host, binary, deleted) DO UPDATE SET ...,
+         updated_at = excluded.created_at
+    """
     now = timeutils.utcnow()
-    result = _execute(context, SERVICES.update().where(
-        SERVICES.c.host == host, SERVICES.c.binary == binary,
-        SERVICES.c.deleted == 0).values(updated_at=now, **values))
-    if result.rowcount == 0:
-        _execute(context, SERVICES.insert().values(
-            host=host, binary=binary, created_at=now, deleted=0,
-            report_count=0, **values))
+    row = dict(values, host=host, binary=binary, created_at=now, deleted=0,
+               report_count=0)
+    overwrite = dict({col: col for col in values}, updated_at='created_at')
+    _execute(context, db_utils.upsert(
+        _dialect(context), SERVICES, ['host', 'binary', 'deleted'],
+        overwrite).values(**row))
     row = _execute(context, sa.select(SERVICES).where(
         SERVICES.c.host == host, SERVICES.c.binary == binary,
         SERVICES.c.deleted == 0)).one()

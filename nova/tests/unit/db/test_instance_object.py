@@ -63,6 +63,62 @@ class InstanceObjectTests(fixtures.TestCase):
         inst.vm_state = 'stopped'
         self.assertRaises(exception.InstanceNotFound, inst.save)
 
+    def test_save_with_expected_task_state_refuses_a_late_action(self):
+        ctxt = self.cell_context()
+        uuid = self.create_instance(ctxt).uuid
+        first = objects.Instance.get_by_uuid(ctxt, uuid)
+        second = objects.Instance.get_by_uuid(ctxt, uuid)
+        first.task_state = 'rebooting_hard'
+        first.save(expected_task_state=[None])
+        second.task_state = 'powering-off'
+        second.vm_state = 'stopped'
+        err = self.assertRaises(exception.UnexpectedTaskStateError,
+                                second.save, expected_task_state=[None])
+        self.assertEqual(
+            'Instance %s: another action got there first (task state '
+            "rebooting_hard, expected [None])." % uuid, err.format_message())
+        got = objects.Instance.get_by_uuid(ctxt, uuid)
+        self.assertEqual(('rebooting_hard', 'active'),
+                         (got.task_state, got.vm_state))
+        # The winner ends its action, expecting its own task state.
+        first.task_state = None
+        first.save(expected_task_state='rebooting_hard')
+        self.assertIsNone(objects.Instance.get_by_uuid(ctxt,
+                                                       uuid).task_state)
+
+    def test_save_with_expected_task_state_and_no_change_still_checks(self):
+        ctxt = self.cell_context()
+        inst = self.create_instance(ctxt, task_state='spawning')
+        self.assertRaises(exception.UnexpectedTaskStateError, inst.save,
+                          expected_task_state=[None])
+        inst.save(expected_task_state=['spawning', None])
+
+    def test_overwritten_system_metadata_is_stamped(self):
+        ctxt = self.cell_context()
+        inst = self.create_instance(ctxt, system_metadata={'k': 'old'})
+        inst = objects.Instance.get_by_uuid(ctxt, inst.uuid,
+                                            expected_attrs=['system_metadata'])
+        inst.system_metadata['k'] = 'new'
+        inst.save()
+        with db.get_context_manager(ctxt).reader.using(ctxt):
+            row = ctxt.session.execute(
+                sa.select(db.SYSMETA).where(
+                    db.SYSMETA.c.instance_uuid == inst.uuid)).one()
+        self.assertEqual('new', row.value)
+        self.assertIsNotNone(row.updated_at)
+        self.assertGreaterEqual(row.updated_at, row.created_at)
+
+    def test_a_writer_inside_another_transaction_is_refused(self):
+        ctxt = self.cell_context()
+        uuid = self.create_instance(ctxt).uuid
+        with db.get_context_manager(ctxt).writer.using(ctxt):
+            err = self.assertRaises(
+                exception.WriterInTransaction, db.instance_update, ctxt,
+                uuid, {'vm_state': 'stopped'}, {}, [])
+        self.assertIn('instance_update', err.format_message())
+        self.assertEqual('active',
+                         objects.Instance.get_by_uuid(ctxt, uuid).vm_state)
+
     def test_destroy_soft_deletes_instance_and_sysmeta(self):
         ctxt = self.cell_context()
         inst = self.create_instance(ctxt, system_metadata={'a': '1'})
