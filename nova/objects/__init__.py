@@ -1,11 +1,50 @@
-"""The objects services and commands work with (see DESIGN section 9)."""
+"""The objects services and commands work with.
 
-from nova.objects.cell_mapping import CellMapping  # noqa: F401
-from nova.objects.cell_mapping import CellMappingList  # noqa: F401
-from nova.objects.host_mapping import HostMapping  # noqa: F401
-from nova.objects.image_meta import ImageMeta  # noqa: F401
-from nova.objects.instance import Instance  # noqa: F401
-from nova.objects.instance import InstanceList  # noqa: F401
-from nova.objects.instance_mapping import InstanceMapping  # noqa: F401
-from nova.objects.service import Service  # noqa: F401
-from nova.objects.service import ServiceList  # noqa: F401
+``from nova import objects; objects.Instance(...)`` works as in Nova, but
+each class is imported from its module on first use (PEP 562). So
+importing a leaf of this package, as ``nova.conf`` imports
+``nova.objects.fields`` for the architecture names, loads nothing else:
+the configuration never pulls in the objects, which themselves need the
+configuration (that was an import cycle).
+"""
+
+import importlib
+
+# Public name -> module of this package that defines it.
+_CLASSES = {
+    'CellMapping': 'cell_mapping',
+    'CellMappingList': 'cell_mapping',
+    'HostMapping': 'host_mapping',
+    'ImageMeta': 'image_meta',
+    'Instance': 'instance',
+    'InstanceList': 'instance',
+    'InstanceMapping': 'instance_mapping',
+    'Service': 'service',
+    'ServiceList': 'service',
+}
+
+__all__ = sorted(_CLASSES)
+
+
+def __getattr__(name):
+    """Import the class ``name`` from its module the first time it is used.
+
+    Submodules (``objects.instance``) are imported on use too, as if the
+    package had imported them.
+    """
+    module = _CLASSES.get(name, name)
+    try:
+        loaded = importlib.import_module('%s.%s' % (__name__, module))
+    except ModuleNotFoundError as exc:
+        if exc.name != '%s.%s' % (__name__, module):
+            raise
+        raise AttributeError('module %r has no attribute %r'
+                             % (__name__, name)) from None
+    value = getattr(loaded, name) if name in _CLASSES else loaded
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    """The public classes, for dir() and completion."""
+    return sorted(set(globals()) | set(_CLASSES))

@@ -4,6 +4,7 @@ import copy
 import logging
 
 from nova.db.main import api as db
+from nova import machine_type as resolution
 from nova.objects import base
 from nova.objects import image_meta as image_meta_obj
 
@@ -184,13 +185,6 @@ class InstanceList:
 
 # -- online data migrations (nova-manage db online_data_migrations) -----------
 
-def _libvirt_utils():
-    """nova.virt.libvirt.utils, imported late: it needs nova.conf, whose
-    libvirt options import nova.objects, which imports this module."""
-    from nova.virt.libvirt import utils
-    return utils
-
-
 def _resolve_machine_types(context, rows):
     """{uuid: machine type} for the rows resolution can decide.
 
@@ -221,12 +215,11 @@ def _resolve_machine_types(context, rows):
 
 def _resolve_machine_type(context, row):
     """(machine type or None, guest arch) that resolution gives ``row``."""
-    libvirt_utils = _libvirt_utils()
     instance = Instance(context, uuid=row['uuid'],
                         architecture=row['architecture'],
                         system_metadata=row['system_metadata'])
-    return (libvirt_utils.get_machine_type(instance.image_meta, instance),
-            libvirt_utils.get_guest_arch(instance.image_meta, instance))
+    return (resolution.get_machine_type(instance.image_meta, instance),
+            resolution.get_guest_arch(instance.image_meta, instance))
 
 
 # Rows per SELECT and bulk INSERT of an online data migration: each
@@ -249,12 +242,11 @@ def populate_missing_machine_types(context, max_count, progress=None):
     never block the rows after them. ``progress(found, done, remaining)``
     is called after each batch. Returns (found, done).
     """
-    libvirt_utils = _libvirt_utils()
-    key = libvirt_utils.MACHINE_TYPE_SYSMETA_KEY
+    key = resolution.MACHINE_TYPE_SYSMETA_KEY
     # What resolution reads of an instance without a host: its image's.
     image_keys = [image_meta_obj.SYSMETA_IMAGE_PREFIX + prop for prop in (
-        libvirt_utils.MACHINE_TYPE_IMAGE_PROPERTY,
-        libvirt_utils.ARCH_IMAGE_PROPERTY)]
+        resolution.MACHINE_TYPE_IMAGE_PROPERTY,
+        resolution.ARCH_IMAGE_PROPERTY)]
     ids = db.instance_get_hostless_ids_without_sysmeta(context, key)
     found = done = read = 0
     while done < max_count and read < len(ids):

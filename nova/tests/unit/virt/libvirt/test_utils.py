@@ -6,6 +6,7 @@ from oslo_config import fixture as config_fixture
 import testtools
 
 import nova.conf
+from nova import machine_type
 from nova.objects import fields
 from nova.objects import image_meta
 from nova.virt.libvirt import utils
@@ -98,3 +99,9 @@ class ResolutionTestCase(testtools.TestCase):
 
     def test_sysmeta_key(self):
         self.assertEqual('hw_machine_type', utils.MACHINE_TYPE_SYSMETA_KEY)
+
+    def test_driver_and_objects_share_one_function(self):
+        """The driver's names are the rules the online migration uses."""
+        self.assertIs(machine_type.get_machine_type, utils.get_machine_type)
+        self.assertIs(machine_type.DEFAULT_MACHINE_TYPES,
+                      utils.DEFAULT_MACHINE_TYPES)
