@@ -540,28 +540,49 @@ def instance_get_hostless_without_sysmeta(context, key, ids, with_keys=()):
             for row in _execute(context, query)]
 
 
-def instance_iter_uuids_without_sysmeta(context, key, chunk=1000):
-    """Yield lists of the uuids of live, non-BUILDING instances with no
-    ``key`` row, ``chunk`` at a time.
+# Instance ids per page of the listing: each page is one short reader
+# transaction (a range scan of the primary key and an anti-join), and at
+# most this many uuids are held at once.
+LIST_ID_RANGE = 50000
 
-    One statement, streamed (a server-side cursor on PostgreSQL, an
-    unbuffered one on MySQL), in no particular order: memory holds one
-    chunk, lists spare the caller a call per row, and the planner may
-    take a hash anti-join over both tables, which keyset pages (a nested
-    loop from each marker) cannot; at a million instances that is 3x
-    faster. The reader transaction stays open until the generator ends or
-    is closed.
-    """
+
+@pick_context_manager_reader
+def _instance_max_id(context):
+    return _execute(context, sa.select(sa.func.max(INSTANCES.c.id))
+                    ).scalar() or 0
+
+
+@pick_context_manager_reader
+def _uuids_without_sysmeta_between(context, key, low, high):
     # SELECT i.uuid FROM instances i
-    #  WHERE i.deleted = 0 AND i.vm_state != 'building'
+    #  WHERE i.id > :low AND i.id <= :high
+    #    AND i.deleted = 0 AND i.vm_state != 'building'
     #    AND NOT EXISTS (SELECT 1 FROM instance_system_metadata s
     #                     WHERE s.instance_uuid = i.uuid AND s.key = :key
     #                       AND s.deleted = 0)
-    query = (sa.select(INSTANCES.c.uuid)
-             .where(*_unrecorded_instances(key))
-             .execution_options(stream_results=True, yield_per=chunk))
-    with get_context_manager(context).reader.using(context):
-        yield from _execute(context, query).scalars().partitions()
+    #  ORDER BY i.id
+    return _execute(context, sa.select(INSTANCES.c.uuid).where(
+        INSTANCES.c.id > low, INSTANCES.c.id <= high,
+        *_unrecorded_instances(key)).order_by(INSTANCES.c.id)
+    ).scalars().all()
+
+
+def instance_iter_uuids_without_sysmeta(context, key, chunk=1000):
+    """Yield lists of the uuids of live, non-BUILDING instances with no
+    ``key`` row, ``chunk`` at a time, in id order.
+
+    Keyset pages over the primary key, LIST_ID_RANGE ids each, each read
+    in a transaction of its own that ends before anything is yielded: a
+    slow consumer (a pipe to a script) holds no transaction and no cursor
+    open on the server, however long it takes. An instance recorded while
+    the listing runs may drop out of it; none appears twice.
+    """
+    top = _instance_max_id(context)
+    for low in range(0, top, LIST_ID_RANGE):
+        uuids = _uuids_without_sysmeta_between(context, key, low,
+                                               low + LIST_ID_RANGE)
+        for start in range(0, len(uuids), chunk):
+            yield uuids[start:start + chunk]
 
 
 @pick_context_manager_reader

@@ -281,21 +281,29 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
         mtu.update_machine_type(self.context, inst.uuid, 'pc-q35-8.2')
         self.assertEqual('pc-q35-8.2', self.recorded(inst))
 
-    def test_list_streams_one_anti_join(self):
+    def test_list_holds_no_connection_while_the_consumer_reads(self):
         self.useFixture(fixtures.MockPatch(
             'nova.virt.libvirt.machine_type_utils.LIST_CHUNK_SIZE', 2))
+        # Pages of 4 instance ids: the 6 instances below span two pages.
+        self.useFixture(fixtures.MockPatch(
+            'nova.db.main.api.LIST_ID_RANGE', 4))
         unset = [self.make(cell=0).uuid for _ in range(5)]
         self.make(cell=0, machine_type='pc')
-        with self.statements(cell=0) as seen:
-            listed = mtu.list_unset_machine_type(self.context,
-                                                 self.cells[0].uuid)
-            first = next(listed)
-            self.assertEqual(['SELECT'], seen)
-            rest = list(listed)
-        # One statement, whatever the number of instances, read in chunks.
-        self.assertEqual(['SELECT'], seen)
-        self.assertEqual([2, 2, 1], [len(first)] + [len(c) for c in rest])
-        self.assertEqual(sorted(unset), sorted(sum(rest, first)))
+        with context.target_cell(self.context, self.cells[0]) as cctxt:
+            engine = db.get_engine(cctxt)
+        held = []
+        sa.event.listen(engine, 'checkout', lambda *a: held.append(1))
+        sa.event.listen(engine, 'checkin', lambda *a: held.pop())
+        listed = mtu.list_unset_machine_type(self.context,
+                                             self.cells[0].uuid)
+        chunks = []
+        for chunk in listed:
+            # Between two chunks the consumer may take its time: the
+            # listing holds no connection (so no transaction, no cursor).
+            self.assertEqual([], held)
+            chunks.append(chunk)
+        self.assertEqual([2, 2, 1], [len(c) for c in chunks])
+        self.assertEqual(unset, sum(chunks, []))
 
     def test_bulk_update_is_one_update_per_cell(self):
         for _ in range(20):
