@@ -12,6 +12,7 @@ Commands run in-process (NUL bytes cannot be passed in a process's argv),
 on SQLite, with a bounded number of examples per property.
 """
 
+import re
 import uuid as uuid_lib
 import xml.etree.ElementTree as ET
 from xml.sax import saxutils
@@ -20,7 +21,6 @@ import hypothesis
 from hypothesis import strategies as st
 
 from nova import exception
-from nova.objects import fields
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.unit.cmd import test_manage_db
 from nova.tests.unit.virt.libvirt import test_machine_type_utils
@@ -51,8 +51,18 @@ HOSTILE_TEXT = st.one_of(
     st.builds(lambda s, n: (s * n)[:10000], st.text(min_size=1, max_size=5),
               st.integers(1, 10000)),
 )
+
+
+def documented_syntax(value):
+    """Whether ``value`` has the syntax the CLI reference gives a machine
+    type: [A-Za-z0-9][A-Za-z0-9._-]*, at most 255 characters. Written out
+    here, not taken from the code under test."""
+    return (len(value) <= 255 and
+            re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9._-]*', value) is not None)
+
+
 HOSTILE_MACHINE_TYPE = HOSTILE_TEXT.filter(
-    lambda value: not fields.is_valid_machine_type(value))
+    lambda value: not documented_syntax(value))
 
 
 def _valid_count(value):
@@ -198,7 +208,7 @@ def _valid_entry(entry):
     around it is valid; '$' starts a substitution, which fails.
     """
     machine_type = entry.partition('=')[2].strip()
-    return '$' not in entry and fields.is_valid_machine_type(machine_type)
+    return '$' not in entry and documented_syntax(machine_type)
 
 
 class DomainXMLTestCase(nova_fixtures.TestCase):
@@ -215,10 +225,10 @@ class DomainXMLTestCase(nova_fixtures.TestCase):
         try:
             xml = guest.to_xml()
         except exception.InvalidMachineType as exc:
-            self.assertFalse(fields.is_valid_machine_type(machine_type))
+            self.assertFalse(documented_syntax(machine_type))
             self.assertEqual(1, len(exc.format_message().splitlines()))
             return
-        self.assertTrue(fields.is_valid_machine_type(machine_type))
+        self.assertTrue(documented_syntax(machine_type))
         root = ET.fromstring(xml)
         self.assertEqual(1, len(root.findall('./os/type')))
         self.assertEqual(machine_type, root.find('./os/type').get('machine'))
@@ -234,13 +244,13 @@ class DomainXMLTestCase(nova_fixtures.TestCase):
         xml = ('<domain type="qemu"><os><type arch="x86_64"%s>hvm</type>'
                '</os></domain>' % machine)
         parsed = libvirt_guest.parse_machine_type(xml)
-        if attribute is not None and fields.is_valid_machine_type(attribute):
+        if attribute is not None and documented_syntax(attribute):
             self.assertEqual(attribute, parsed)
         else:
             self.assertIsNone(parsed)
 
     @EXAMPLES
     @hypothesis.given(HOSTILE_TEXT)
-    def test_malformed_domain_xml_is_none(self, text):
+    def test_malformed_domain_xml_gives_none_or_a_valid_type(self, text):
         parsed = libvirt_guest.parse_machine_type(text)
-        self.assertTrue(parsed is None or fields.is_valid_machine_type(parsed))
+        self.assertTrue(parsed is None or documented_syntax(parsed))

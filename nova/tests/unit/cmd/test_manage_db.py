@@ -200,7 +200,8 @@ class CellV2Tests(ManageTestMixin, nova_fixtures.TestCase):
             '--database_connection', url, config_file=self.config_file)
         self.assertEqual((0, ''), (code, err))
         new_uuid = out.strip()
-        self.assertTrue(uuid_lib.UUID(new_uuid))
+        # A UUID in its canonical form (UUID() raises on anything else).
+        self.assertEqual(str(uuid_lib.UUID(new_uuid)), new_uuid)
         code, out, _ = self.manage('cell_v2', 'list_cells',
                                    config_file=self.config_file)
         self.assertEqual(0, code)
