@@ -8,17 +8,32 @@ uninterrupted run. Between rounds the records written since seeding are
 deleted, so every round starts from the same state.
 """
 
+import logging
+import os
 import random
 import signal
 import time
 
+import testtools.content
+
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.functional.reliability import base
 
+LOG = logging.getLogger(__name__)
 KILLS = 10
 BATCH = 1000   # nova.objects.instance.MIGRATION_BATCH
 HOST = 'crash-a'
 DOMAINS = 5
+
+
+def seeded_random(test):
+    """A random generator for ``test``, its seed logged with the test's
+    details (and in its id's log line) so that a failure can be replayed
+    with NOVA_TEST_SEED=<seed>."""
+    seed = int(os.environ.get('NOVA_TEST_SEED') or random.randrange(2 ** 32))
+    test.addDetail('seed', testtools.content.text_content(str(seed)))
+    LOG.info('%s: random seed %d', test.id(), seed)
+    return random.Random(seed)
 
 
 class CrashTestCase(base.ReliabilityTestCase):
@@ -38,11 +53,11 @@ class MigrationCrashTests(CrashTestCase):
 
     def setUp(self):
         super().setUp()
-        # ~2,700 unrecorded instances without a host: three batches.
+        # ~5,400 unrecorded instances without a host: six batches.
         self.execute(
             "UPDATE instances SET host = NULL, node = NULL, "
             "vm_state = 'shelved_offloaded' "
-            "WHERE deleted = 0 AND MOD(id, 10) IN (5, 6, 7, 8)")
+            "WHERE deleted = 0 AND MOD(id, 10) IN (1, 2, 3, 4, 5, 6, 7, 8)")
         self.analyze()
         self.conf_path = self.config()
 
@@ -51,19 +66,28 @@ class MigrationCrashTests(CrashTestCase):
                           'db', 'online_data_migrations')
 
     def test_kill_9_at_random_points_then_rerun(self):
+        rng = seeded_random(self)
         self.assertClean(self.migrate())
         expected = self.records()
         total = self.new_records()
-        self.assertGreater(total, 2 * BATCH)
-        whole_batches = set(range(0, total, BATCH)) | {total}
+        batches = -(-total // BATCH)
+        self.assertGreaterEqual(batches, 5)
         for _ in range(KILLS):
             self.forget_new_records()
             process = self.migrate()
-            # After 0 to all batches, and a little into the next one.
-            process.wait_for('rows matched', times=random.randint(0, 2))
-            time.sleep(random.uniform(0, 0.05))
+            # After 1 to batches - 3 batches: at least two remain, so the
+            # kill lands between the first write and the last.
+            after = rng.randint(1, batches - 3)
+            self.assertTrue(process.wait_for('rows matched', times=after),
+                            process.describe())
+            time.sleep(rng.uniform(0, 0.05))
+            process.signal(signal.SIGSTOP)
+            at_kill = self.new_records()
             process.kill()
-            self.assertIn(self.new_records(), whole_batches)
+            # Whole batches only, at least the ones announced, not all.
+            self.assertEqual(0, at_kill % BATCH, at_kill)
+            self.assertLessEqual(after * BATCH, at_kill)
+            self.assertLess(at_kill, total)
             self.assertClean(self.migrate())
             self.assertEqual(expected, self.records())
             self.assertEqual([], self.duplicates())
