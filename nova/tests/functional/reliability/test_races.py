@@ -8,6 +8,7 @@ what the domains run (pc, which libvirt reports versioned), so a computed
 value that beat a live one would show.
 """
 
+import logging
 import signal
 import threading
 import time
@@ -226,6 +227,9 @@ class StartUpDeadlockTests(nova_fixtures.TestCase):
         self.fail('the writer never reached its INSERT')
 
     def test_start_up_replays_a_real_deadlock(self):
+        # oslo.db's retry logs the error it caught and each replay.
+        retries = self.useFixture(fixtures.FakeLogger(
+            name='oslo_db.api', level=logging.DEBUG))
         ctxt = self.cell_context()
         table = db.HOST_MACHINE_TYPES
         # The last row sorts after the others (q35 > pc-...), into the
@@ -253,6 +257,11 @@ class StartUpDeadlockTests(nova_fixtures.TestCase):
         self.assertEqual(sorted(mt['name'] for mt in mine), sorted(
             mt['name'] for mt in db.host_machine_types_get(ctxt, 'host-b')))
         self.assertEqual(101, len(db.host_machine_types_get(ctxt, 'host-a')))
+        # The server did pick the writer as its victim, and it replayed.
+        self.assertIn('Deadlock found', retries.output)
+        self.assertIn('Performing DB retry for function '
+                      'nova.db.main.api.host_machine_types_replace',
+                      retries.output)
 
 
 for _base in (RaceTests, DeadlockRetryTests):
