@@ -439,6 +439,8 @@ class LibvirtCommands:
     def update_machine_type(self, instance_uuid, machine_type, force=False):
         """Set or change the machine type recorded for an instance.
 
+        With nothing recorded the checks compare with what the instance
+        would be defined with (image property, configuration, default).
         Exit codes: 0 updated (or already that type), 1 unexpected error,
         2 no such instance or instance mapping, 3 vm_state not stopped,
         shelved or shelved_offloaded, 4 a change of family, between alias

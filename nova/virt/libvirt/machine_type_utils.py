@@ -10,7 +10,10 @@ reported as a CellUnavailable result and never hides the others.
 import collections
 import re
 
+from oslo_db import exception as db_exc
+from oslo_utils import timeutils
 from oslo_utils import uuidutils
+import sqlalchemy as sa
 
 from nova.compute import vm_states
 from nova import context as nova_context
@@ -192,17 +195,48 @@ def get_machine_type(ctxt, instance_uuid):
     return instance.system_metadata.get(SYSMETA_KEY)
 
 
+def current_machine_type(instance):
+    """(machine type the instance has now, how that is known).
+
+    The record when there is one. Without one, what its next definition
+    would use: resolution (image property, configuration, built-in
+    default). There is no fresher per-instance source: nova-compute
+    records every unrecorded instance of its host from the live domain
+    when it starts, so an instance still unrecorded has had no live
+    domain read by an upgraded host, and the drift rows its host stores
+    concern recorded instances only.
+    """
+    recorded = instance.system_metadata.get(SYSMETA_KEY)
+    if recorded is not None:
+        return recorded, 'recorded'
+    return (libvirt_utils.get_machine_type(instance.image_meta, instance),
+            'from image, configuration or default')
+
+
+def _shown(instance):
+    """The instance's machine type as a refusal names it."""
+    current, source = current_machine_type(instance)
+    if source == 'recorded':
+        return current
+    if current is None:
+        return 'none recorded'
+    return 'none recorded (%s %s)' % (current, source)
+
+
 def _update_refusal(cctxt, instance, existing, new):
     """The exception refusing ``existing`` -> ``new`` for ``instance``.
 
-    None when the change is allowed.
+    None when the change is allowed. With nothing recorded the change
+    rules compare ``new`` with what the instance has now
+    (current_machine_type), so that ``pc`` -> ``q35`` is refused for an
+    unrecorded guest that runs ``pc`` as for a recorded one.
 
     Checked in the order of their exit codes' documentation: vm_state,
     family, change, then what the instance's host reported it supports
     (for the instance's guest architecture; a host that reported nothing
     for it cannot be checked).
     """
-    shown = existing or 'none recorded'
+    shown = _shown(instance)
     if instance.vm_state not in UPDATE_VM_STATES:
         return exception.MachineTypeUpdateInvalidState(
             instance_uuid=instance.uuid, state=instance.vm_state,
@@ -213,7 +247,7 @@ def _update_refusal(cctxt, instance, existing, new):
         check_supported(new, target)
     except exception.MachineTypeUnsupported as exc:
         return exc
-    reason = change_refusal(existing, new)
+    reason = change_refusal(current_machine_type(instance)[0], new)
     if reason:
         return exception.InvalidMachineTypeUpdate(
             target='instance %s (vm_state %s)' % (
@@ -251,11 +285,9 @@ def update_machine_type(ctxt, instance_uuid, machine_type, force=False):
         if refusal is not None:
             raise refusal
     if existing is None:
-        db.instance_system_metadata_record(cctxt, SYSMETA_KEY,
-                                           {instance.uuid: machine_type})
-        written = db.instance_system_metadata_get_many(
-            cctxt, [instance.uuid])[instance.uuid].get(SYSMETA_KEY)
-        updated = written == machine_type
+        updated = _record_first(
+            cctxt, instance.uuid, machine_type,
+            only_states=None if force else UPDATE_VM_STATES)
     else:
         updated = db.instance_sysmeta_replace_value(
             cctxt, SYSMETA_KEY, existing, machine_type,
@@ -264,6 +296,51 @@ def update_machine_type(ctxt, instance_uuid, machine_type, force=False):
     if not updated:
         raise exception.MachineTypeUpdateConflict(instance_uuid=instance.uuid)
     return machine_type, existing
+
+
+@db.pick_context_manager_writer
+def _insert_first_record(cctxt, uuid, machine_type, only_states):
+    """The conditional INSERT of _record_first; the number of rows added."""
+    # INSERT INTO instance_system_metadata
+    #        (instance_uuid, key, value, deleted, created_at)
+    # SELECT i.uuid, :key, :value, 0, :now FROM instances i
+    #  WHERE i.uuid = :uuid AND i.deleted = 0 [AND i.vm_state IN (...)]
+    #    AND NOT EXISTS (SELECT 1 FROM instance_system_metadata s
+    #                     WHERE s.instance_uuid = i.uuid AND s.key = :key
+    #                       AND s.deleted = 0)
+    recorded = sa.select(sa.literal(1)).where(
+        db.SYSMETA.c.instance_uuid == db.INSTANCES.c.uuid,
+        db.SYSMETA.c.key == SYSMETA_KEY, db.SYSMETA.c.deleted == 0)
+    source = sa.select(
+        db.INSTANCES.c.uuid, sa.literal(SYSMETA_KEY),
+        sa.literal(machine_type), sa.literal(0),
+        sa.literal(timeutils.utcnow(), sa.DateTime)).where(
+        db.INSTANCES.c.uuid == uuid, db.INSTANCES.c.deleted == 0,
+        ~recorded.exists())
+    if only_states is not None:
+        source = source.where(db.INSTANCES.c.vm_state.in_(list(only_states)))
+    return cctxt.session.execute(db.SYSMETA.insert().from_select(
+        ['instance_uuid', 'key', 'value', 'deleted', 'created_at'],
+        source)).rowcount
+
+
+def _record_first(cctxt, uuid, machine_type, only_states=None):
+    """Record the first machine type of an instance; True if written.
+
+    One INSERT ... SELECT, conditioned on what update_machine_type read:
+    the instance still exists, is still in ``only_states`` (when given)
+    and still has no record. So a start that lands between the checks
+    and the write, or a recorder (spawn, start-up, the online migration)
+    that records first, makes it write nothing rather than record a type
+    the checks were not made for. (This belongs with the queries of
+    nova.db.main.api; it lives here until that module takes it.)
+    """
+    try:
+        return _insert_first_record(cctxt, uuid, machine_type,
+                                    only_states) == 1
+    except db_exc.DBDuplicateEntry:
+        # A recorder inserted its row after our NOT EXISTS looked.
+        return False
 
 
 # -- many instances -----------------------------------------------------------

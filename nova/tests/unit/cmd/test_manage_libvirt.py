@@ -8,6 +8,7 @@ Runs on MariaDB and PostgreSQL too (nova/tests/functional/cmd/).
 
 import uuid as uuid_lib
 
+from nova.db.main import api as db
 from nova import objects
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.unit.cmd import test_manage_db
@@ -111,10 +112,28 @@ class UpdateMachineTypeTests(LibvirtCommandTestCase):
         for vm_state in ('stopped', 'shelved', 'shelved_offloaded'):
             inst = self.make(vm_state=vm_state, host=None)
             code, out, _ = self.libvirt('update_machine_type', inst.uuid,
-                                        'q35')
+                                        'pc')
             self.assertEqual(0, code, vm_state)
-            self.assertIn('from none (not recorded) to q35', out)
-            self.assertEqual('q35', self.recorded(inst))
+            self.assertIn('from none (not recorded) to pc', out)
+            self.assertEqual('pc', self.recorded(inst))
+
+    def test_first_record_of_another_family_is_4(self):
+        """Nothing recorded: the instance resolves to pc, so q35 is 4."""
+        inst = self.make(vm_state='shelved_offloaded', host=None)
+        self.assertRefused(
+            4, ['update_machine_type', inst.uuid, 'q35'], inst.uuid,
+            'from none recorded (pc from image, configuration or default) '
+            'to q35', 'family from pc to q35', 'Use --force')
+        self.assertIsNone(self.recorded(inst))
+        code, out, err = self.libvirt('update_machine_type', inst.uuid,
+                                      'q35', '--force')
+        self.assertEqual(0, code, err)
+        self.assertEqual('q35', self.recorded(inst))
+
+    def test_first_record_in_a_running_state_is_3(self):
+        inst = self.make(vm_state='active')
+        self.assertRefused(3, ['update_machine_type', inst.uuid, 'pc'],
+                           'vm_state active', 'from none recorded')
 
     def test_same_value_is_a_no_op_in_any_state(self):
         inst = self.make(machine_type='pc', vm_state='active')
@@ -206,6 +225,61 @@ class UpdateMachineTypeTests(LibvirtCommandTestCase):
             self.assertEqual(127, code, argv)
             self.assertNotIn('Traceback', err)
         self.assertEqual(before, self.snapshot())
+
+    def refuse_sysmeta_writes(self, cell=0):
+        """Make the cell's database refuse every write of system metadata.
+
+        A trigger, as a full disk or a lost privilege would: reads still
+        work, so update_machine_type's checks pass and its write fails.
+        """
+        engine = db.get_engine(self.cell_context(cell))
+        statements = {
+            'sqlite': [
+                "CREATE TRIGGER refuse_{0} BEFORE {0} ON "
+                "instance_system_metadata BEGIN SELECT RAISE(ABORT, "
+                "'writes refused by the test'); END"],
+            'mysql': [
+                "CREATE TRIGGER refuse_{0} BEFORE {0} ON "
+                "instance_system_metadata FOR EACH ROW SIGNAL SQLSTATE "
+                "'45000' SET MESSAGE_TEXT = 'writes refused by the test'"],
+            'postgresql': [
+                "CREATE OR REPLACE FUNCTION refuse_writes() RETURNS trigger "
+                "AS $$ BEGIN RAISE EXCEPTION 'writes refused by the test'; "
+                "END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER refuse_{0} BEFORE {0} ON "
+                "instance_system_metadata FOR EACH ROW EXECUTE FUNCTION "
+                "refuse_writes()"]}[engine.dialect.name.split('+')[0]]
+        with engine.begin() as conn:
+            for verb in ('INSERT', 'UPDATE'):
+                for statement in statements:
+                    conn.exec_driver_sql(statement.format(verb))
+                statements = statements[-1:]
+
+    def test_write_failure_is_1_from_the_console_script(self):
+        """The database refuses the write: 1, one line, nothing changed."""
+        unrecorded = self.make()
+        recorded = self.make(machine_type='pc-q35-8.1')
+        self.refuse_sysmeta_writes()
+        before = self.snapshot()
+        for inst, new in ((unrecorded, 'pc'), (recorded, 'pc-q35-8.2')):
+            proc = self.libvirt_process('update_machine_type', inst.uuid,
+                                        new)
+            self.assertEqual((1, ''), (proc.returncode, proc.stdout))
+            self.assertIn('writes refused by the test',
+                          self.assertOneLineError(proc.stderr))
+        self.assertEqual(before, self.snapshot())
+
+    def test_unreachable_cell_is_1_from_the_console_script(self):
+        """The mapping is found, the cell's database does not answer."""
+        broken = self.add_broken_cell()
+        instance_uuid = str(uuid_lib.uuid4())
+        objects.InstanceMapping(self.context, instance_uuid=instance_uuid,
+                                cell_mapping=broken, project_id='p').create()
+        proc = self.libvirt_process('update_machine_type', instance_uuid,
+                                    'pc')
+        self.assertEqual((1, ''), (proc.returncode, proc.stdout))
+        self.assertIn('database error: file is not a database',
+                      self.assertOneLineError(proc.stderr))
 
     def test_console_script(self):
         inst = self.make(cell=1, machine_type='pc', vm_state='active')

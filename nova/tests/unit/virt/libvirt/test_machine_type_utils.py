@@ -205,18 +205,33 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
         self.assertIsNone(mtu.get_machine_type(
             self.context, self.make(cell=1).uuid))
 
-    def test_update_write_is_conditioned_on_what_was_read(self):
-        inst = self.make(cell=1, machine_type='pc-q35-8.1')
+    def after_the_read(self, action):
+        """Run ``action(cell context, uuid)`` right after update's read.
+
+        A deterministic interleaving: another writer's change, committed
+        on the real database between update_machine_type's read of the
+        instance (and its checks) and its write.
+        """
         real_get = objects.Instance.get_by_uuid
 
-        def get_then_race(cctxt, uuid, expected_attrs=None):
+        def get_then_act(cctxt, uuid, expected_attrs=None):
             got = real_get(cctxt, uuid, expected_attrs=expected_attrs)
-            # Another operator changes it between our read and our write.
-            db.instance_sysmeta_replace_value(cctxt, mtu.SYSMETA_KEY,
-                                              'pc-q35-8.1', 'pc-q35-8.2')
+            action(cctxt, uuid)
             return got
         self.useFixture(fixtures.MockPatchObject(
-            objects.Instance, 'get_by_uuid', side_effect=get_then_race))
+            objects.Instance, 'get_by_uuid', side_effect=get_then_act))
+
+    @staticmethod
+    def start(cctxt, uuid):
+        """What a start does to the instance row: vm_state active."""
+        db.instance_update(cctxt, uuid, {'vm_state': 'active'}, {}, [])
+
+    def test_update_write_is_conditioned_on_what_was_read(self):
+        inst = self.make(cell=1, machine_type='pc-q35-8.1')
+        # Another operator changes it between our read and our write.
+        self.after_the_read(lambda cctxt, uuid: (
+            db.instance_sysmeta_replace_value(cctxt, mtu.SYSMETA_KEY,
+                                              'pc-q35-8.1', 'pc-q35-8.2')))
         self.assertRaises(exception.MachineTypeUpdateConflict,
                           mtu.update_machine_type, self.context, inst.uuid,
                           'pc-q35-8.2')
@@ -224,16 +239,7 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
 
     def test_update_refuses_when_state_changes_before_the_write(self):
         inst = self.make(machine_type='pc-q35-8.1')
-        real_get = objects.Instance.get_by_uuid
-
-        def get_then_start(cctxt, uuid, expected_attrs=None):
-            got = real_get(cctxt, uuid, expected_attrs=expected_attrs)
-            started = real_get(cctxt, uuid)
-            started.vm_state = 'active'
-            started.save()
-            return got
-        self.useFixture(fixtures.MockPatchObject(
-            objects.Instance, 'get_by_uuid', side_effect=get_then_start))
+        self.after_the_read(self.start)
         self.assertRaises(exception.MachineTypeUpdateConflict,
                           mtu.update_machine_type, self.context, inst.uuid,
                           'pc-q35-8.2')
@@ -241,19 +247,64 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
 
     def test_update_first_record_loses_to_a_concurrent_recorder(self):
         inst = self.make(vm_state='shelved_offloaded', host=None)
-        real_get = objects.Instance.get_by_uuid
-
-        def get_then_record(cctxt, uuid, expected_attrs=None):
-            got = real_get(cctxt, uuid, expected_attrs=expected_attrs)
+        self.after_the_read(lambda cctxt, uuid: (
             db.instance_system_metadata_record(cctxt, mtu.SYSMETA_KEY,
-                                               {uuid: 'pc-i440fx-8.2'})
-            return got
-        self.useFixture(fixtures.MockPatchObject(
-            objects.Instance, 'get_by_uuid', side_effect=get_then_record))
+                                               {uuid: 'pc-i440fx-8.2'})))
         self.assertRaises(exception.MachineTypeUpdateConflict,
                           mtu.update_machine_type, self.context, inst.uuid,
-                          'q35')
+                          'pc')
         self.assertEqual('pc-i440fx-8.2', self.recorded(inst))
+
+    def test_update_first_record_refused_when_started_before_the_write(self):
+        """The vm_state condition holds at write time with no record too.
+
+        A start committed between update_machine_type's read (stopped,
+        nothing recorded) and its write: nothing is recorded.
+        """
+        inst = self.make()
+        self.after_the_read(self.start)
+        self.assertRaises(exception.MachineTypeUpdateConflict,
+                          mtu.update_machine_type, self.context, inst.uuid,
+                          'pc')
+        self.assertIsNone(self.recorded(inst))
+
+    def test_update_first_record_with_force_ignores_the_state(self):
+        inst = self.make(vm_state='active')
+        self.assertEqual((('q35', None)), mtu.update_machine_type(
+            self.context, inst.uuid, 'q35', force=True))
+        self.assertEqual('q35', self.recorded(inst))
+
+    def test_update_without_record_compares_with_resolution(self):
+        """pc -> q35 is refused whether or not pc is recorded."""
+        plain = self.make()
+        error = self.assertRaises(exception.InvalidMachineTypeUpdate,
+                                  mtu.update_machine_type, self.context,
+                                  plain.uuid, 'q35')
+        self.assertIn('from none recorded (pc from image, configuration or '
+                      'default) to q35: that changes the chipset family '
+                      'from pc to q35', error.format_message())
+        self.assertRaises(exception.InvalidMachineTypeUpdate,
+                          mtu.update_machine_type, self.context,
+                          plain.uuid, 'pc-i440fx-8.2')
+        self.assertIsNone(self.recorded(plain))
+        # The image's property, then the configuration, decide.
+        image_q35 = self.make(
+            system_metadata={'image_hw_machine_type': 'q35'})
+        self.assertEqual(('q35', None), mtu.update_machine_type(
+            self.context, image_q35.uuid, 'q35'))
+        self.flags(hw_machine_type=['x86_64=q35'], group='libvirt')
+        self.assertEqual(('q35', None), mtu.update_machine_type(
+            self.context, plain.uuid, 'q35'))
+        arm = self.make(architecture='aarch64')
+        self.assertRaises(exception.InvalidMachineTypeUpdate,
+                          mtu.update_machine_type, self.context, arm.uuid,
+                          'q35')
+
+    def test_current_machine_type(self):
+        self.assertEqual(('pc-q35-8.2', 'recorded'), mtu.current_machine_type(
+            self.make(machine_type='pc-q35-8.2')))
+        self.assertEqual(('pc', 'from image, configuration or default'),
+                         mtu.current_machine_type(self.make()))
 
     def test_host_check_uses_the_guest_arch(self):
         # compute1 reports x86_64 types only: an aarch64 guest there cannot
