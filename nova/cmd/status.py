@@ -12,6 +12,7 @@ from oslo_config import cfg
 from oslo_upgradecheck import upgradecheck
 
 from nova.cmd import common
+from nova import config
 from nova import context
 import nova.conf
 from nova import exception
@@ -90,6 +91,24 @@ def _result(per_cell, describe, ok_message, advice):
 class Checks(upgradecheck.UpgradeCommands):
     """The upgrade checks of this release."""
 
+    def _check_machine_type_config(self):
+        """Is ``[libvirt]hw_machine_type`` well formed?
+
+        nova-compute and nova-manage refuse to start with a malformed
+        entry (nova.config.check_values); the upgrade check says so before
+        they are restarted, naming the entry, as a Failure.
+        """
+        try:
+            config.check_values()
+        except exception.ConfigError as exc:
+            return upgradecheck.Result(
+                upgradecheck.Code.FAILURE,
+                '%s. nova-compute and nova-manage refuse to start until it '
+                'is fixed.' % exc.format_message())
+        return upgradecheck.Result(
+            upgradecheck.Code.SUCCESS,
+            'Every [libvirt]hw_machine_type entry is well formed.')
+
     def _check_machine_type_set(self):
         """Has every instance got a recorded machine type?"""
         return _result(
@@ -112,6 +131,7 @@ class Checks(upgradecheck.UpgradeCommands):
             'bulk_update_machine_type) before the hosts drop it.')
 
     _upgrade_checks = (
+        ('hw_machine_type configuration', _check_machine_type_config),
         ('hw_machine_type unset', _check_machine_type_set),
         ('hw_machine_type support', _check_machine_type_support),
     )

@@ -41,8 +41,10 @@ class StatusTestCase(test_machine_type_utils.MachineTypeTestMixin,
             code = self.checks.check()
         return code, out.getvalue(), err.getvalue()
 
-    def status_process(self, *argv):
-        config_file = self.write_cell_config()
+    def status_process(self, *argv, **sections):
+        """Run the nova-status console script with a config file holding
+        the test's databases and ``sections``."""
+        config_file = self.write_cell_config(**sections)
         return subprocess.run(
             [NOVA_STATUS, '--config-file', config_file] + list(argv),
             capture_output=True, text=True, timeout=120)
@@ -141,6 +143,47 @@ class MachineTypeSupportCheckTests(StatusTestCase):
         self.assertIn(broken.uuid, result.details)
 
 
+class MachineTypeConfigCheckTests(StatusTestCase):
+
+    def test_success_names_no_entry(self):
+        self.flags(hw_machine_type=['x86_64=q35', 'aarch64=virt'],
+                   group='libvirt')
+        result = self.checks._check_machine_type_config()
+        self.assertEqual(Code.SUCCESS, result.code)
+        self.assertEqual('Every [libvirt]hw_machine_type entry is well '
+                         'formed.', result.details)
+
+    def test_each_malformed_entry_is_a_failure_naming_it(self):
+        for value, named in (
+                ('x86_64', "entry 'x86_64' is not of the form "
+                           "arch=machine_type"),
+                ('x86_64=q35,pdp11=pc', "entry 'pdp11=pc' names an unknown "
+                                        "architecture 'pdp11'"),
+                ('x86_64=', "entry 'x86_64=' has an empty machine type"),
+                ('x86_64=pc q35', "entry 'x86_64=pc q35' has an invalid "
+                                  "machine type")):
+            proc = self.status_process(
+                'upgrade', 'check', '--json',
+                libvirt={'hw_machine_type': value})
+            self.assertEqual((2, ''), (proc.returncode, proc.stderr), value)
+            check = json.loads(proc.stdout)['checks'][0]
+            self.assertEqual('hw_machine_type configuration', check['check'])
+            self.assertEqual(Code.FAILURE, check['result'])
+            self.assertIn('[libvirt]hw_machine_type: ' + named,
+                          check['details'])
+            self.assertIn('nova-compute and nova-manage refuse to start',
+                          check['details'])
+
+    def test_console_script_table_shows_the_entry(self):
+        proc = self.status_process('upgrade', 'check',
+                                   libvirt={'hw_machine_type': 'q35'})
+        self.assertEqual((2, ''), (proc.returncode, proc.stderr))
+        self.assertIn('Check: hw_machine_type configuration', proc.stdout)
+        self.assertIn('Result: Failure', proc.stdout)
+        self.assertIn("[libvirt]hw_machine_type: entry 'q35'", proc.stdout)
+        self.assertNotIn('Traceback', proc.stdout)
+
+
 class UpgradeCheckCommandTests(StatusTestCase):
 
     def test_table_and_worst_code(self):
@@ -173,7 +216,8 @@ class UpgradeCheckCommandTests(StatusTestCase):
         proc = self.status_process('upgrade', 'check', '--json')
         self.assertEqual((1, ''), (proc.returncode, proc.stderr))
         checks = json.loads(proc.stdout)['checks']
-        self.assertEqual([('hw_machine_type unset', 1),
+        self.assertEqual([('hw_machine_type configuration', 0),
+                          ('hw_machine_type unset', 1),
                           ('hw_machine_type support', 0)],
                          [(c['check'], c['result']) for c in checks])
 
