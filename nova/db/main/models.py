@@ -131,3 +131,26 @@ class HostMachineType(BASE):
     name = sa.Column(sa.String(255), nullable=False)
     canonical = sa.Column(sa.String(255))
     deprecated = sa.Column(sa.Boolean, nullable=False, default=False)
+
+
+class MachineTypeDrift(BASE):
+    """An instance whose live domain runs another machine type than recorded.
+
+    Written by nova-compute at start-up for its host (the host's rows are
+    replaced each time), read by nova-status. ``recorded`` is the record
+    when the host compared, ``running`` what libvirt reported.
+    """
+
+    __tablename__ = 'machine_type_drift'
+    __table_args__ = (
+        sa.UniqueConstraint(
+            'host', 'instance_uuid',
+            name='uniq_machine_type_drift0host0instance_uuid'),
+        TABLE_ARGS,
+    )
+
+    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
+    host = sa.Column(sa.String(255), nullable=False)
+    instance_uuid = sa.Column(sa.String(36), nullable=False)
+    recorded = sa.Column(sa.String(255), nullable=False)
+    running = sa.Column(sa.String(255), nullable=False)
