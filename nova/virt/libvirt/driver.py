@@ -57,13 +57,15 @@ class LibvirtDriver:
         """
         self._host.get_connection()
 
-    def get_instance_machine_types(self):
+    def get_instance_machine_types(self, unreadable=None):
         """Return {uuid: machine type or None} of every domain on the host.
 
         One listing of all domains, running or not; the values are what
-        libvirt reports (versioned on QEMU).
+        libvirt reports (versioned on QEMU). A domain that cannot be read
+        is logged and left out, and put in ``unreadable`` ({uuid: error})
+        when given, so that the caller does not take it for absent.
         """
-        return self._host.get_machine_types_by_uuid()
+        return self._host.get_machine_types_by_uuid(unreadable)
 
     def get_instance_machine_type(self, instance):
         """Return the machine type of the instance's domain here, or None.
@@ -71,7 +73,14 @@ class LibvirtDriver:
         None when this host has no domain for the instance.
         """
         guest = self._host.get_guest(instance.uuid)
-        return guest.get_machine_type() if guest is not None else None
+        return (self._reported_machine_type(guest, instance)
+                if guest is not None else None)
+
+    def _reported_machine_type(self, guest, instance):
+        """What libvirt reports ``guest`` runs (versioned), or None."""
+        return self._host.get_machine_type(
+            guest, libvirt_utils.get_guest_arch(instance.image_meta,
+                                                instance))
 
     def get_host_machine_types(self):
         """Return the machine types the host supports, as a list of dicts.
@@ -133,7 +142,11 @@ class LibvirtDriver:
         return guest
 
     def _create_domain(self, instance, image_meta, launch=True):
-        """(Re)define the instance's domain, start it if asked; return it.
+        """(Re)define the instance's domain, start it if asked.
+
+        Returns (its Guest, the machine type libvirt reports for it: QEMU
+        reports the versioned type for an alias; None if it reports
+        none). The compute manager records or pins that machine type.
 
         The configuration is built and checked before anything changes, so
         a refused machine type leaves an existing domain as it was. A
@@ -145,7 +158,7 @@ class LibvirtDriver:
         guest = self._host.define_guest(xml)
         if launch:
             guest.launch()
-        return guest
+        return guest, self._reported_machine_type(guest, instance)
 
     def spawn(self, context, instance, image_meta):
         """Define and start the instance's domain from ``image_meta``.
@@ -155,7 +168,7 @@ class LibvirtDriver:
         the defined domain (QEMU reports the versioned type for an alias),
         which is what the instance must keep for life.
         """
-        return self._create_domain(instance, image_meta).get_machine_type()
+        return self._create_domain(instance, image_meta)[1]
 
     def reboot(self, instance, reboot_type):
         """Reboot the instance: 'SOFT' keeps the domain, 'HARD' redefines it.
@@ -163,17 +176,23 @@ class LibvirtDriver:
         Nova's soft reboot asks the guest OS to shut down and starts the
         same definition again. These guests have no OS to ask, so it stops
         them at once; what matters here is that nothing is redefined.
+
+        Returns the machine type libvirt reports after a 'HARD' reboot,
+        None after a 'SOFT' one.
         """
         if reboot_type == 'SOFT':
             guest = self._get_guest(instance)
             guest.poweroff()
             guest.launch()
-        else:
-            self._create_domain(instance, instance.image_meta)
+            return None
+        return self._create_domain(instance, instance.image_meta)[1]
 
     def power_on(self, instance):
-        """Redefine the domain from the recorded machine type and start it."""
-        self._create_domain(instance, instance.image_meta)
+        """Redefine the domain from the record and start it.
+
+        Returns the machine type libvirt reports for it.
+        """
+        return self._create_domain(instance, instance.image_meta)[1]
 
     def power_off(self, instance):
         """Stop the instance's domain at once, if it has one that runs.
@@ -200,21 +219,26 @@ class LibvirtDriver:
         """Redefine the suspended domain from the record and restore it.
 
         Starting a domain with saved memory restores that memory, as Nova's
-        resume does after writing the domain's definition again.
+        resume does after writing the domain's definition again. Returns
+        the machine type libvirt reports for it.
         """
-        self._create_domain(instance, instance.image_meta)
+        return self._create_domain(instance, instance.image_meta)[1]
 
     def rescue(self, instance):
         """Redefine the domain from the record and start it in rescue.
 
         Nova boots a rescue disk here; these guests are diskless, so only
         the definition matters: the rescued guest keeps its own chipset.
+        Returns the machine type libvirt reports for it.
         """
-        self._create_domain(instance, instance.image_meta)
+        return self._create_domain(instance, instance.image_meta)[1]
 
     def unrescue(self, instance):
-        """Redefine the domain from the record and start it normally."""
-        self._create_domain(instance, instance.image_meta)
+        """Redefine the domain from the record and start it normally.
+
+        Returns the machine type libvirt reports for it.
+        """
+        return self._create_domain(instance, instance.image_meta)[1]
 
     def destroy(self, instance):
         """Stop and undefine the instance's domain if this host has one."""
@@ -234,12 +258,20 @@ class LibvirtDriver:
         self.destroy(instance)
 
     def finish_migration(self, instance, power_on=True):
-        """Destination side of a cold migration: define from the record."""
-        self._create_domain(instance, instance.image_meta, launch=power_on)
+        """Destination side of a cold migration: define from the record.
+
+        Returns the machine type libvirt reports for the new domain.
+        """
+        return self._create_domain(instance, instance.image_meta,
+                                   launch=power_on)[1]
 
     def finish_revert_migration(self, instance, power_on=True):
-        """Source side of a revert: define the domain again from the record."""
-        self._create_domain(instance, instance.image_meta, launch=power_on)
+        """Source side of a revert: define the domain again from the record.
+
+        Returns the machine type libvirt reports for it.
+        """
+        return self._create_domain(instance, instance.image_meta,
+                                   launch=power_on)[1]
 
     def live_migration(self, instance):
         """Source side of a live migration: hand the guest over.
@@ -255,7 +287,10 @@ class LibvirtDriver:
         """Define and start the migrated domain here, from the record.
 
         ``paused``: the guest was paused on the source and stays paused.
+        Returns the machine type libvirt reports for the new domain.
         """
-        guest = self._create_domain(instance, instance.image_meta)
+        guest, machine_type = self._create_domain(instance,
+                                                  instance.image_meta)
         if paused:
             guest.pause()
+        return machine_type

@@ -7,22 +7,33 @@ import libvirt
 from nova.objects import fields
 
 
-def parse_machine_type(xml_string):
-    """Return the machine type of a domain XML, or None.
+def parse_os_type(xml_string):
+    """Return (arch, machine type) of a domain XML; either may be None.
 
-    The value is the ``machine`` attribute of ``/domain/os/type``. None is
-    returned, never an exception, when the XML is malformed, is not a
-    domain, has no such attribute, or the attribute is not syntactically a
-    machine type (empty, or anything we would refuse to write ourselves):
-    callers record what this returns, so only a usable value gets out.
+    The values are the ``arch`` and ``machine`` attributes of
+    ``/domain/os/type``. None is given, never an exception, when the XML
+    is malformed, is not a domain or lacks the attribute; a machine type
+    that is not syntactically one (empty, or anything we would refuse to
+    write ourselves) is None too: callers record it, so only a usable
+    value gets out.
     """
     try:
         root = ET.fromstring(xml_string)
     except ET.ParseError:
-        return None
+        return None, None
     type_elem = root.find('./os/type') if root.tag == 'domain' else None
-    machine_type = None if type_elem is None else type_elem.get('machine')
-    return machine_type if fields.is_valid_machine_type(machine_type) else None
+    if type_elem is None:
+        return None, None
+    machine_type = type_elem.get('machine')
+    return (type_elem.get('arch'),
+            machine_type if fields.is_valid_machine_type(machine_type)
+            else None)
+
+
+def parse_machine_type(xml_string):
+    """Return the machine type of a domain XML, or None (see parse_os_type).
+    """
+    return parse_os_type(xml_string)[1]
 
 
 class Guest:
@@ -53,6 +64,10 @@ class Guest:
         that pins the guest's chipset version.
         """
         return parse_machine_type(self.get_xml_desc())
+
+    def get_os_type(self):
+        """Return (arch, machine type) of the domain, from one XML read."""
+        return parse_os_type(self.get_xml_desc())
 
     def is_active(self):
         """True if the domain is running (or paused), False if shut off."""

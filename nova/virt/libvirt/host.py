@@ -1,6 +1,7 @@
 """Host: the libvirt connection of one compute host and what it reports."""
 
 import collections
+import logging
 import threading
 import xml.etree.ElementTree as ET
 
@@ -9,6 +10,8 @@ import libvirt
 from nova import exception
 from nova.objects import fields
 from nova.virt.libvirt import guest as libvirt_guest
+
+LOG = logging.getLogger(__name__)
 
 MachineType = collections.namedtuple(
     'MachineType', ['name', 'canonical', 'deprecated'])
@@ -81,6 +84,19 @@ class HostCapabilities:
         names = {mt.name for mt in machine_types}
         return names | {mt.canonical for mt in machine_types if mt.canonical}
 
+    def canonical_machine_type(self, name, arch=None):
+        """The versioned type QEMU runs for the alias ``name``, or None.
+
+        Looked up for ``arch``, then for the host's own arch (libvirt's
+        test driver writes every domain as i686). None for a versioned
+        name, or one the host does not list.
+        """
+        for candidate in (arch, self.arch):
+            for machine_type in self.machine_types(candidate or ''):
+                if machine_type.name == name:
+                    return machine_type.canonical
+        return None
+
 
 class Host:
     """One libvirt connection, opened on first use and then reused."""
@@ -141,17 +157,40 @@ class Host:
         """Define (or redefine) a domain from its XML; return its Guest."""
         return libvirt_guest.Guest(self.get_connection().defineXML(xml))
 
-    def get_machine_types_by_uuid(self):
+    def get_machine_type(self, guest, arch=None):
+        """The machine type ``guest`` runs, as QEMU names it, or None.
+
+        What its XML says; QEMU/KVM already write the versioned type there
+        for an alias. A libvirt that keeps the alias (the test driver) is
+        answered with the versioned type the host's capabilities give for
+        it, which is what QEMU runs, so callers always see one kind.
+        ``arch``: the guest's, when the caller knows it better than the
+        XML (see canonical_machine_type).
+        """
+        xml_arch, machine_type = guest.get_os_type()
+        return (self.get_capabilities().canonical_machine_type(
+            machine_type, arch or xml_arch) or machine_type)
+
+    def get_machine_types_by_uuid(self, unreadable=None):
         """Return {uuid: machine type or None} for every domain on the host.
 
         One listing, then one XML description per domain. A domain removed
-        between the two is left out rather than failing the whole scan.
+        between the two is left out rather than failing the whole scan;
+        so is one whose read fails for another reason, which is logged
+        with the instance and the error, and added to ``unreadable``
+        ({uuid: error}) when given: one bad domain must not stop
+        nova-compute from starting.
         """
         machine_types = {}
         for guest in self.list_guests():
+            uuid = guest.uuid
             try:
-                machine_types[guest.uuid] = guest.get_machine_type()
+                machine_types[uuid] = self.get_machine_type(guest)
             except libvirt.libvirtError as err:
-                if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                    raise
+                if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    continue
+                LOG.error('Cannot read the domain of instance %s: %s', uuid,
+                          _one_line(err.get_error_message() or err))
+                if unreadable is not None:
+                    unreadable[uuid] = _one_line(err)
         return machine_types
