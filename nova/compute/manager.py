@@ -5,13 +5,21 @@ task state is saved, the driver acts, and the resulting vm_state,
 power_state, host and node are saved. The machine type rules (DESIGN
 section 4) live here, since the driver never writes to the database:
 
-* spawn records what libvirt reports for the new domain, in the save that
-  makes the instance ACTIVE;
+* spawn records what libvirt reports for the new domain (the resolved
+  value, with a warning, if libvirt reports none), just before the save
+  that makes the instance ACTIVE;
 * every other operation that defines a domain uses the recorded value and,
   for a legacy instance without one, records one first
-  (``machine_type_records.ensure_recorded``);
+  (``machine_type_records.ensure_recorded``); when it was defined from an
+  alias and libvirt reports a versioned type of its family, the versioned
+  type replaces the alias just before the save that ends the operation
+  (pinning);
 * rebuild removes the record so that the spawn that follows records anew;
-* ``init_host`` records every instance of the host that still has none.
+* ``init_host`` records every instance of the host that still has none,
+  and stores the instances whose live domain runs another type (drift).
+
+Every one of these writes is conditioned on what was read
+(``machine_type_records``), so a later decision is never overwritten.
 
 Methods that Nova runs as RPC casts between hosts (finishing a migration on
 the destination, reverting on the source) are calls between the managers
@@ -100,11 +108,17 @@ class ComputeManager:
         objects.Service.register(context, self.host, BINARY)
         db.host_machine_types_replace(context, self.host,
                                       self.driver.get_host_machine_types())
-        live, computed = machine_type_records.record_host_instances(
-            context, self.host, self.driver)
+        live, computed, live_types = (
+            machine_type_records.record_host_instances(
+                context, self.host, self.driver))
         LOG.info('Recorded the machine type of %d instance(s) on host %s: '
                  '%d from their live domains, %d computed (no domain)',
                  live + computed, self.host, live, computed)
+        drifts = machine_type_records.check_host_drift(
+            context, self.host, live_types)
+        if drifts:
+            LOG.warning('%d instance(s) on host %s run another machine type '
+                        'than recorded', len(drifts), self.host)
 
     # -- state helpers --------------------------------------------------------
 
@@ -113,12 +127,19 @@ class ComputeManager:
         instance.task_state = task_state
         instance.save()
 
-    def _set_final_state(self, instance, vm_state, state):
-        """Save the stable state an operation ends in; clear the task."""
+    def _set_final_state(self, instance, vm_state, state, record=None):
+        """Save the stable state an operation ends in; clear the task.
+
+        ``record`` (from machine_type_records.record_to_write) is written
+        in the same transaction, conditioned on what was read.
+        """
         instance.vm_state = vm_state
         instance.power_state = state
         instance.task_state = None
-        instance.save()
+        if record is None:
+            instance.save()
+        else:
+            machine_type_records.save_with_record(instance, record)
 
     def _add_fault(self, context, instance, exc):
         """Record why an operation on ``instance`` failed, naming this host."""
@@ -164,21 +185,28 @@ class ComputeManager:
         instance.vm_state = vm_states.BUILDING
         instance.power_state = power_state.NOSTATE
         self._set_task_state(instance, task_states.SPAWNING)
+        read = machine_type_records.read_record(instance)
         try:
             machine_type = self.driver.spawn(context, instance, image_meta)
         except Exception as exc:
             self._fail_build(context, instance, exc)
             return
-        self._finish_spawn(instance, machine_type, vm_states.ACTIVE)
+        self._finish_spawn(context, instance, read, machine_type,
+                           vm_states.ACTIVE)
 
-    def _finish_spawn(self, instance, machine_type, vm_state):
-        """Record the spawned domain's machine type in the final save."""
-        if machine_type:
-            instance.system_metadata[MACHINE_TYPE_KEY] = machine_type
+    def _finish_spawn(self, context, instance, read, machine_type, vm_state):
+        """Record the spawned domain's machine type, then the final save.
+
+        ``read``: the record the spawn started from (None unless a writer
+        recorded one before the spawn read it).
+        """
+        record = machine_type_records.record_to_write(
+            context, instance, read, machine_type)
         instance.launched_at = timeutils.utcnow()
         self._set_final_state(
             instance, vm_state, power_state.SHUTDOWN
-            if vm_state == vm_states.STOPPED else power_state.RUNNING)
+            if vm_state == vm_states.STOPPED else power_state.RUNNING,
+            record=record)
 
     def _fail_build(self, context, instance, exc):
         """Leave a failed build in ERROR, hostless, with a fault.
@@ -214,16 +242,32 @@ class ComputeManager:
             raise exception.InstanceInvalidState(
                 instance_uuid=instance.uuid, attr='vm_state',
                 state=instance.vm_state, method='soft reboot_instance')
+        read = None
         if reboot_type == 'HARD':
-            machine_type_records.ensure_recorded(context, instance,
-                                                 self.driver)
+            read = machine_type_records.ensure_recorded(context, instance,
+                                                        self.driver)
         self._set_task_state(instance, task_states.REBOOTING_HARD
                              if reboot_type == 'HARD'
                              else task_states.REBOOTING)
         with self._error_out_on_failure(context, instance):
-            self.driver.reboot(instance, reboot_type)
+            reported = self.driver.reboot(instance, reboot_type)
+        record = self._pin_record(context, instance, read, reported)
         self._set_final_state(instance, vm_states.ACTIVE,
-                              power_state.RUNNING)
+                              power_state.RUNNING,
+                              record=record)
+
+    @staticmethod
+    def _pin_record(context, instance, read, reported):
+        """The pin of the final save, or None (see _set_final_state).
+
+        Pins the record if the domain defined from ``read`` (an alias)
+        runs a versioned type of its family. ``read`` None: nothing was
+        recorded to define from (a soft reboot), so nothing changes.
+        """
+        if read is None:
+            return None
+        return machine_type_records.record_to_write(
+            context, instance, read, reported)
 
     @expects_vm_state(vm_states.ACTIVE, vm_states.RESCUED, vm_states.ERROR)
     def stop_instance(self, context, instance):
@@ -237,12 +281,15 @@ class ComputeManager:
     @expects_vm_state(vm_states.STOPPED)
     def start_instance(self, context, instance):
         """Redefine the domain from the record and start it. Ends ACTIVE."""
-        machine_type_records.ensure_recorded(context, instance, self.driver)
+        read = machine_type_records.ensure_recorded(context, instance,
+                                                    self.driver)
         self._set_task_state(instance, task_states.POWERING_ON)
         with self._error_out_on_failure(context, instance):
-            self.driver.power_on(instance)
+            reported = self.driver.power_on(instance)
+        record = self._pin_record(context, instance, read, reported)
         self._set_final_state(instance, vm_states.ACTIVE,
-                              power_state.RUNNING)
+                              power_state.RUNNING,
+                              record=record)
 
     @expects_vm_state(vm_states.ACTIVE)
     def pause_instance(self, context, instance):
@@ -273,12 +320,15 @@ class ComputeManager:
     @expects_vm_state(vm_states.SUSPENDED)
     def resume_instance(self, context, instance):
         """Redefine the domain from the record and restore it. Ends ACTIVE."""
-        machine_type_records.ensure_recorded(context, instance, self.driver)
+        read = machine_type_records.ensure_recorded(context, instance,
+                                                    self.driver)
         self._set_task_state(instance, task_states.RESUMING)
         with self._error_out_on_failure(context, instance):
-            self.driver.resume(instance)
+            reported = self.driver.resume(instance)
+        record = self._pin_record(context, instance, read, reported)
         self._set_final_state(instance, vm_states.ACTIVE,
-                              power_state.RUNNING)
+                              power_state.RUNNING,
+                              record=record)
 
     @expects_vm_state(vm_states.ACTIVE, vm_states.STOPPED, vm_states.ERROR)
     def rescue_instance(self, context, instance):
@@ -286,22 +336,28 @@ class ComputeManager:
 
         Ends RESCUED.
         """
-        machine_type_records.ensure_recorded(context, instance, self.driver)
+        read = machine_type_records.ensure_recorded(context, instance,
+                                                    self.driver)
         self._set_task_state(instance, task_states.RESCUING)
         with self._error_out_on_failure(context, instance):
-            self.driver.rescue(instance)
+            reported = self.driver.rescue(instance)
+        record = self._pin_record(context, instance, read, reported)
         self._set_final_state(instance, vm_states.RESCUED,
-                              power_state.RUNNING)
+                              power_state.RUNNING,
+                              record=record)
 
     @expects_vm_state(vm_states.RESCUED)
     def unrescue_instance(self, context, instance):
         """Redefine the domain from the record and start it. Ends ACTIVE."""
-        machine_type_records.ensure_recorded(context, instance, self.driver)
+        read = machine_type_records.ensure_recorded(context, instance,
+                                                    self.driver)
         self._set_task_state(instance, task_states.UNRESCUING)
         with self._error_out_on_failure(context, instance):
-            self.driver.unrescue(instance)
+            reported = self.driver.unrescue(instance)
+        record = self._pin_record(context, instance, read, reported)
         self._set_final_state(instance, vm_states.ACTIVE,
-                              power_state.RUNNING)
+                              power_state.RUNNING,
+                              record=record)
 
     # -- shelve ---------------------------------------------------------------
 
@@ -345,14 +401,18 @@ class ComputeManager:
                 instance_uuid=instance.uuid, attr='host',
                 state=instance.host,
                 method='unshelve_instance on host %s' % self.host)
-        machine_type_records.ensure_recorded(context, instance, self.driver)
+        read = machine_type_records.ensure_recorded(context, instance,
+                                                    self.driver)
         instance.host = self.host
         instance.node = self.nodename
         self._set_task_state(instance, task_states.UNSHELVING)
         with self._error_out_on_failure(context, instance):
-            self.driver.spawn(context, instance, instance.image_meta)
+            reported = self.driver.spawn(context, instance,
+                                         instance.image_meta)
+        record = self._pin_record(context, instance, read, reported)
         self._set_final_state(instance, vm_states.ACTIVE,
-                              power_state.RUNNING)
+                              power_state.RUNNING,
+                              record=record)
 
     # -- rebuild and evacuate -------------------------------------------------
 
@@ -376,12 +436,13 @@ class ComputeManager:
         vm_state = self._state_after_rebuild(instance)
         self._replace_image_metadata(instance, image_meta)
         self._set_task_state(instance, task_states.REBUILDING)
+        read = machine_type_records.read_record(instance)
         with self._error_out_on_failure(context, instance):
             self.driver.destroy(instance)
             self._set_task_state(instance, task_states.REBUILD_SPAWNING)
             machine_type = self.driver.spawn(context, instance, image_meta)
             self._power_off_if_stopped(instance, vm_state)
-        self._finish_spawn(instance, machine_type, vm_state)
+        self._finish_spawn(context, instance, read, machine_type, vm_state)
 
     @staticmethod
     def _state_after_rebuild(instance):
@@ -409,16 +470,20 @@ class ComputeManager:
     def _evacuate(self, context, instance):
         """Define and start the instance here from its record."""
         vm_state = self._state_after_rebuild(instance)
-        machine_type_records.ensure_recorded(context, instance, self.driver)
+        read = machine_type_records.ensure_recorded(context, instance,
+                                                    self.driver)
         instance.host = self.host
         instance.node = self.nodename
         self._set_task_state(instance, task_states.REBUILDING)
         with self._error_out_on_failure(context, instance):
-            self.driver.spawn(context, instance, instance.image_meta)
+            reported = self.driver.spawn(context, instance,
+                                         instance.image_meta)
             self._power_off_if_stopped(instance, vm_state)
+        record = self._pin_record(context, instance, read, reported)
         self._set_final_state(instance, vm_state, power_state.SHUTDOWN
                               if vm_state == vm_states.STOPPED
-                              else power_state.RUNNING)
+                              else power_state.RUNNING,
+                              record=record)
 
     # -- cold migration -------------------------------------------------------
 
@@ -448,10 +513,14 @@ class ComputeManager:
         instance.node = self.nodename
         self._set_task_state(instance, task_states.RESIZE_FINISH)
         power_on = migration.old_vm_state != vm_states.STOPPED
+        read = machine_type_records.read_record(instance)
         with self._error_out_on_failure(context, instance):
-            self.driver.finish_migration(instance, power_on=power_on)
+            reported = self.driver.finish_migration(instance,
+                                                    power_on=power_on)
+        record = self._pin_record(context, instance, read, reported)
         self._set_final_state(instance, vm_states.RESIZED, power_state.RUNNING
-                              if power_on else power_state.SHUTDOWN)
+                              if power_on else power_state.SHUTDOWN,
+                              record=record)
 
     def _pop_migration(self, instance):
         """Forget the instance's migration on both hosts and return it."""
@@ -494,11 +563,15 @@ class ComputeManager:
         instance.host = self.host
         instance.node = self.nodename
         power_on = migration.old_vm_state != vm_states.STOPPED
+        read = machine_type_records.read_record(instance)
         with self._error_out_on_failure(context, instance):
-            self.driver.finish_revert_migration(instance, power_on=power_on)
+            reported = self.driver.finish_revert_migration(
+                instance, power_on=power_on)
+        record = self._pin_record(context, instance, read, reported)
         self._set_final_state(instance, migration.old_vm_state,
                               power_state.RUNNING if power_on
-                              else power_state.SHUTDOWN)
+                              else power_state.SHUTDOWN,
+                              record=record)
 
     # -- live migration -------------------------------------------------------
 
@@ -510,19 +583,22 @@ class ComputeManager:
         domain is defined from the record. Keeps the vm_state (ACTIVE or
         PAUSED).
         """
-        machine_type_records.ensure_recorded(context, instance, self.driver)
+        read = machine_type_records.ensure_recorded(context, instance,
+                                                    self.driver)
         dest_manager.driver.check_machine_type_supported(instance)
         paused = instance.vm_state == vm_states.PAUSED
         self._set_task_state(instance, task_states.MIGRATING)
         with self._error_out_on_failure(context, instance):
             self.driver.live_migration(instance)
-            dest_manager.driver.post_live_migration_at_destination(
+            reported = dest_manager.driver.post_live_migration_at_destination(
                 instance, paused=paused)
+        record = self._pin_record(context, instance, read, reported)
         instance.host = dest_manager.host
         instance.node = dest_manager.nodename
         self._set_final_state(instance, instance.vm_state,
                               power_state.PAUSED if paused
-                              else power_state.RUNNING)
+                              else power_state.RUNNING,
+                              record=record)
 
     # -- delete ---------------------------------------------------------------
 

@@ -818,3 +818,118 @@ def instance_sysmeta_values_refused_by_host(context, key):
                    'count': count}
                   for host, value, count in _execute(context, query)]
     return sorted(found, key=lambda f: (f['host'], f['machine_type']))
+
+
+# -- machine type drift ------------------------------------------------------
+
+MACHINE_TYPE_DRIFT = models.MachineTypeDrift.__table__
+
+
+@pick_context_manager_reader
+def instance_sysmeta_get_by_host(context, host, key):
+    """{uuid: value} of ``key`` for the live instances of ``host`` that
+    have one.
+
+    nova-compute's start-up reads it to compare each record with what the
+    instance's live domain runs. One join, whatever the number of
+    instances.
+    """
+    # SELECT i.uuid, s.value FROM instances i
+    #   JOIN instance_system_metadata s
+    #     ON s.instance_uuid = i.uuid AND s.key = :key AND s.deleted = 0
+    #  WHERE i.host = :host AND i.deleted = 0
+    query = (sa.select(INSTANCES.c.uuid, SYSMETA.c.value)
+             .select_from(_recorded_join(key))
+             .where(INSTANCES.c.host == host, INSTANCES.c.deleted == 0))
+    return dict(tuple(row) for row in _execute(context, query))
+
+
+@pick_context_manager_writer
+def machine_type_drift_replace(context, host, drifts):
+    """Replace what ``host`` last found running against the records.
+
+    ``drifts`` is {uuid: (recorded, running)}. The host's rows are
+    replaced as a whole, so an instance that no longer drifts (or has
+    left the host) drops out at the host's next start.
+    """
+    _execute(context, MACHINE_TYPE_DRIFT.delete().where(
+        MACHINE_TYPE_DRIFT.c.host == host))
+    if drifts:
+        now = timeutils.utcnow()
+        _execute(context, MACHINE_TYPE_DRIFT.insert(),
+                 [{'host': host, 'instance_uuid': uuid, 'recorded': recorded,
+                   'running': running, 'deleted': 0, 'created_at': now}
+                  for uuid, (recorded, running)
+                  in sorted(drifts.items())])
+
+
+@pick_context_manager_reader
+def machine_type_drift_get_all(context, key='hw_machine_type'):
+    """Instances whose live domain runs another machine type than recorded.
+
+    For ``nova-status upgrade check``: what each host's nova-compute found
+    at its last start, still true now. A row counts only while its
+    instance is live, still on that host, and its record (``key``) still
+    differs from what ran, so an operator's fix (``nova-manage libvirt
+    update_machine_type``, a hard reboot that redefined the domain and a
+    restart) clears it. Returns dicts of host, instance_uuid, recorded
+    (the record now), running (what libvirt reported) and found_at, by
+    host then instance.
+    """
+    # SELECT d.host, d.instance_uuid, s.value, d.running, d.created_at
+    #   FROM machine_type_drift d
+    #   JOIN instances i ON i.uuid = d.instance_uuid AND i.deleted = 0
+    #                   AND i.host = d.host
+    #   JOIN instance_system_metadata s
+    #     ON s.instance_uuid = i.uuid AND s.key = :key AND s.deleted = 0
+    #  WHERE s.value != d.running
+    #  ORDER BY d.host, d.instance_uuid
+    drift = MACHINE_TYPE_DRIFT
+    query = (sa.select(drift.c.host, drift.c.instance_uuid, SYSMETA.c.value,
+                       drift.c.running, drift.c.created_at)
+             .select_from(_recorded_join(key).join(drift, sa.and_(
+                 drift.c.instance_uuid == INSTANCES.c.uuid,
+                 drift.c.host == INSTANCES.c.host)))
+             .where(INSTANCES.c.deleted == 0,
+                    SYSMETA.c.value != drift.c.running)
+             .order_by(drift.c.host, drift.c.instance_uuid))
+    return [{'host': host, 'instance_uuid': uuid, 'recorded': recorded,
+             'running': running, 'found_at': found_at}
+            for host, uuid, recorded, running, found_at
+            in _execute(context, query)]
+
+
+@pick_context_manager_writer
+def instance_update_recording(context, uuid, values, key, read, value):
+    """Save changed columns and record ``key``, in one transaction.
+
+    The final save of a compute operation that defined a domain: what
+    libvirt reported for it is recorded with the new vm_state, or not at
+    all. The record is conditioned on ``read``, what the recorder read
+    before: with None it is inserted only if still absent, else it
+    replaces only the value ``read``, so a value another writer (an
+    operator) committed meanwhile is kept. Returns the value recorded
+    now (``value``, or the other writer's).
+    """
+    if read is None:
+        # INSERT ... ON CONFLICT DO NOTHING (INSERT IGNORE on MySQL)
+        _execute(context, db_utils.insert_if_absent(_dialect(context),
+                                                    SYSMETA),
+                 _sysmeta_rows([(uuid, key, value)]))
+    else:
+        # UPDATE instance_system_metadata SET value = :value
+        #  WHERE instance_uuid = :uuid AND key = :key AND deleted = 0
+        #    AND value = :read
+        _execute(context, SYSMETA.update().where(
+            SYSMETA.c.instance_uuid == uuid, SYSMETA.c.key == key,
+            SYSMETA.c.deleted == 0, SYSMETA.c.value == read).values(
+                value=value, updated_at=timeutils.utcnow()))
+    if values:
+        result = _execute(context, INSTANCES.update().where(
+            INSTANCES.c.uuid == uuid, INSTANCES.c.deleted == 0).values(
+                dict(values, updated_at=timeutils.utcnow())))
+        if result.rowcount == 0:
+            raise exception.InstanceNotFound(instance_id=uuid)
+    return _execute(context, sa.select(SYSMETA.c.value).where(
+        SYSMETA.c.instance_uuid == uuid, SYSMETA.c.key == key,
+        SYSMETA.c.deleted == 0)).scalar()

@@ -14,6 +14,8 @@ import re
 from nova.compute import vm_states
 from nova.db.main import api as db
 from nova import exception
+from nova import objects
+from nova.objects import instance as objects_instance
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.unit import compute as base
 from nova.virt.libvirt import host as libvirt_host
@@ -110,3 +112,64 @@ class QemuUnsupportedMachineTypeTestCase(QemuTestCase):
 
 
 globals().update(nova_fixtures.backend_variants(QemuSpawnInitHostTestCase))
+
+
+class QemuPinningTestCase(QemuTestCase):
+    """An alias recorded without a domain is pinned at its first definition.
+    """
+
+    def test_offloaded_q35_unshelved_then_hard_rebooted(self):
+        instance = self.create_instance(
+            vm_state=vm_states.SHELVED_OFFLOADED,
+            system_metadata={'image_hw_machine_type': 'q35'})
+        found, done = objects_instance.populate_missing_machine_types(
+            self.ctxt, 50)
+        self.assertEqual((1, 1), (found, done))
+        self.assertEqual(['q35'], self.machine_type_rows(instance))
+        instance = self.reload(instance)
+        self.compute.unshelve_instance(self.ctxt, instance)
+        pinned = self.recorded(instance)
+        self.assertRegex(pinned, VERSIONED_Q35)
+        self.assertDomainMachineType(pinned, instance)
+        self.flags(hw_machine_type=['x86_64=pc'], group='libvirt')
+        self.compute.reboot_instance(self.ctxt, instance, 'HARD')
+        self.assertEqual([pinned], self.machine_type_rows(instance))
+        self.assertDomainMachineType(pinned, instance)
+
+
+class QemuStartUpTestCase(QemuTestCase):
+    """Start-up on a real libvirtd: a vanishing domain, drift."""
+
+    def test_domain_undefined_between_listing_and_read(self):
+        gone, kept = self.legacy_instances('pc', count=2)
+        host = self.compute.driver._host
+        list_guests = host.list_guests
+
+        def list_then_undefine():
+            guests = list_guests()
+            self.undefine_domain(gone.uuid)
+            return guests
+
+        host.list_guests = list_then_undefine
+        self.compute.init_host()
+        self.assertRegex(self.recorded(kept), VERSIONED_I440FX)
+        # Without a domain, it is recorded by resolution.
+        self.assertEqual(['pc'], self.machine_type_rows(gone))
+        self.assertEqual('compute1', objects.Service.get_by_host_and_binary(
+            self.ctxt, 'compute1', 'nova-compute').host)
+
+    def test_domain_redefined_behind_our_back_is_drift(self):
+        instance = self.build({'hw_machine_type': 'q35'})
+        recorded = self.recorded(instance)
+        self.compute.stop_instance(self.ctxt, instance)
+        self.define_domain(instance, 'pc')
+        restarted = self.compute.__class__('compute1')
+        restarted.init_host()
+        [drift] = db.machine_type_drift_get_all(self.ctxt)
+        self.assertEqual(('compute1', instance.uuid, recorded),
+                         (drift['host'], drift['instance_uuid'],
+                          drift['recorded']))
+        self.assertRegex(drift['running'], VERSIONED_I440FX)
+        self.assertEqual(drift['running'],
+                         self.domain_machine_type(instance))
+        self.assertEqual([recorded], self.machine_type_rows(instance))

@@ -119,6 +119,19 @@ class ComputeTestCase(nova_fixtures.TestCase):
         self.addCleanup(self.undefine_domain, instance.uuid)
         return instance
 
+    def legacy_instances(self, machine_type, count=1,
+                         vm_state=vm_states.STOPPED):
+        """Instances of compute1 with domains but no record, as before
+        machine types were recorded; a list of ``count``.
+        """
+        instances = []
+        for _ in range(count):
+            instance = self.create_instance(host='compute1', node='compute1',
+                                            vm_state=vm_state)
+            self.define_domain(instance, machine_type)
+            instances.append(instance)
+        return instances
+
     def build(self, image_properties=None, compute=None, **values):
         """Create an instance and build it; return the instance object."""
         instance = self.create_instance(**values)

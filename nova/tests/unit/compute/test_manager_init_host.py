@@ -201,10 +201,10 @@ class RaceTestCase(InitHostTestCase):
         restarted = self.compute.__class__('compute1')
         listing = restarted.driver.get_instance_machine_types
 
-        def list_then_spawn():
+        def list_then_spawn(*args):
             # init_host found the instance without record and without a
             # domain; the build completes before it writes its guess.
-            domains = listing()
+            domains = listing(*args)
             self.compute.build_and_run_instance(
                 self.ctxt, instance, self.image(hw_machine_type='q35'))
             return domains
