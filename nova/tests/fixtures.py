@@ -34,8 +34,16 @@ ADMIN_URLS = {
     'mysql': 'mysql+pymysql://%s:%s@127.0.0.1/%s' % (CITEST, CITEST, CITEST),
     'postgresql': 'postgresql+psycopg2://%s:%s@127.0.0.1/%s'
                   % (CITEST, CITEST, CITEST),
+    # The same MariaDB server through SQLAlchemy's MariaDB dialect, whose
+    # name is 'mariadb', not 'mysql': every MySQL code path must take it.
+    'mariadb': 'mariadb+pymysql://%s:%s@127.0.0.1/%s'
+               % (CITEST, CITEST, CITEST),
 }
 BACKENDS = ('sqlite', 'mysql', 'postgresql')
+# backend_variants of the modules that also run through the MariaDB
+# dialect (the database layer, the commands, the upgrade): the rest of
+# the functional tier runs on 'mysql' and 'postgresql'.
+WITH_MARIADB_URL = ('mysql', 'mariadb', 'postgresql')
 # The admin URL of each node of the MariaDB Galera cluster that
 # tools/test-setup.sh starts (tools/galera.sh).
 GALERA_URLS = [

@@ -87,5 +87,6 @@ class ConcurrencyTests(nova_fixtures.TestCase):
                     if s['host'] == host])
 
 
-globals().update(nova_fixtures.backend_variants(ConcurrencyTests))
+globals().update(nova_fixtures.backend_variants(
+    ConcurrencyTests, nova_fixtures.WITH_MARIADB_URL))
 del ConcurrencyTests

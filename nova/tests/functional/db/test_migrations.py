@@ -7,5 +7,9 @@ class MigrationTestsMySQL(test_migrations.MigrationTests):
     BACKEND = 'mysql'
 
 
+class MigrationTestsMariaDBDialect(test_migrations.MigrationTests):
+    BACKEND = 'mariadb'
+
+
 class MigrationTestsPostgreSQL(test_migrations.MigrationTests):
     BACKEND = 'postgresql'

@@ -5,5 +5,6 @@ from nova.tests.unit.db import test_instance_object
 from nova.tests.unit import test_context
 
 globals().update(fixtures.backend_variants(
-    test_instance_object.InstanceObjectTests))
-globals().update(fixtures.backend_variants(test_context.TargetCellTests))
+    test_instance_object.InstanceObjectTests, fixtures.WITH_MARIADB_URL))
+globals().update(fixtures.backend_variants(test_context.TargetCellTests,
+                                           fixtures.WITH_MARIADB_URL))

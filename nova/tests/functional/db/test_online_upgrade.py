@@ -116,6 +116,18 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
             "WHERE db = DATABASE() AND id <> CONNECTION_ID() "
             "AND info LIKE :q", q=sql_start + '%')
 
+    def server_state(self):
+        """What the server's sessions do, for a failure message."""
+        if self.DATABASE == 'postgresql':
+            return self.execute(
+                'SELECT pid, state, wait_event_type, query '
+                'FROM pg_stat_activity WHERE datname = current_database()')
+        return self.execute(
+            'SELECT p.id, p.state, p.info, t.trx_state '
+            'FROM information_schema.processlist p '
+            'LEFT JOIN information_schema.innodb_trx t '
+            'ON t.trx_mysql_thread_id = p.id WHERE p.db = DATABASE()')
+
     def end_orphans(self, sql_start):
         """End the server sessions a killed client left running, as a
         lost connection or a server restart would."""
@@ -164,8 +176,8 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
         """kill -9 ``process`` once ``check()`` is true; fail if it ends
         first. Returns all it printed."""
         seen = base.poll(check, self.TIMEOUT)
-        self.assertTrue(seen, 'never saw %s: %s' % (what,
-                                                    process.describe()))
+        self.assertTrue(seen, 'never saw %s: %s\nserver: %s' % (
+            what, process.describe(), self.server_state()))
         process.kill()
         return process.stdout
 
@@ -175,26 +187,21 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
         transaction's connection).
 
         MySQL's ALTER TABLE waits for every open transaction on the table,
-        so there the lock is taken once the temporary index is built, and
-        the run still has all batches but the last to walk; PostgreSQL's
-        concurrent build ignores a row lock, so it is taken first.
+        so there the temporary index is built first, as an earlier
+        interrupted run leaves it, and the run starts with it in place;
+        PostgreSQL's concurrent build ignores a row lock.
         """
-        def lock():
-            conn = self.blocker()
-            conn.execute(sa.text(
-                "SELECT id FROM instance_system_metadata WHERE "
-                "instance_uuid = :uuid AND value = 'older' FOR UPDATE"),
-                {'uuid': max(survivors)})
-            return conn
-
-        if self.DATABASE == 'postgresql':
-            conn = lock()
-            return self.sync(), conn
-        process = self.sync()
-        self.assertTrue(process.wait_for(
-            'built index instance_system_metadata_dedup_tmp_idx'),
-            process.describe())
-        return process, lock()
+        if self.DATABASE != 'postgresql':
+            self.execute(
+                'ALTER TABLE instance_system_metadata ADD INDEX '
+                'instance_system_metadata_dedup_tmp_idx '
+                '(instance_uuid, {k}, deleted)'.format(k=self.key_col))
+        conn = self.blocker()
+        conn.execute(sa.text(
+            "SELECT id FROM instance_system_metadata WHERE "
+            "instance_uuid = :uuid AND value = 'older' FOR UPDATE"),
+            {'uuid': max(survivors)})
+        return self.sync(), conn
 
     def hold_table(self, table):
         """Hold ``table`` as another client's open transaction does:
@@ -214,6 +221,13 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
     def ddl_waiting(self, sql_start):
         return lambda: bool(self.sessions(sql_start))
 
+    def dedup_underway(self):
+        """Whether the de-duplication has soft-deleted some copies and has
+        an UPDATE in progress (the one waiting for the test's lock on the
+        last copy comes last)."""
+        return bool(self.sessions('UPDATE instance_system_metadata')
+                    and self.soft_deleted_copies())
+
     # -- tests ---------------------------------------------------------------
 
     def test_small_cell_prints_nothing(self):
@@ -228,8 +242,8 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
         # 1. During de-duplication: some duplicates gone, not all.
         process, lock = self.sync_paused_in_dedup(survivors)
         out = self.kill_when(
-            process, 'the de-duplication wait for the locked row',
-            self.ddl_waiting('UPDATE instance_system_metadata'))
+            process, 'the de-duplication under way',
+            self.dedup_underway)
         self.assertIn('de-duplicating instance_system_metadata', out)
         self.assertNotIn('de-duplicated:', out)
         # Read before the lock goes: the killed run's last UPDATE is still
@@ -275,9 +289,7 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
         survivors = self.seed_with_duplicates()
         first = min(survivors)
         process, lock = self.sync_paused_in_dedup(survivors)
-        base.poll(
-            self.ddl_waiting('UPDATE instance_system_metadata'),
-            self.TIMEOUT)
+        base.poll(self.dedup_underway, self.TIMEOUT)
         # The old service's insert, not committed until the build began.
         writer = self.blocker()
         writer.execute(sa.text(
@@ -306,5 +318,6 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
             uuid=first, key=DUP_KEY)[0][0])
 
 
-globals().update(nova_fixtures.backend_variants(OnlineUpgradeTests))
+globals().update(nova_fixtures.backend_variants(
+    OnlineUpgradeTests, nova_fixtures.WITH_MARIADB_URL))
 del OnlineUpgradeTests

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from benchmarks import seed as seed_module
 from nova import config
+from nova.db import utils as db_utils
 from nova.tests import fixtures as nova_fixtures
 from nova.virt.libvirt import config as libvirt_config
 from nova.virt.libvirt import guest as libvirt_guest
@@ -211,7 +212,8 @@ class ReliabilityTestCase(nova_fixtures.TestCase):
     @property
     def key_col(self):
         """The ``key`` column, quoted for the backend (a MySQL keyword)."""
-        return '`key`' if self.engine.dialect.name == 'mysql' else '"key"'
+        family = db_utils.backend_family(self.engine.dialect.name)
+        return '`key`' if family == 'mysql' else '"key"'
 
     def duplicates(self):
         """Instances with more than one live hw_machine_type row."""

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import fixtures
+import sqlalchemy as sa
 import testtools
 
 from nova.tests import fixtures as nova_fixtures
@@ -72,12 +73,20 @@ class RehearsalTests(testtools.TestCase):
         output, summary = self._rehearse()
         self._check(output, summary, versioned=False)
 
-    def test_rehearsal_on_postgresql_and_qemu(self):
-        url = nova_fixtures.ADMIN_URLS['postgresql']
+    def _server_url(self, backend):
+        url = nova_fixtures.ADMIN_URLS[backend]
         try:
-            import sqlalchemy as sa
             sa.create_engine(url).connect().close()
         except Exception:
-            nova_fixtures.unavailable(self, 'PostgreSQL')
+            nova_fixtures.unavailable(self, backend)
+        return url
+
+    def test_rehearsal_on_postgresql_and_qemu(self):
+        url = self._server_url('postgresql')
         output, summary = self._rehearse('--database-url', url, '--qemu')
         self._check(output, summary, versioned=True)
+
+    def test_rehearsal_through_a_mariadb_url(self):
+        url = self._server_url('mariadb')
+        output, summary = self._rehearse('--database-url', url)
+        self._check(output, summary, versioned=False)
