@@ -272,19 +272,21 @@ def record_to_write(context, instance, read, reported):
     return Record(context, None, value) if value else None
 
 
-def save_with_record(instance, record):
+def save_with_record(instance, record, expected_task_state=None):
     """Save ``instance``'s changed columns and ``record`` in one transaction.
 
     The record is written conditioned on what was read (insert-if-absent
     when nothing was, else only while the value is still the one read),
-    so that a decision another writer committed meanwhile is kept. The
-    instance is then reloaded: it holds the record the database has.
+    so that a decision another writer committed meanwhile is kept; with
+    ``expected_task_state`` the whole save is conditioned on it, as
+    Instance.save's is. The instance is then reloaded: it holds the
+    record the database has.
     """
     values = {name: getattr(instance, name)
               for name in instance.obj_what_changed()
               if name not in instance.READ_ONLY}
     recorded = db.instance_update_recording(
         record.context, instance.uuid, values, KEY, record.read,
-        record.value)
+        record.value, expected_task_state=expected_task_state)
     instance.refresh()
     _log_kept(instance, record.value, recorded)

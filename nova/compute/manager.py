@@ -123,23 +123,33 @@ class ComputeManager:
     # -- state helpers --------------------------------------------------------
 
     def _set_task_state(self, instance, task_state):
-        """Save ``task_state``: the operation has started."""
+        """Save ``task_state``: the operation has started (or moved on).
+
+        The save is conditioned on the task state this manager last saw
+        (no task, when an operation starts): if another action changed it
+        meanwhile, UnexpectedTaskStateError is raised and nothing is
+        written, so of two actions on one instance exactly one proceeds.
+        """
+        expected = instance.task_state
         instance.task_state = task_state
-        instance.save()
+        instance.save(expected_task_state=[expected])
 
     def _set_final_state(self, instance, vm_state, state, record=None):
         """Save the stable state an operation ends in; clear the task.
 
-        ``record`` (from machine_type_records.record_to_write) is written
-        in the same transaction, conditioned on what was read.
+        Conditioned on the operation's own task state, as _set_task_state
+        is. ``record`` (from machine_type_records.record_to_write) is
+        written in the same transaction, conditioned on what was read.
         """
+        expected = instance.task_state
         instance.vm_state = vm_state
         instance.power_state = state
         instance.task_state = None
         if record is None:
-            instance.save()
+            instance.save(expected_task_state=[expected])
         else:
-            machine_type_records.save_with_record(instance, record)
+            machine_type_records.save_with_record(
+                instance, record, expected_task_state=[expected])
 
     def _add_fault(self, context, instance, exc):
         """Record why an operation on ``instance`` failed, naming this host."""

@@ -181,6 +181,23 @@ def _task_state_in(expected):
     return sa.or_(*clauses)
 
 
+def _update_instance_row(context, uuid, values, expected_task_state):
+    """UPDATE the instance's columns (and updated_at), conditioned on
+    ``expected_task_state`` when given; InstanceNotFound or
+    UnexpectedTaskStateError when no row matched."""
+    stmt = INSTANCES.update().where(INSTANCES.c.uuid == uuid,
+                                    INSTANCES.c.deleted == 0)
+    if expected_task_state is not None:
+        stmt = stmt.where(_task_state_in(expected_task_state))
+    result = _execute(context, stmt.values(dict(
+        values, updated_at=timeutils.utcnow())))
+    if result.rowcount == 0:
+        actual = _instance_get(context, uuid)['task_state']
+        raise exception.UnexpectedTaskStateError(
+            instance_uuid=uuid, actual=actual,
+            expected=list(expected_task_state))
+
+
 @pick_context_manager_writer
 def instance_update(context, uuid, values, sysmeta_updates, sysmeta_deletes,
                     expected_task_state=None):
@@ -199,17 +216,7 @@ def instance_update(context, uuid, values, sysmeta_updates, sysmeta_deletes,
     updated instance row.
     """
     if values or expected_task_state is not None:
-        values = dict(values, updated_at=timeutils.utcnow())
-        stmt = INSTANCES.update().where(INSTANCES.c.uuid == uuid,
-                                        INSTANCES.c.deleted == 0)
-        if expected_task_state is not None:
-            stmt = stmt.where(_task_state_in(expected_task_state))
-        result = _execute(context, stmt.values(**values))
-        if result.rowcount == 0:
-            actual = _instance_get(context, uuid)['task_state']
-            raise exception.UnexpectedTaskStateError(
-                instance_uuid=uuid, actual=actual,
-                expected=list(expected_task_state))
+        _update_instance_row(context, uuid, values, expected_task_state)
     if sysmeta_updates:
         _sysmeta_upsert(context, uuid, sysmeta_updates)
     if sysmeta_deletes:
@@ -900,7 +907,8 @@ def machine_type_drift_get_all(context, key='hw_machine_type'):
 
 
 @pick_context_manager_writer
-def instance_update_recording(context, uuid, values, key, read, value):
+def instance_update_recording(context, uuid, values, key, read, value,
+                              expected_task_state=None):
     """Save changed columns and record ``key``, in one transaction.
 
     The final save of a compute operation that defined a domain: what
@@ -908,8 +916,10 @@ def instance_update_recording(context, uuid, values, key, read, value):
     all. The record is conditioned on ``read``, what the recorder read
     before: with None it is inserted only if still absent, else it
     replaces only the value ``read``, so a value another writer (an
-    operator) committed meanwhile is kept. Returns the value recorded
-    now (``value``, or the other writer's).
+    operator) committed meanwhile is kept. ``expected_task_state``
+    conditions the instance's update as in instance_update (and the
+    whole transaction, the record included, is then rolled back).
+    Returns the value recorded now (``value``, or the other writer's).
     """
     if read is None:
         # INSERT ... ON CONFLICT DO NOTHING (INSERT IGNORE on MySQL)
@@ -924,12 +934,8 @@ def instance_update_recording(context, uuid, values, key, read, value):
             SYSMETA.c.instance_uuid == uuid, SYSMETA.c.key == key,
             SYSMETA.c.deleted == 0, SYSMETA.c.value == read).values(
                 value=value, updated_at=timeutils.utcnow()))
-    if values:
-        result = _execute(context, INSTANCES.update().where(
-            INSTANCES.c.uuid == uuid, INSTANCES.c.deleted == 0).values(
-                dict(values, updated_at=timeutils.utcnow())))
-        if result.rowcount == 0:
-            raise exception.InstanceNotFound(instance_id=uuid)
+    if values or expected_task_state is not None:
+        _update_instance_row(context, uuid, values, expected_task_state)
     return _execute(context, sa.select(SYSMETA.c.value).where(
         SYSMETA.c.instance_uuid == uuid, SYSMETA.c.key == key,
         SYSMETA.c.deleted == 0)).scalar()

@@ -8,11 +8,13 @@ few times because either side may win any one of them.
 import threading
 
 from nova.compute import task_states
+from nova.compute import vm_states
 from nova import context
 from nova.db.main import api as db
 from nova import exception
 from nova import objects
 from nova.tests import fixtures as nova_fixtures
+from nova.tests.unit import compute as compute_base
 
 ROUNDS = 5
 JOIN_TIMEOUT = 60
@@ -90,3 +92,57 @@ class ConcurrencyTests(nova_fixtures.TestCase):
 globals().update(nova_fixtures.backend_variants(
     ConcurrencyTests, nova_fixtures.WITH_MARIADB_URL))
 del ConcurrencyTests
+
+
+class ComputeActionRaceTests(compute_base.ComputeTestCase):
+    """A second compute action on an instance while a first one runs,
+    through the manager (libvirt's test driver): the database refuses
+    the second; the first ends as if alone."""
+
+    DATABASE = None
+
+    def paused_in_power_off(self):
+        """Make the driver's power_off wait, once it is reached, until the
+        returned ``release`` is set; ``reached`` is set on arrival."""
+        reached, release = threading.Event(), threading.Event()
+        self.addCleanup(release.set)
+        power_off = self.compute.driver.power_off
+
+        def paused(instance):
+            reached.set()
+            release.wait(JOIN_TIMEOUT)
+            return power_off(instance)
+        self.compute.driver.power_off = paused
+        return reached, release
+
+    def test_hard_reboot_while_stopping_is_refused(self):
+        instance = self.build()
+        stopping, rebooting = [
+            objects.Instance.get_by_uuid(self.new_context(), instance.uuid)
+            for _ in range(2)]
+        reached, release = self.paused_in_power_off()
+        stop = threading.Thread(target=self.compute.stop_instance,
+                                args=(self.new_context(), stopping))
+        stop.start()
+        self.assertTrue(reached.wait(JOIN_TIMEOUT))
+        err = self.assertRaises(
+            exception.UnexpectedTaskStateError,
+            self.compute.reboot_instance, self.new_context(), rebooting,
+            reboot_type='HARD')
+        self.assertIn(task_states.POWERING_OFF, err.format_message())
+        release.set()
+        stop.join(JOIN_TIMEOUT)
+        now = self.reload(instance)
+        self.assertEqual((vm_states.STOPPED, None),
+                         (now.vm_state, now.task_state))
+        self.assertFalse(self.domain_is_running(now))
+
+    def new_context(self):
+        ctxt = context.get_admin_context()
+        context.set_target_cell(ctxt, self.cells[0])
+        return ctxt
+
+
+globals().update(nova_fixtures.backend_variants(
+    ComputeActionRaceTests, nova_fixtures.WITH_MARIADB_URL))
+del ComputeActionRaceTests
