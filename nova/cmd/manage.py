@@ -7,6 +7,7 @@ doc/source/cli/nova-manage.rst and each one has a test.
 import argparse
 import functools
 import sys
+import threading
 import time
 import uuid as uuid_lib
 
@@ -47,6 +48,8 @@ online_migrations = (
 )
 # A larger --max-count is a typo, not a plan.
 MAX_COUNT_LIMIT = 2 ** 31 - 1
+# Seconds between two progress lines of one cell's bulk update.
+BULK_PROGRESS_EVERY = 5
 
 
 def _max_count(value):
@@ -190,6 +193,25 @@ class DbCommands:
                   'above.')
             return 2
         return 1 if max_count is not None and run.last_done else 0
+
+
+class _BulkProgress:
+    """Progress lines of a bulk update: at most one per cell every
+    BULK_PROGRESS_EVERY seconds (cells run in parallel threads)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._last = {}
+
+    def __call__(self, cctxt, updated):
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.setdefault(cctxt.cell_uuid, now) < \
+                    BULK_PROGRESS_EVERY:
+                return
+            self._last[cctxt.cell_uuid] = now
+        print('Cell %s: %d instances updated so far' % (
+            cctxt.cell_uuid, updated), flush=True)
 
 
 def _print_progress(message):
@@ -513,7 +535,7 @@ class LibvirtCommands:
         ctxt = context.get_admin_context()
         results = machine_type_utils.bulk_update_machine_type(
             ctxt, from_type, to_type, cell_uuid=cell_uuid, dry_run=dry_run,
-            force=force)
+            force=force, progress=_BulkProgress())
         if not results:
             print('--from and --to are both %s; nothing to do.' % to_type)
             return 0

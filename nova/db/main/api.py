@@ -700,12 +700,11 @@ def instance_sysmeta_value_groups(context, key, value):
 
 @pick_context_manager_writer
 def instance_sysmeta_replace_value(context, key, old, new, only_states=None,
-                                   exclude_hosts=(), uuid=None):
+                                   uuid=None):
     """Set ``key`` to ``new`` on live instances where it is ``old``.
 
     One UPDATE. Only instances in vm_state ``only_states`` (any when
-    None), not on ``exclude_hosts`` (instances without a host always
-    qualify) and, with ``uuid``, only that instance. Conditioning the
+    None) and, with ``uuid``, only that instance. Conditioning the
     write on ``old`` and the state makes a concurrent change win rather
     than be overwritten.
     Returns the number of rows updated.
@@ -714,24 +713,66 @@ def instance_sysmeta_replace_value(context, key, old, new, only_states=None,
     #  WHERE key = :key AND deleted = 0 AND value = :old
     #    AND instance_uuid IN (
     #        SELECT uuid FROM instances
-    #         WHERE deleted = 0 [AND uuid = :uuid] [AND vm_state IN (...)]
-    #           [AND (host IS NULL OR host NOT IN (:exclude_hosts))])
+    #         WHERE deleted = 0 [AND uuid = :uuid] [AND vm_state IN (...)])
     instances = sa.select(INSTANCES.c.uuid).where(INSTANCES.c.deleted == 0)
     if uuid is not None:
         instances = instances.where(INSTANCES.c.uuid == uuid)
     if only_states is not None:
         instances = instances.where(
             INSTANCES.c.vm_state.in_(list(only_states)))
-    if exclude_hosts:
-        instances = instances.where(sa.or_(
-            INSTANCES.c.host.is_(None),
-            INSTANCES.c.host.not_in(list(exclude_hosts))))
     stmt = (SYSMETA.update()
             .where(SYSMETA.c.key == key, SYSMETA.c.deleted == 0,
                    SYSMETA.c.value == old,
                    SYSMETA.c.instance_uuid.in_(instances))
             .values(value=new, updated_at=timeutils.utcnow()))
     return _execute(context, stmt).rowcount
+
+
+@pick_context_manager_writer
+def instance_sysmeta_replace_value_batch(context, key, old, new, after_id,
+                                         limit, only_states=None,
+                                         skip_refusing_hosts=False):
+    """Set ``key`` from ``old`` to ``new`` on at most ``limit`` instances.
+
+    One batch of a bulk update, its own short transaction: the system
+    metadata rows with id > ``after_id`` whose instance qualifies (vm_state
+    in ``only_states`` when given; with ``skip_refusing_hosts``, not on a
+    host whose reported machine types lack ``new``, judged in SQL rather
+    than with a list of hosts), in id order, then one UPDATE of those ids
+    that re-checks every condition, so an instance changed meanwhile is
+    left alone. Returns (the last id looked at, or None when no row is
+    left; the number of rows updated).
+    """
+    # SELECT s.id FROM instance_system_metadata s
+    #   JOIN instances i ON i.uuid = s.instance_uuid AND i.deleted = 0
+    #  WHERE s.key = :key AND s.deleted = 0 AND s.value = :old
+    #    AND s.id > :after_id [AND i.vm_state IN (:only_states)]
+    #    [AND NOT (i.host IS NOT NULL AND <i.host refuses :new>)]
+    #  ORDER BY s.id LIMIT :limit
+    qualifies = [INSTANCES.c.deleted == 0]
+    if only_states is not None:
+        qualifies.append(INSTANCES.c.vm_state.in_(list(only_states)))
+    if skip_refusing_hosts:
+        qualifies.append(sa.not_(sa.and_(
+            INSTANCES.c.host.is_not(None),
+            _host_refuses(INSTANCES.c.host, new))))
+    current = [SYSMETA.c.key == key, SYSMETA.c.deleted == 0,
+               SYSMETA.c.value == old]
+    ids = _execute(context, sa.select(SYSMETA.c.id).select_from(
+        SYSMETA.join(INSTANCES, INSTANCES.c.uuid == SYSMETA.c.instance_uuid))
+        .where(*current, *qualifies, SYSMETA.c.id > after_id)
+        .order_by(SYSMETA.c.id).limit(limit)).scalars().all()
+    if not ids:
+        return None, 0
+    # UPDATE instance_system_metadata SET value = :new, updated_at = :now
+    #  WHERE id IN (:ids) AND key = :key AND deleted = 0 AND value = :old
+    #    AND instance_uuid IN (SELECT uuid FROM instances i WHERE ...)
+    updated = _execute(context, SYSMETA.update().where(
+        SYSMETA.c.id.in_(ids), *current,
+        SYSMETA.c.instance_uuid.in_(
+            sa.select(INSTANCES.c.uuid).where(*qualifies)))
+        .values(value=new, updated_at=timeutils.utcnow())).rowcount
+    return ids[-1], updated
 
 
 def _host_reports(host, machine_type=None, arch=None):

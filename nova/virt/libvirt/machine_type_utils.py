@@ -35,6 +35,8 @@ UPDATE_VM_STATES = (vm_states.STOPPED, vm_states.SHELVED,
 # Rows fetched at a time from the listing's streamed query, so memory
 # stays flat.
 LIST_CHUNK_SIZE = 1000
+# Instances a bulk update changes per transaction.
+BULK_BATCH = 1000
 
 # -- machine type names -------------------------------------------------------
 
@@ -389,13 +391,17 @@ def _instance_refusal(vm_state, host, refusing_hosts, new):
     return None
 
 
-def _bulk_update_cell(cctxt, old, new, dry_run, force):
+def _bulk_update_cell(cctxt, old, new, dry_run, force, progress):
     """Move a cell's instances recorded as ``old`` to ``new``; a BulkUpdate.
 
     The outcome is counted from one GROUP BY over (vm_state, host); the
-    change is one UPDATE carrying the same conditions. Hosts are judged
-    on everything they reported, whatever the guest architecture: without
-    --force ``old`` and ``new`` are of one family, hence one arch.
+    change is made in batches of BULK_BATCH instances, each its own short
+    transaction carrying the same conditions, so that no other client of
+    those rows waits for more than one batch, and an interrupted run is
+    finished by running it again. Hosts are judged on everything they
+    reported, whatever the guest architecture: without --force ``old``
+    and ``new`` are of one family, hence one arch. ``progress(cell
+    context, updated so far)`` is called after each batch.
     """
     groups = db.instance_sysmeta_value_groups(cctxt, SYSMETA_KEY, old)
     refusing = set()
@@ -413,22 +419,30 @@ def _bulk_update_cell(cctxt, old, new, dry_run, force):
             allowed += count
     if dry_run or not allowed:
         return BulkUpdate(allowed, dict(refused))
-    updated = db.instance_sysmeta_replace_value(
-        cctxt, SYSMETA_KEY, old, new,
-        only_states=None if force else UPDATE_VM_STATES,
-        exclude_hosts=refusing)
+    updated = 0
+    after_id = 0
+    while after_id is not None:
+        after_id, done = db.instance_sysmeta_replace_value_batch(
+            cctxt, SYSMETA_KEY, old, new, after_id, BULK_BATCH,
+            only_states=None if force else UPDATE_VM_STATES,
+            skip_refusing_hosts=not force)
+        updated += done
+        if after_id is not None and progress is not None:
+            progress(cctxt, updated)
     return BulkUpdate(updated, dict(refused))
 
 
 def bulk_update_machine_type(ctxt, old, new, cell_uuid=None, dry_run=False,
-                             force=False):
+                             force=False, progress=None):
     """Change every instance recorded as ``old`` to ``new``, per cell.
 
     The rules of update_machine_type, applied set-based: the change
     ``old`` -> ``new`` itself is checked first (MachineTypeSyntaxError,
     MachineTypeUnsupported or InvalidMachineTypeUpdate, nothing written);
-    then each instance's vm_state and host decide, per cell. Returns
-    [(cell, BulkUpdate or CellUnavailable)]; [] when ``old`` is ``new``.
+    then each instance's vm_state and host decide, per cell, and the
+    change is written in batches (see _bulk_update_cell, which calls
+    ``progress``). Returns [(cell, BulkUpdate or CellUnavailable)]; []
+    when ``old`` is ``new``.
     """
     # --from too: nothing of another syntax is ever recorded, and a NUL
     # byte in it would reach PostgreSQL, which refuses it in any string.
@@ -443,7 +457,7 @@ def bulk_update_machine_type(ctxt, old, new, cell_uuid=None, dry_run=False,
             raise exception.InvalidMachineTypeUpdate(
                 target='instances', existing=old, new=new, reason=reason)
     return _gather(ctxt, _cells(ctxt, cell_uuid), _bulk_update_cell, old,
-                   new, dry_run, force)
+                   new, dry_run, force, progress)
 
 
 def machine_type_summary(ctxt, cell_uuid=None):

@@ -5,6 +5,7 @@ nova/tests/functional/cmd/. ``MachineTypeTestMixin`` is shared by the
 nova-manage, nova-status and online migration tests.
 """
 
+import collections
 import contextlib
 import threading
 import uuid as uuid_lib
@@ -356,18 +357,56 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
         self.assertEqual([2, 2, 1], [len(c) for c in chunks])
         self.assertEqual(unset, sum(chunks, []))
 
-    def test_bulk_update_is_one_update_per_cell(self):
+    def test_bulk_update_writes_in_bounded_batches(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.machine_type_utils.BULK_BATCH', 8))
         for _ in range(20):
             self.make(machine_type='pc-q35-8.1')
         self.make(machine_type='pc-q35-8.1', vm_state='active')
+        engine = db.get_engine(self.cell_context(0))
+        commits = []
+        sa.event.listen(engine, 'commit', lambda conn: commits.append(1))
         with self.statements(cell=0) as seen:
             results = mtu.bulk_update_machine_type(
                 self.context, 'pc-q35-8.1', 'pc-q35-8.2')
-        self.assertEqual(1, seen.count('UPDATE'))
-        self.assertEqual(['SELECT', 'SELECT', 'UPDATE'], seen)
+        # 20 instances, 8 a batch: three UPDATEs, each committed alone.
+        self.assertEqual(3, seen.count('UPDATE'))
+        self.assertGreaterEqual(len(commits), 3)
         outcome = dict((c.uuid, r) for c, r in results)[self.cells[0].uuid]
         self.assertEqual(20, outcome.updated)
         self.assertEqual([1], list(outcome.refused.values()))
+        self.assertEqual({'pc-q35-8.2': 20}, self.recorded_counts(
+            'pc-q35-8.2'))
+
+    def test_interrupted_bulk_update_is_finished_by_a_rerun(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.machine_type_utils.BULK_BATCH', 8))
+        for _ in range(20):
+            self.make(machine_type='pc-q35-8.1')
+
+        def interrupt(cctxt, updated):
+            raise KeyboardInterrupt()
+        self.assertRaises(KeyboardInterrupt, mtu._bulk_update_cell,
+                          self.cell_context(0), 'pc-q35-8.1', 'pc-q35-8.2',
+                          False, False, interrupt)
+        # The first batch is committed, the rest left as it was.
+        self.assertEqual({'pc-q35-8.1': 12, 'pc-q35-8.2': 8},
+                         self.recorded_counts('pc-q35-8.1', 'pc-q35-8.2'))
+        results = mtu.bulk_update_machine_type(
+            self.context, 'pc-q35-8.1', 'pc-q35-8.2')
+        outcome = dict((c.uuid, r) for c, r in results)[self.cells[0].uuid]
+        self.assertEqual((12, {}), (outcome.updated, outcome.refused))
+        self.assertEqual({'pc-q35-8.2': 20}, self.recorded_counts(
+            'pc-q35-8.1', 'pc-q35-8.2'))
+
+    def recorded_counts(self, *machine_types):
+        """{machine type: live records} of cell 0, for ``machine_types``."""
+        counts = collections.Counter()
+        for value, _, count in db.instance_sysmeta_value_counts(
+                self.cell_context(0), mtu.SYSMETA_KEY):
+            if value in machine_types:
+                counts[value] += count
+        return dict(counts)
 
     def test_bulk_update_judges_hosts_by_what_they_report(self):
         self.report('compute1')
