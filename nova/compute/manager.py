@@ -2,8 +2,9 @@
 
 Each public method is one operation as Nova's compute manager runs it: the
 task state is saved, the driver acts, and the resulting vm_state,
-power_state, host and node are saved. The machine type rules (DESIGN
-section 4) live here, since the driver never writes to the database:
+power_state, host and node are saved. The machine type rules (the event
+table in doc/source/contributor/architecture.rst, "Events") live here,
+since the driver never writes to the database:
 
 * spawn records what libvirt reports for the new domain (the resolved
   value, with a warning, if libvirt reports none), just before the save

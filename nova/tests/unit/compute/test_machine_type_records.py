@@ -1,4 +1,4 @@
-"""Pinning, conditioned writes, start-up errors, drift (DESIGN section 4).
+"""Pinning, conditioned writes, start-up errors, drift (the event table).
 
 libvirt's test driver keeps an alias as it was given; a QEMU host reports
 the versioned type it runs. ``base.QemuCapabilities`` gives a manager the

@@ -1,4 +1,4 @@
-"""After the build: each event of DESIGN section 4, row by row.
+"""After the build: each event of the event table, row by row.
 
 Every test builds an instance on compute1 (recorded: the built-in 'pc'),
 then changes ``[libvirt]hw_machine_type`` to q35, so a domain defined from
