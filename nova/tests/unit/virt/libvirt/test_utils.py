@@ -88,8 +88,14 @@ class ResolutionTestCase(testtools.TestCase):
             _image(hw_architecture='s390x'),
             FakeInstance(architecture='x86_64')))
 
+    # The built-in default of each host architecture this test may run
+    # on, written out here (uname -m: Debian's amd64 is x86_64).
+    HOST_DEFAULTS = {'x86_64': 'pc', 'amd64': 'pc', 'i686': 'pc',
+                     'aarch64': 'virt', 'arm64': 'virt', 'armv7l': 'virt',
+                     's390x': 's390-ccw-virtio', 'ppc64le': 'pseries'}
+
     def test_host_arch_when_nothing_says(self):
-        expected = utils.get_default_machine_type(platform.machine())
+        expected = self.HOST_DEFAULTS[platform.machine()]
         self.assertEqual(expected, utils.get_machine_type(
             _image(), FakeInstance()))
 
