@@ -1,11 +1,13 @@
 """Crashes: kill -9 at random points, then a rerun, many times.
 
 The online data migration and nova-compute's start-up are killed with
-SIGKILL at random points of their run, on MariaDB and PostgreSQL. After
-each kill the records written so far are whole batches (each batch is one
-transaction); a rerun then completes and leaves exactly the records of an
-uninterrupted run. Between rounds the records written since seeding are
-deleted, so every round starts from the same state.
+SIGKILL in the middle of their run, on MariaDB and PostgreSQL: the
+migration after a random number of batches (at least two left), the
+start-up while its second statement waits for another writer's row. What
+was written at the kill is read from the database: whole batches, or
+the live records alone. A rerun then completes and leaves exactly the
+records of an uninterrupted run. Between rounds the records written
+since seeding are deleted, so every round starts from the same state.
 """
 
 import logging
@@ -14,6 +16,7 @@ import random
 import signal
 import time
 
+import sqlalchemy as sa
 import testtools.content
 
 from nova.tests import fixtures as nova_fixtures
@@ -120,20 +123,53 @@ class ComputeCrashTests(CrashTestCase):
         self.assertClean(process)
         return elapsed
 
+    def hold_a_computed_record(self):
+        """Begin another writer's record of an instance that has no domain
+        (not committed): start-up's second statement, which records the
+        computed types, waits for it on the unique key, after its first
+        statement committed the live ones. Returns that connection."""
+        computed = sorted(set(self.unrecorded("i.host = '%s'" % HOST))
+                          - set(self.live))
+        conn = self.engine.connect()
+        self.addCleanup(conn.close)
+        conn.begin()
+        conn.execute(sa.text(
+            'INSERT INTO instance_system_metadata (instance_uuid, %s, '
+            'value, deleted) VALUES (:uuid, :key, :value, 0)'
+            % self.key_col), {'uuid': computed[0], 'key': base.KEY,
+                              'value': 'pc'})
+        return conn
+
+    def insert_waiting(self):
+        """Whether another client's INSERT of system metadata is on the
+        server (it can only be waiting: a held row blocks it)."""
+        if self.engine.dialect.name == 'postgresql':
+            query = ("SELECT 1 FROM pg_stat_activity WHERE datname = "
+                     "current_database() AND wait_event_type = 'Lock' "
+                     "AND query LIKE 'INSERT INTO instance_system_metadata%'")
+        else:
+            query = ("SELECT 1 FROM information_schema.processlist "
+                     "WHERE db = DATABASE() AND id <> CONNECTION_ID() "
+                     "AND info LIKE 'INSERT INTO instance_system_metadata%'")
+        return bool(self.execute(query))
+
     def test_kill_9_during_init_host_then_rerun(self):
-        startup = self.run_to_running()
+        self.run_to_running()
         expected = self.records()
-        total = self.new_records()
         for instance_uuid, machine_type in self.live.items():
             self.assertEqual(machine_type, expected[instance_uuid])
-        # Nothing, the live records (one statement), or all (the second).
-        whole = {0, len(self.live), total}
-        for _ in range(KILLS):
+        for _ in range(KILLS // 2):
             self.forget_new_records()
+            held = self.hold_a_computed_record()
             process = self.start_compute()
-            time.sleep(random.uniform(0.3, 1.1) * startup)
+            self.assertTrue(base.poll(self.insert_waiting),
+                            process.describe())
+            # Between its first write and its last: the live records
+            # are committed, the computed ones wait.
+            at_kill = self.new_records()
             process.kill()
-            self.assertIn(self.new_records(), whole)
+            held.rollback()
+            self.assertEqual(len(self.live), at_kill)
             self.run_to_running()
             self.assertEqual(expected, self.records())
             self.assertEqual([], self.duplicates())
