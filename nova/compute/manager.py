@@ -24,10 +24,14 @@ Every one of these writes is conditioned on what was read
 
 Methods that Nova runs as RPC casts between hosts (finishing a migration on
 the destination, reverting on the source) are calls between the managers
-of the two hosts here, which live in the same process.
+of the two hosts here, which live in the same process: each manager is
+reachable by its host's name (``_SERVICES``), the latest one created for a
+host standing for that host's nova-compute, as an RPC topic would. What a
+cold migration needs after its start (the hosts, the vm_state to come back
+to) is in the cell database's ``migrations`` table, never in a manager, so
+a confirm or revert works after either host's nova-compute restarted.
 """
 
-import collections
 import contextlib
 import functools
 import logging
@@ -44,6 +48,7 @@ from nova.db.main import api as db
 from nova import exception
 from nova import objects
 from nova.objects import image_meta as image_meta_obj
+from nova.objects import migration as migration_obj
 from nova.virt.libvirt import driver as libvirt_driver
 
 CONF = nova.conf.CONF
@@ -55,10 +60,19 @@ REBOOT_TYPES = ('SOFT', 'HARD')
 # What instance_faults.code holds for a failed operation, as in Nova.
 FAULT_CODE = 500
 
-# A cold migration in progress: who moves the instance where, and the
-# vm_state (ACTIVE or STOPPED) to come back to on confirm or revert.
-Migration = collections.namedtuple(
-    'Migration', ['source', 'dest', 'old_vm_state'])
+# The nova-compute service of each host of this process, by host name:
+# the ComputeManager created last for it (a restart replaces the old one).
+# What Nova reaches through the RPC topic of a host.
+_SERVICES = {}
+
+
+def _service(host):
+    """The ComputeManager of ``host``; MigrationError if none runs."""
+    manager = _SERVICES.get(host)
+    if manager is None:
+        raise exception.MigrationError(
+            reason='no nova-compute runs on host %s' % host)
+    return manager
 
 
 def expects_vm_state(*states):
@@ -88,10 +102,10 @@ class ComputeManager:
         # Nova's libvirt node is the hypervisor's host name: the same here.
         self.nodename = self.host
         self.driver = libvirt_driver.LibvirtDriver(self.host)
-        # Cold migrations in progress, by instance uuid. Both managers of a
-        # migration hold it, so confirm or revert may be asked of either.
-        # Kept in memory: Nova's migrations table is outside this subset.
-        self._migrations = {}
+        # This process's nova-compute of the host from now on: moves of
+        # other hosts reach it here. Nothing about a migration is kept in
+        # the manager (see objects.Migration).
+        _SERVICES[self.host] = self
 
     # -- start-up -------------------------------------------------------------
 
@@ -102,7 +116,9 @@ class ComputeManager:
         before anything is written), creates or updates the nova-compute
         service row, replaces the machine types the host reports supporting
         and records the machine type of every instance of the host that has
-        none. Returns nothing.
+        none. An instance RESIZED by a cold migration is the destination's
+        (its host column names it): recorded from its domain there. Returns
+        nothing.
         """
         context = nova_context.get_admin_context()
         self.driver.init_host()
@@ -503,20 +519,44 @@ class ComputeManager:
         """Cold-migrate the instance from this host to ``dest_manager``'s.
 
         The destination is checked first (it must support the recorded
-        machine type), then the source domain is removed and the
-        destination defines one from the record. Ends RESIZED on the
-        destination, waiting for confirm_migration or revert_migration
-        (asked of either manager).
+        machine type); then a migration row in the cell database records
+        both hosts and the vm_state to come back to, the source domain is
+        removed and the destination defines one from the record. Ends
+        RESIZED on the destination, waiting for confirm_migration or
+        revert_migration, which may be asked of either host's
+        nova-compute, restarted or not.
         """
         machine_type_records.ensure_recorded(context, instance, self.driver)
         dest_manager.driver.check_machine_type_supported(instance)
-        migration = Migration(self, dest_manager, instance.vm_state)
-        self._migrations[instance.uuid] = migration
-        dest_manager._migrations[instance.uuid] = migration
+        migration = objects.Migration(
+            context, instance_uuid=instance.uuid,
+            migration_type=migration_obj.MIGRATION,
+            source_compute=self.host, source_node=self.nodename,
+            dest_compute=dest_manager.host, dest_node=dest_manager.nodename,
+            status=migration_obj.MIGRATING, old_vm_state=instance.vm_state)
         self._set_task_state(instance, task_states.RESIZE_MIGRATING)
-        with self._error_out_on_failure(context, instance):
+        with self._migration_error_on_failure(context, instance, migration):
+            migration.create()
             self.driver.migrate_disk_and_power_off(instance)
+            migration.move_on(migration_obj.POST_MIGRATING,
+                              migration_obj.MIGRATING)
         dest_manager._finish_migration(context, instance, migration)
+
+    @contextlib.contextmanager
+    def _migration_error_on_failure(self, context, instance, migration):
+        """_error_out_on_failure, and the migration ends in 'error'."""
+        try:
+            with self._error_out_on_failure(context, instance):
+                yield
+        except Exception:
+            if migration.id is not None:
+                try:
+                    migration.status = migration_obj.ERROR
+                    migration.save()
+                except Exception:
+                    LOG.exception('Cannot mark migration %s of instance %s '
+                                  'as failed', migration.uuid, instance.uuid)
+            raise
 
     def _finish_migration(self, context, instance, migration):
         """Destination side: take the instance, define it from the record."""
@@ -525,23 +565,31 @@ class ComputeManager:
         self._set_task_state(instance, task_states.RESIZE_FINISH)
         power_on = migration.old_vm_state != vm_states.STOPPED
         read = machine_type_records.read_record(instance)
-        with self._error_out_on_failure(context, instance):
+        with self._migration_error_on_failure(context, instance, migration):
             reported = self.driver.finish_migration(instance,
                                                     power_on=power_on)
+            migration.move_on(migration_obj.FINISHED,
+                              migration_obj.POST_MIGRATING)
         record = self._pin_record(context, instance, read, reported)
         self._set_final_state(instance, vm_states.RESIZED, power_state.RUNNING
                               if power_on else power_state.SHUTDOWN,
                               record=record)
 
-    def _pop_migration(self, instance):
-        """Forget the instance's migration on both hosts and return it."""
-        migration = self._migrations.get(instance.uuid)
-        if migration is None:
+    def _finished_migration(self, context, instance):
+        """The instance's migration waiting for confirm or revert.
+
+        Read from the cell database, so this manager needs no memory of
+        it. MigrationError when there is none, or when this host is
+        neither its source nor its destination.
+        """
+        migration = objects.Migration.get_by_instance_and_status(
+            context, instance.uuid, migration_obj.FINISHED)
+        if self.host not in (migration.source_compute,
+                             migration.dest_compute):
             raise exception.MigrationError(
-                reason='host %s knows of no migration of instance %s'
-                % (self.host, instance.uuid))
-        del migration.source._migrations[instance.uuid]
-        del migration.dest._migrations[instance.uuid]
+                reason='host %s is neither the source nor the destination '
+                       'of migration %s of instance %s'
+                       % (self.host, migration.uuid, instance.uuid))
         return migration
 
     @expects_vm_state(vm_states.RESIZED)
@@ -551,8 +599,11 @@ class ComputeManager:
         The source domain was already removed when the migration started,
         so there is nothing left to clean up on the source.
         """
-        migration = self._pop_migration(instance)
+        migration = self._finished_migration(context, instance)
         self._set_task_state(instance, task_states.RESIZE_CONFIRMING)
+        with self._error_out_on_failure(context, instance):
+            migration.move_on(migration_obj.CONFIRMED,
+                              migration_obj.FINISHED)
         self._set_final_state(instance, migration.old_vm_state,
                               instance.power_state)
 
@@ -560,14 +611,26 @@ class ComputeManager:
     def revert_migration(self, context, instance):
         """Move the instance back to the source, defined from the record.
 
-        Ends in the vm_state it had before the migration, on the source.
+        The destination removes its domain, then the source defines one
+        again, each by the nova-compute running on that host now. Ends in
+        the vm_state it had before the migration, on the source. Both
+        hosts' services must be running: MigrationError before anything
+        changes otherwise.
         """
-        migration = self._pop_migration(instance)
+        migration = self._finished_migration(context, instance)
+        source = _service(migration.source_compute)
+        dest = _service(migration.dest_compute)
         self._set_task_state(instance, task_states.RESIZE_REVERTING)
-        with self._error_out_on_failure(context, instance):
-            migration.dest.driver.destroy(instance)
-        migration.source._finish_revert_migration(context, instance,
-                                                  migration)
+        with self._migration_error_on_failure(context, instance, migration):
+            migration.move_on(migration_obj.REVERTING,
+                              migration_obj.FINISHED)
+        dest._revert_on_destination(context, instance, migration, source)
+
+    def _revert_on_destination(self, context, instance, migration, source):
+        """Destination side of a revert: remove the domain, hand back."""
+        with self._migration_error_on_failure(context, instance, migration):
+            self.driver.destroy(instance)
+        source._finish_revert_migration(context, instance, migration)
 
     def _finish_revert_migration(self, context, instance, migration):
         """Source side of a revert: take the instance back from the record."""
@@ -575,9 +638,11 @@ class ComputeManager:
         instance.node = self.nodename
         power_on = migration.old_vm_state != vm_states.STOPPED
         read = machine_type_records.read_record(instance)
-        with self._error_out_on_failure(context, instance):
+        with self._migration_error_on_failure(context, instance, migration):
             reported = self.driver.finish_revert_migration(
                 instance, power_on=power_on)
+            migration.move_on(migration_obj.REVERTED,
+                              migration_obj.REVERTING)
         record = self._pin_record(context, instance, read, reported)
         self._set_final_state(instance, migration.old_vm_state,
                               power_state.RUNNING if power_on

@@ -19,6 +19,7 @@ _CLASSES = {
     'Instance': 'instance',
     'InstanceList': 'instance',
     'InstanceMapping': 'instance_mapping',
+    'Migration': 'migration',
     'Service': 'service',
     'ServiceList': 'service',
 }

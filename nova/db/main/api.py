@@ -980,3 +980,73 @@ def instance_update_recording(context, uuid, values, key, read, value,
     return _execute(context, sa.select(SYSMETA.c.value).where(
         SYSMETA.c.instance_uuid == uuid, SYSMETA.c.key == key,
         SYSMETA.c.deleted == 0)).scalar()
+
+
+# -- migrations --------------------------------------------------------------
+
+MIGRATIONS = models.Migration.__table__
+
+
+def _migration_get(context, uuid):
+    row = _execute(context, sa.select(MIGRATIONS).where(
+        MIGRATIONS.c.uuid == uuid, MIGRATIONS.c.deleted == 0)).first()
+    if row is None:
+        raise exception.MigrationError(reason='no migration %s' % uuid)
+    return dict(row._mapping)
+
+
+@pick_context_manager_writer
+def migration_create(context, values):
+    """Insert a migration row; return it as a dict."""
+    # INSERT INTO migrations (uuid, instance_uuid, ..., deleted)
+    #   VALUES (:uuid, :instance_uuid, ..., 0)
+    values = dict(values, created_at=timeutils.utcnow(), deleted=0)
+    _execute(context, MIGRATIONS.insert().values(**values))
+    return _migration_get(context, values['uuid'])
+
+
+@pick_context_manager_reader
+def migration_get_by_instance_and_status(context, instance_uuid, status):
+    """The newest live migration of an instance in ``status``, as a dict.
+
+    MigrationError when there is none.
+    """
+    # SELECT * FROM migrations
+    #  WHERE deleted = 0 AND instance_uuid = :instance_uuid
+    #    AND status = :status
+    #  ORDER BY id DESC LIMIT 1
+    row = _execute(context, sa.select(MIGRATIONS).where(
+        MIGRATIONS.c.deleted == 0,
+        MIGRATIONS.c.instance_uuid == instance_uuid,
+        MIGRATIONS.c.status == status)
+        .order_by(MIGRATIONS.c.id.desc()).limit(1)).first()
+    if row is None:
+        raise exception.MigrationError(
+            reason='instance %s has no migration in status %s'
+            % (instance_uuid, status))
+    return dict(row._mapping)
+
+
+@pick_context_manager_writer
+def migration_update(context, uuid, values, expected_status=None):
+    """Update a migration's columns; return the row as a dict.
+
+    With ``expected_status`` the update happens only while the status is
+    still that one, so that of two hosts moving one migration on (a
+    confirm and a revert) exactly one does; MigrationError otherwise,
+    and nothing is written.
+    """
+    # UPDATE migrations SET ..., updated_at = :now
+    #  WHERE uuid = :uuid AND deleted = 0 [AND status = :expected_status]
+    stmt = MIGRATIONS.update().where(MIGRATIONS.c.uuid == uuid,
+                                     MIGRATIONS.c.deleted == 0)
+    if expected_status is not None:
+        stmt = stmt.where(MIGRATIONS.c.status == expected_status)
+    result = _execute(context, stmt.values(
+        dict(values, updated_at=timeutils.utcnow())))
+    if result.rowcount == 0:
+        actual = _migration_get(context, uuid)['status']
+        raise exception.MigrationError(
+            reason='migration %s is %s, not %s'
+            % (uuid, actual, expected_status))
+    return _migration_get(context, uuid)

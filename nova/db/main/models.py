@@ -154,3 +154,33 @@ class MachineTypeDrift(BASE):
     instance_uuid = sa.Column(sa.String(36), nullable=False)
     recorded = sa.Column(sa.String(255), nullable=False)
     running = sa.Column(sa.String(255), nullable=False)
+
+
+class Migration(BASE):
+    """A cold migration of an instance, from its start to confirm or revert.
+
+    Kept in the database, not in one nova-compute's memory, so that the
+    confirm or revert of a resize works after either host restarted.
+    ``status`` goes migrating -> post-migrating -> finished, then
+    confirming -> confirmed or reverting -> reverted (error on failure);
+    ``old_vm_state`` is the vm_state to come back to (ACTIVE or STOPPED).
+    """
+
+    __tablename__ = 'migrations'
+    __table_args__ = (
+        sa.UniqueConstraint('uuid', name='uniq_migrations0uuid'),
+        sa.Index('migrations_instance_uuid_and_status_idx',
+                 'deleted', 'instance_uuid', 'status'),
+        TABLE_ARGS,
+    )
+
+    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
+    uuid = sa.Column(sa.String(36), nullable=False)
+    instance_uuid = sa.Column(sa.String(36), nullable=False)
+    source_compute = sa.Column(sa.String(255))
+    dest_compute = sa.Column(sa.String(255))
+    source_node = sa.Column(sa.String(255))
+    dest_node = sa.Column(sa.String(255))
+    migration_type = sa.Column(sa.String(32))
+    status = sa.Column(sa.String(255))
+    old_vm_state = sa.Column(sa.String(255))

@@ -8,10 +8,15 @@ redefines the domain from the record replaces it with 'pc', one that does
 not redefine it leaves it.
 """
 
+import fixtures
+import sqlalchemy as sa
+
+from nova.compute import manager
 from nova.compute import power_state
 from nova.compute import vm_states
 from nova.db.main import api as db
 from nova import exception
+from nova import objects
 from nova.tests.unit import compute as base
 
 RECORDED = 'pc'
@@ -333,6 +338,158 @@ class RefusedTestCase(LifecycleTestCase):
         self.assertRaises(exception.MigrationError,
                           self.compute.confirm_migration, self.ctxt,
                           self.instance)
+
+
+class MigrationRestartTestCase(LifecycleTestCase):
+    """A resize survives a restart of either host's nova-compute.
+
+    A restart is a new ComputeManager for the host and its init_host,
+    with no memory of the old one; the instance is loaded afresh, as the
+    API would hand it over. Confirm and revert then find the migration in
+    the cell database; the record and the domain's machine type stay.
+    """
+
+    def restart(self, *hosts):
+        """Restart the nova-compute of ``hosts``, in that order."""
+        for host in hosts:
+            compute = manager.ComputeManager(host)
+            compute.init_host()
+            if host == 'compute1':
+                self.compute = compute
+            else:
+                self.compute2 = compute
+        self.instance = self.reload(self.instance)
+
+    def migration_statuses(self):
+        """The statuses of the instance's migration rows, by id."""
+        migrations = db.MIGRATIONS
+        with db.get_context_manager(self.ctxt).reader.using(self.ctxt):
+            return self.ctxt.session.execute(
+                sa.select(migrations.c.status)
+                .where(migrations.c.instance_uuid == self.instance.uuid)
+                .order_by(migrations.c.id)).scalars().all()
+
+    def migrate(self):
+        self.compute.migrate_instance(self.ctxt, self.instance, self.compute2)
+        self.assertState(self.instance, vm_states.RESIZED, host='compute2')
+        self.assertEqual(['finished'], self.migration_statuses())
+
+    def check_confirm(self, restarted, asked):
+        self.migrate()
+        self.restart(*restarted)
+        self.assertRedefinedFromRecord(host='compute2')
+        getattr(self, asked).confirm_migration(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute2')
+        self.assertEqual(power_state.RUNNING, self.instance.power_state)
+        self.assertRedefinedFromRecord(host='compute2')
+        self.assertEqual(['confirmed'], self.migration_statuses())
+
+    def test_confirm_after_source_restart(self):
+        self.check_confirm(['compute1'], 'compute')
+
+    def test_confirm_after_destination_restart(self):
+        self.check_confirm(['compute2'], 'compute2')
+
+    def test_confirm_after_both_restart(self):
+        self.check_confirm(['compute2', 'compute1'], 'compute')
+
+    def check_revert(self, restarted, asked):
+        self.migrate()
+        self.restart(*restarted)
+        self.assertRedefinedFromRecord(host='compute2')
+        self.tamper()
+        getattr(self, asked).revert_migration(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
+        self.assertEqual('compute1', self.reload(self.instance).node)
+        self.assertRedefinedFromRecord()
+        self.assertEqual(['reverted'], self.migration_statuses())
+
+    def test_revert_after_source_restart(self):
+        self.check_revert(['compute1'], 'compute2')
+
+    def test_revert_after_destination_restart(self):
+        self.check_revert(['compute2'], 'compute2')
+
+    def test_revert_after_both_restart(self):
+        self.check_revert(['compute1', 'compute2'], 'compute')
+
+    def test_stopped_instance_reverted_after_restart_stays_stopped(self):
+        self.compute.stop_instance(self.ctxt, self.instance)
+        self.migrate()
+        self.restart('compute1', 'compute2')
+        self.compute.revert_migration(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.STOPPED, host='compute1')
+        self.assertEqual(power_state.SHUTDOWN, self.instance.power_state)
+        self.assertRedefinedFromRecord(running=False)
+
+    def test_stopped_instance_confirmed_after_restart_stays_stopped(self):
+        self.compute.stop_instance(self.ctxt, self.instance)
+        self.migrate()
+        self.restart('compute2')
+        self.compute2.confirm_migration(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.STOPPED, host='compute2')
+        self.assertRedefinedFromRecord(running=False, host='compute2')
+
+    def test_revert_while_the_source_is_down_changes_nothing(self):
+        self.migrate()
+        self.useFixture(fixtures.MockPatchObject(manager, '_SERVICES', {}))
+        self.restart('compute2')
+        err = self.assertRaises(exception.MigrationError,
+                                self.compute2.revert_migration, self.ctxt,
+                                self.instance)
+        self.assertIn('compute1', str(err))
+        self.assertState(self.instance, vm_states.RESIZED, host='compute2')
+        self.assertEqual(['finished'], self.migration_statuses())
+        self.restart('compute1')
+        self.compute2.revert_migration(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
+        self.assertRedefinedFromRecord()
+
+    def test_confirm_and_revert_after_the_end_are_refused(self):
+        self.migrate()
+        self.restart('compute1', 'compute2')
+        self.compute.confirm_migration(self.ctxt, self.instance)
+        self.instance.vm_state = vm_states.RESIZED
+        self.instance.save()
+        for method in (self.compute.confirm_migration,
+                       self.compute2.revert_migration):
+            self.assertRaises(exception.MigrationError, method, self.ctxt,
+                              self.instance)
+        self.assertEqual(['confirmed'], self.migration_statuses())
+
+    def test_host_outside_the_migration_is_refused(self):
+        self.migrate()
+        compute3 = manager.ComputeManager('compute3')
+        err = self.assertRaises(exception.MigrationError,
+                                compute3.confirm_migration, self.ctxt,
+                                self.instance)
+        self.assertIn('compute3', str(err))
+        self.assertState(self.instance, vm_states.RESIZED, host='compute2')
+
+    def test_start_up_records_resized_instance_from_destination_domain(self):
+        # Resized before machine types were recorded: RESIZED on compute2
+        # (the host column names the destination), whose domain runs LIVE,
+        # with nothing recorded; the migration waits for its revert.
+        live = 'pc-i440fx-2.11'
+        self.instance = self.create_instance(
+            host='compute2', node='compute2', vm_state=vm_states.RESIZED,
+            power_state=power_state.RUNNING)
+        self.define_domain(self.instance, live, start=True)
+        objects.Migration(
+            self.ctxt, instance_uuid=self.instance.uuid,
+            source_compute='compute1', source_node='compute1',
+            dest_compute='compute2', dest_node='compute2',
+            status='finished', old_vm_state=vm_states.ACTIVE).create()
+        self.restart('compute1')
+        self.assertIsNone(self.recorded(self.instance))
+        self.restart('compute2')
+        self.assertEqual([live], self.machine_type_rows(self.instance))
+        self.assertDomainMachineType(live, self.instance)
+        self.compute.revert_migration(self.ctxt, self.instance)
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
+        self.assertEqual([live], self.machine_type_rows(self.instance))
+        self.assertDomainMachineType(live, self.instance)
+        self.assertEqual(live, self.persistent_machine_type(self.instance))
 
 
 class LegacyInstanceTestCase(base.ComputeTestCase):

@@ -19,7 +19,7 @@ from nova.tests import fixtures
 
 MAIN_REVISIONS = ['001_baseline', '002_machine_type_unique_sysmeta',
                   '003_host_machine_types', '004_instances_host_id_idx',
-                  '005_machine_type_drift']
+                  '005_machine_type_drift', '006_migrations']
 
 
 class MigrationTests(fixtures.TestCase):
