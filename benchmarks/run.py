@@ -37,11 +37,13 @@ tree, for example a worktree of an older commit:
 import argparse
 import json
 import os
+import random
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from xml.etree import ElementTree
 
@@ -376,26 +378,76 @@ def bulk_shape(i):
     return 'stopped', 'compute%04d' % (i % seeding.HOSTS), BULK_OLD, False
 
 
+class RowWriter(threading.Thread):
+    """A client writing the rows a bulk update moves, every 50 ms.
+
+    It touches the hw_machine_type row of a random instance of the bulk
+    set in a transaction of its own, through the driver alone, and
+    records each request's latency and any failure (not retried): what
+    another service sees of the bulk update's locks.
+    """
+
+    def __init__(self, url, uuids):
+        super().__init__(daemon=True)
+        self.url, self.uuids = url, uuids
+        self.latencies, self.failures = [], []
+        self.done = threading.Event()
+
+    def run(self):
+        conn, dialect = probes.connect(self.url)
+        mark = '?' if dialect == 'sqlite' else '%s'
+        sql = ('UPDATE instance_system_metadata SET updated_at = updated_at '
+               'WHERE instance_uuid = {m} AND {k} = {m} AND deleted = 0'
+               .format(m=mark, k=probes.quoted_key(dialect)))
+        rng = random.Random(0)
+        while not self.done.wait(0.05):
+            began = time.perf_counter()
+            try:
+                conn.cursor().execute(sql, (rng.choice(self.uuids),
+                                            'hw_machine_type'))
+                conn.commit()
+            except Exception as exc:
+                self.failures.append('%s: %s' % (type(exc).__name__, exc))
+                conn.rollback()
+            self.latencies.append(time.perf_counter() - began)
+        conn.close()
+
+
 def measure_bulk_update(dep, start, count):
     """bulk_update_machine_type vs one UPDATE over ``count`` instances.
 
     The UPDATE runs first and is reverted (not timed), then the command
-    makes the same change. Returns (rows of the table, seconds seeding).
+    makes the same change while a RowWriter writes the same rows; its
+    worst wait and failures are reported with the command. Returns (rows
+    of the table, seconds seeding).
     """
     seeded = dep.seed(count, start=start, shape=bulk_shape)
     lower = run_child(probe('update', dep.urls['cell'], BULK_OLD, BULK_NEW))
     rows = probe_result(lower)['rows']
     run_child(probe('update', dep.urls['cell'], BULK_NEW, BULK_OLD))
     dep.analyze()
-    op = run_child(dep.nova('nova-manage', 'libvirt',
-                            'bulk_update_machine_type', '--from', BULK_OLD,
-                            '--to', BULK_NEW, '--cell-uuid', dep.cell_uuid))
+    writer = RowWriter(dep.urls['cell'], [
+        seeding.str_uuid(i) for i in range(start, start + count)])
+    writer.start()
+    try:
+        op = run_child(dep.nova('nova-manage', 'libvirt',
+                                'bulk_update_machine_type', '--from',
+                                BULK_OLD, '--to', BULK_NEW, '--cell-uuid',
+                                dep.cell_uuid))
+    finally:
+        writer.done.set()
+        writer.join()
     output = op.pop('stdout')
     updated = re.search(r'updated\s*\|\s*(\d+)', output)
     if not updated or int(updated.group(1)) != rows:
         raise SystemExit('bulk_update_machine_type did not update the %d '
                          'rows the UPDATE did:\n%s' % (rows, output))
-    return [pair('bulk_update_machine_type', op, lower, rows=rows)], seeded
+    return [pair('bulk_update_machine_type', op, lower, rows=rows,
+                 writer_requests=len(writer.latencies),
+                 writer_worst_ms=round(1000 * max(writer.latencies,
+                                                  default=0), 1),
+                 writer_failures=writer.failures[:3],
+                 writer_failed=len(writer.failures))], seeded
 
 
 def host_shape(host):

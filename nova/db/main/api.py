@@ -734,43 +734,46 @@ def instance_sysmeta_replace_value_batch(context, key, old, new, after_id,
                                          skip_refusing_hosts=False):
     """Set ``key`` from ``old`` to ``new`` on at most ``limit`` instances.
 
-    One batch of a bulk update, its own short transaction: the system
-    metadata rows with id > ``after_id`` whose instance qualifies (vm_state
-    in ``only_states`` when given; with ``skip_refusing_hosts``, not on a
-    host whose reported machine types lack ``new``, judged in SQL rather
-    than with a list of hosts), in id order, then one UPDATE of those ids
-    that re-checks every condition, so an instance changed meanwhile is
-    left alone. Returns (the last id looked at, or None when no row is
-    left; the number of rows updated).
+    One batch of a bulk update, its own short transaction: the next
+    ``limit`` rows recorded as ``old`` after id ``after_id`` (a range of
+    the (key, deleted, value) index, in id order), then one UPDATE of
+    those that belong to a qualifying instance: vm_state in
+    ``only_states`` when given; with ``skip_refusing_hosts``, not on a
+    host whose reported machine types lack ``new`` (judged in SQL rather
+    than with a list of hosts). Every condition is checked in the UPDATE
+    itself, so an instance changed meanwhile is left alone. Returns (the
+    last id looked at, or None when no row is left; the number of rows
+    updated).
     """
-    # SELECT s.id FROM instance_system_metadata s
-    #   JOIN instances i ON i.uuid = s.instance_uuid AND i.deleted = 0
-    #  WHERE s.key = :key AND s.deleted = 0 AND s.value = :old
-    #    AND s.id > :after_id [AND i.vm_state IN (:only_states)]
-    #    [AND NOT (i.host IS NOT NULL AND <i.host refuses :new>)]
-    #  ORDER BY s.id LIMIT :limit
-    qualifies = [INSTANCES.c.deleted == 0]
+    # SELECT id FROM instance_system_metadata
+    #  WHERE key = :key AND deleted = 0 AND value = :old AND id > :after_id
+    #  ORDER BY id LIMIT :limit
+    current = [SYSMETA.c.key == key, SYSMETA.c.deleted == 0,
+               SYSMETA.c.value == old]
+    ids = _execute(context, sa.select(SYSMETA.c.id).where(
+        *current, SYSMETA.c.id > after_id).order_by(SYSMETA.c.id)
+        .limit(limit)).scalars().all()
+    if not ids:
+        return None, 0
+    qualifies = [INSTANCES.c.uuid == SYSMETA.c.instance_uuid,
+                 INSTANCES.c.deleted == 0]
     if only_states is not None:
         qualifies.append(INSTANCES.c.vm_state.in_(list(only_states)))
     if skip_refusing_hosts:
         qualifies.append(sa.not_(sa.and_(
             INSTANCES.c.host.is_not(None),
             _host_refuses(INSTANCES.c.host, new))))
-    current = [SYSMETA.c.key == key, SYSMETA.c.deleted == 0,
-               SYSMETA.c.value == old]
-    ids = _execute(context, sa.select(SYSMETA.c.id).select_from(
-        SYSMETA.join(INSTANCES, INSTANCES.c.uuid == SYSMETA.c.instance_uuid))
-        .where(*current, *qualifies, SYSMETA.c.id > after_id)
-        .order_by(SYSMETA.c.id).limit(limit)).scalars().all()
-    if not ids:
-        return None, 0
     # UPDATE instance_system_metadata SET value = :new, updated_at = :now
     #  WHERE id IN (:ids) AND key = :key AND deleted = 0 AND value = :old
-    #    AND instance_uuid IN (SELECT uuid FROM instances i WHERE ...)
+    #    AND EXISTS (SELECT 1 FROM instances i
+    #                 WHERE i.uuid = instance_system_metadata.instance_uuid
+    #                   AND i.deleted = 0 [AND i.vm_state IN (...)]
+    #                   [AND NOT (i.host IS NOT NULL AND <refuses :new>)])
+    # (Correlated, one index probe per row: an IN (SELECT uuid ...) made
+    # MySQL materialize every qualifying instance of the cell per batch.)
     updated = _execute(context, SYSMETA.update().where(
         SYSMETA.c.id.in_(ids), *current,
-        SYSMETA.c.instance_uuid.in_(
-            sa.select(INSTANCES.c.uuid).where(*qualifies)))
+        sa.select(sa.literal(1)).where(*qualifies).exists())
         .values(value=new, updated_at=timeutils.utcnow())).rowcount
     return ids[-1], updated
 

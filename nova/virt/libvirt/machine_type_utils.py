@@ -147,13 +147,15 @@ def _cells(ctxt, cell_uuid=None):
     return [objects.CellMapping.get_by_uuid(ctxt, cell_uuid)]
 
 
-def _gather(ctxt, cells, fn, *args):
+def _gather(ctxt, cells, fn, *args, wait=False):
     """Run ``fn(cell_context, *args)`` on ``cells`` in parallel.
 
     Returns [(cell, result)] in the order of ``cells``; the result of a
     cell that raised or did not answer in time is a CellUnavailable.
+    With ``wait``, every cell is waited for, however long it takes: a
+    writer that commits batch after batch is working, not unanswering.
     """
-    timeout = nova_context.CELL_TIMEOUT
+    timeout = None if wait else nova_context.CELL_TIMEOUT
     results = nova_context.scatter_gather_cells(ctxt, cells, timeout, fn,
                                                 *args)
     gathered = []
@@ -457,7 +459,7 @@ def bulk_update_machine_type(ctxt, old, new, cell_uuid=None, dry_run=False,
             raise exception.InvalidMachineTypeUpdate(
                 target='instances', existing=old, new=new, reason=reason)
     return _gather(ctxt, _cells(ctxt, cell_uuid), _bulk_update_cell, old,
-                   new, dry_run, force, progress)
+                   new, dry_run, force, progress, wait=not dry_run)
 
 
 def machine_type_summary(ctxt, cell_uuid=None):
