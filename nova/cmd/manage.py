@@ -6,6 +6,7 @@ doc/source/cli/nova-manage.rst and each one has a test.
 
 import argparse
 import functools
+import json
 import sys
 import threading
 import time
@@ -197,11 +198,13 @@ class DbCommands:
 
 class _BulkProgress:
     """Progress lines of a bulk update: at most one per cell every
-    BULK_PROGRESS_EVERY seconds (cells run in parallel threads)."""
+    BULK_PROGRESS_EVERY seconds (cells run in parallel threads), on
+    ``file`` (stdout; stderr when stdout carries a JSON document)."""
 
-    def __init__(self):
+    def __init__(self, file=None):
         self._lock = threading.Lock()
         self._last = {}
+        self._file = file
 
     def __call__(self, cctxt, updated):
         now = time.monotonic()
@@ -211,7 +214,8 @@ class _BulkProgress:
                 return
             self._last[cctxt.cell_uuid] = now
         print('Cell %s: %d instances updated so far' % (
-            cctxt.cell_uuid, updated), flush=True)
+            cctxt.cell_uuid, updated), file=self._file or sys.stdout,
+            flush=True)
 
 
 def _print_progress(message):
@@ -430,25 +434,144 @@ def _print_cell_error(result):
     return False
 
 
+# -- output for scripts (--format json) ---------------------------------------
+# Each libvirt command that takes --format prints one JSON document on
+# stdout (shapes in doc/source/cli/nova-manage.rst); errors stay ERROR:
+# lines on stderr with the same exit codes, and a cell that did not
+# answer is in the document's "errors" too.
+
+FORMATS = ('table', 'json')
+
+
+def _format_option(func):
+    """The --format option of a command (its ``output_format`` argument)."""
+    return args('--format', dest='output_format', choices=FORMATS,
+                default='table',
+                help='Output format: table (default) or json, one JSON '
+                     'document on stdout for scripts.')(func)
+
+
+def _print_json(document):
+    print(json.dumps(document, indent=2), flush=True)
+
+
+def _cell_json(cell):
+    """The keys naming a cell in a JSON document."""
+    return {'cell_uuid': cell.uuid, 'cell_name': cell.name}
+
+
+def _error_json(cell, error):
+    """A cell's entry in a document's "errors" (cell None: no cell)."""
+    return dict(_cell_json(cell) if cell is not None else
+                {'cell_uuid': None, 'cell_name': None},
+                error=error.format_message()
+                if isinstance(error, exception.NovaException) else
+                db_utils.describe_error(error))
+
+
+def _summary_json(counts):
+    """The "counts" of a cell in machine_type_summary's document."""
+    return [{'machine_type': mtype, 'vm_state': state, 'count': count}
+            for (mtype, state), count in sorted(
+                counts.items(), key=lambda item: (
+                    item[0][0] is None, item[0][0] or '', item[0][1] or ''))]
+
+
+def _print_cells_json(document, results, cell_entry):
+    """Print the JSON document of a command's [(cell, result)].
+
+    ``document`` holds the command's own keys, then gets "cells" (each
+    cell's ``cell_entry(result)`` after its cell_uuid and cell_name) and
+    "errors" (the cells that did not answer). A number among the
+    document's own keys is the sum of the cells' entries of that key.
+    An ERROR line per cell that did not answer follows on stderr.
+    Returns True if some did not.
+    """
+    document.update(cells=[], errors=[])
+    failed = []
+    for cell, result in results:
+        if isinstance(result, exception.CellUnavailable):
+            failed.append(result)
+            document['errors'].append(_error_json(cell, result))
+        else:
+            document['cells'].append(dict(_cell_json(cell),
+                                          **cell_entry(result)))
+    for key, value in document.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            document[key] = sum(entry[key] for entry in document['cells'])
+    _print_json(document)
+    for result in failed:
+        common.print_error(result.format_message())
+    return bool(failed)
+
+
+def _stream_unset_json(chunks):
+    """Write list_unset_machine_type's document as ``chunks`` arrive.
+
+    ``chunks`` yields (cell, UUIDs or CellUnavailable). Each instance is
+    written as soon as its chunk is read, so memory does not grow with
+    their number; the document is closed (count and errors) whatever
+    happens, so it stays valid JSON when a cell fails part-way or an
+    unexpected error ends the listing (then re-raised). Returns (number
+    listed, [CellUnavailable]).
+    """
+    out = sys.stdout
+    listed, failed, errors = 0, [], []
+    out.write('{\n  "instances": [')
+    try:
+        for cell, chunk in chunks:
+            if isinstance(chunk, exception.CellUnavailable):
+                failed.append(chunk)
+                errors.append(_error_json(cell, chunk))
+                continue
+            # '"cell_uuid": ..., "cell_name": ...}' of every item.
+            tail = json.dumps(_cell_json(cell))[1:]
+            out.write(''.join(
+                '%s\n    {"instance_uuid": %s, %s' % (
+                    ',' if listed or index else '', json.dumps(uuid), tail)
+                for index, uuid in enumerate(chunk)))
+            out.flush()
+            listed += len(chunk)
+    except Exception as exc:
+        errors.append(_error_json(None, exc))
+        raise
+    finally:
+        out.write('%s],\n  "count": %d,\n  "errors": %s\n}\n' % (
+            '\n  ' if listed else '', listed,
+            json.dumps(errors, indent=2).replace('\n', '\n  ')))
+        out.flush()
+    return listed, failed
+
+
 class LibvirtCommands:
     """Machine types of libvirt instances (doc: admin/hw-machine-type)."""
 
     @args('instance_uuid', metavar='INSTANCE_UUID')
+    @_format_option
     @_refusals_to_exit_codes
-    def get_machine_type(self, instance_uuid):
+    def get_machine_type(self, instance_uuid, output_format='table'):
         """Print the machine type recorded for an instance.
 
+        With --format json: the instance, its cell, host, vm_state and
+        machine type (null when none is recorded, exit code 3).
         Exit codes: 0 printed, 1 unexpected error, 2 no such instance or
         instance mapping (or not a UUID), 3 no machine type recorded.
         """
         ctxt = context.get_admin_context()
-        machine_type = machine_type_utils.get_machine_type(ctxt,
-                                                           instance_uuid)
+        if output_format == 'json':
+            record = machine_type_utils.machine_type_record(ctxt,
+                                                            instance_uuid)
+            _print_json(record)
+            machine_type = record['machine_type']
+        else:
+            machine_type = machine_type_utils.get_machine_type(
+                ctxt, instance_uuid)
         if machine_type is None:
             return common.print_error(
                 'No machine type is recorded for instance %s.'
                 % instance_uuid, 3)
-        print(machine_type)
+        if output_format == 'table':
+            print(machine_type)
         return 0
 
     @args('instance_uuid', metavar='INSTANCE_UUID')
@@ -487,15 +610,26 @@ class LibvirtCommands:
 
     @args('--cell-uuid', dest='cell_uuid', metavar='UUID',
           help='Only look in this cell (default: every cell).')
+    @_format_option
     @_refusals_to_exit_codes
-    def list_unset_machine_type(self, cell_uuid=None):
+    def list_unset_machine_type(self, cell_uuid=None, output_format='table'):
         """List the instances that have no recorded machine type.
 
         One UUID a line, streamed: live instances that are not building.
+        With --format json, one document, streamed too: the instances
+        with their cell, their count and the cells that did not answer.
         Exit codes: 0 none, 1 unexpected error (a cell did not answer:
         the others are listed), 2 no such cell, 3 instances listed.
         """
         ctxt = context.get_admin_context()
+        if output_format == 'json':
+            listed, failed = _stream_unset_json(
+                machine_type_utils.list_unset_machine_type_by_cell(
+                    ctxt, cell_uuid))
+            if failed:
+                return common.print_error(
+                    ' '.join(exc.format_message() for exc in failed))
+            return 3 if listed else 0
         listed = 0
         try:
             for uuids in machine_type_utils.list_unset_machine_type(
@@ -518,9 +652,11 @@ class LibvirtCommands:
     @args('--force', action='store_true',
           help='Skip the vm_state, family, version and host checks (never '
                'the syntax check).')
+    @_format_option
     @_refusals_to_exit_codes
     def bulk_update_machine_type(self, from_type, to_type, cell_uuid=None,
-                                 dry_run=False, force=False):
+                                 dry_run=False, force=False,
+                                 output_format='table'):
         """Change every instance recorded as one machine type to another.
 
         The rules of update_machine_type, per instance; a table per cell of
@@ -530,12 +666,18 @@ class LibvirtCommands:
         3 some instances refused (the others are updated), 4 the change
         itself is refused (family, alias/versioned, older version), 5
         unsupported --to machine type or malformed --from. 3, 4 and 5
-        also with --dry-run.
+        also with --dry-run. With --format json: one document of the
+        counts per cell and in all (progress lines go to stderr).
         """
         ctxt = context.get_admin_context()
+        as_json = output_format == 'json'
         results = machine_type_utils.bulk_update_machine_type(
             ctxt, from_type, to_type, cell_uuid=cell_uuid, dry_run=dry_run,
-            force=force, progress=_BulkProgress())
+            force=force, progress=_BulkProgress(
+                sys.stderr if as_json else None))
+        if as_json:
+            return self._bulk_update_json(results, from_type, to_type,
+                                          dry_run, force)
         if not results:
             print('--from and --to are both %s; nothing to do.' % to_type)
             return 0
@@ -556,28 +698,54 @@ class LibvirtCommands:
             return 1
         return 3 if refused else 0
 
+    @staticmethod
+    def _bulk_update_json(results, from_type, to_type, dry_run, force):
+        """bulk_update_machine_type's JSON document; its exit code."""
+        document = {'from': from_type, 'to': to_type, 'dry_run': dry_run,
+                    'force': force, 'updated': 0, 'refused': 0}
+        failed = _print_cells_json(document, results, lambda outcome: {
+            'updated': outcome.updated,
+            'refused': sum(outcome.refused.values()),
+            'refusals': [{'reason': reason, 'count': count}
+                         for reason, count in sorted(
+                             outcome.refused.items())]})
+        if failed:
+            return 1
+        return 3 if document['refused'] else 0
+
     @args('--cell-uuid', dest='cell_uuid', metavar='UUID',
           help='Only count the instances of this cell (default: every '
                'cell).')
+    @_format_option
     @_refusals_to_exit_codes
-    def machine_type_summary(self, cell_uuid=None):
+    def machine_type_summary(self, cell_uuid=None, output_format='table'):
         """Count instances by recorded machine type and vm_state, per cell.
 
         For planning a change of machine type (pc to q35): "unset" counts
         the instances with nothing recorded.
+        With --format json: one document of the counts per cell.
         Exit codes: 0 printed, 1 unexpected error (a cell did not answer:
         the others are printed), 2 no such cell.
         """
         ctxt = context.get_admin_context()
+        results = machine_type_utils.machine_type_summary(ctxt, cell_uuid)
+        if output_format == 'json':
+            return _summary_document(results)
         failed = False
-        for cell, counts in machine_type_utils.machine_type_summary(
-                ctxt, cell_uuid):
+        for cell, counts in results:
             if _print_cell_error(counts):
                 failed = True
                 continue
             print('Cell %s:' % cell.identity)
             _print_summary(counts)
         return 1 if failed else 0
+
+
+def _summary_document(results):
+    """Print machine_type_summary's JSON document; return its exit code."""
+    failed = _print_cells_json({'total': 0}, results, lambda counts: {
+        'total': sum(counts.values()), 'counts': _summary_json(counts)})
+    return 1 if failed else 0
 
 
 def _print_summary(counts):

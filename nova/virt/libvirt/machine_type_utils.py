@@ -181,6 +181,12 @@ def _get_instance(ctxt, instance_uuid):
     Returns (context targeted at its cell, instance). Raises InvalidUUID,
     InstanceMappingNotFound or InstanceNotFound.
     """
+    _, cctxt, instance = _find_instance(ctxt, instance_uuid)
+    return cctxt, instance
+
+
+def _find_instance(ctxt, instance_uuid):
+    """(cell mapping, cell context, instance) of _get_instance."""
     _check_uuid(instance_uuid)
     mapping = objects.InstanceMapping.get_by_instance_uuid(ctxt,
                                                            instance_uuid)
@@ -189,7 +195,7 @@ def _get_instance(ctxt, instance_uuid):
             message='Instance %s is not in a cell yet: its instance mapping '
                     'has no cell.' % instance_uuid)
     with nova_context.target_cell(ctxt, mapping.cell_mapping) as cctxt:
-        return cctxt, objects.Instance.get_by_uuid(
+        return mapping.cell_mapping, cctxt, objects.Instance.get_by_uuid(
             cctxt, instance_uuid, expected_attrs=['system_metadata'])
 
 
@@ -197,6 +203,20 @@ def get_machine_type(ctxt, instance_uuid):
     """Return the machine type recorded for an instance, or None."""
     _, instance = _get_instance(ctxt, instance_uuid)
     return instance.system_metadata.get(SYSMETA_KEY)
+
+
+def machine_type_record(ctxt, instance_uuid):
+    """What get_machine_type reads, with where the instance is.
+
+    A dict of instance_uuid, machine_type (None when nothing is
+    recorded), cell_uuid, cell_name, host and vm_state; the refusals of
+    get_machine_type.
+    """
+    cell, _, instance = _find_instance(ctxt, instance_uuid)
+    return {'instance_uuid': instance.uuid,
+            'machine_type': instance.system_metadata.get(SYSMETA_KEY),
+            'cell_uuid': cell.uuid, 'cell_name': cell.name,
+            'host': instance.host, 'vm_state': instance.vm_state}
 
 
 def current_machine_type(instance):
@@ -361,18 +381,38 @@ def list_unset_machine_type(ctxt, cell_uuid=None):
     some cells failed (a cell's rows already yielded stay yielded).
     """
     failed = []
-    for cell in _cells(ctxt, cell_uuid):
-        try:
-            with nova_context.target_cell(ctxt, cell) as cctxt:
-                yield from db.instance_iter_uuids_without_sysmeta(
-                    cctxt, SYSMETA_KEY, LIST_CHUNK_SIZE)
-        except Exception as exc:
-            failed.append(exception.CellUnavailable(
-                cell=cell.identity, reason=db_utils.describe_error(
-                    exc).rstrip('.')))
+    for _, chunk in list_unset_machine_type_by_cell(ctxt, cell_uuid):
+        if isinstance(chunk, exception.CellUnavailable):
+            failed.append(chunk)
+        else:
+            yield chunk
     if failed:
         raise exception.CellUnavailable(
             message=' '.join(exc.format_message() for exc in failed))
+
+
+def list_unset_machine_type_by_cell(ctxt, cell_uuid=None):
+    """list_unset_machine_type's chunks with their cell, failures included.
+
+    Raises InvalidUUID or CellMappingNotFound for a bad ``cell_uuid`` at
+    once, before returning; then the iterator yields (cell, list of
+    UUIDs) chunks, cell after cell, and (cell, CellUnavailable) for a
+    cell that failed (after the chunks it yielded before failing).
+    """
+    return _unset_chunks(ctxt, _cells(ctxt, cell_uuid))
+
+
+def _unset_chunks(ctxt, cells):
+    for cell in cells:
+        try:
+            with nova_context.target_cell(ctxt, cell) as cctxt:
+                for chunk in db.instance_iter_uuids_without_sysmeta(
+                        cctxt, SYSMETA_KEY, LIST_CHUNK_SIZE):
+                    yield cell, chunk
+        except Exception as exc:
+            yield cell, exception.CellUnavailable(
+                cell=cell.identity, reason=db_utils.describe_error(
+                    exc).rstrip('.'))
 
 
 BulkUpdate = collections.namedtuple('BulkUpdate', ['updated', 'refused'])
@@ -524,3 +564,15 @@ def refused_machine_type_report(ctxt):
     """
     return _gather(ctxt, _cells(ctxt),
                    db.instance_sysmeta_values_refused_by_host, SYSMETA_KEY)
+
+
+def machine_type_drift_report(ctxt):
+    """Instances whose live domain runs another type than recorded.
+
+    What each host's nova-compute found at its last start and is still
+    true (db.machine_type_drift_get_all). Returns [(cell, list of dicts
+    of host, instance_uuid, recorded, running and found_at, by host then
+    instance, or CellUnavailable)] for every cell.
+    """
+    return _gather(ctxt, _cells(ctxt), db.machine_type_drift_get_all,
+                   SYSMETA_KEY)

@@ -4,5 +4,5 @@ from nova.tests import fixtures
 from nova.tests.unit.cmd import test_status as unit
 
 for _base in (unit.MachineTypeSetCheckTests, unit.MachineTypeSupportCheckTests,
-              unit.UpgradeCheckCommandTests):
+              unit.MachineTypeDriftCheckTests, unit.UpgradeCheckCommandTests):
     globals().update(fixtures.backend_variants(_base))

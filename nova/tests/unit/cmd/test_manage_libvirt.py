@@ -6,13 +6,22 @@ Refusals and bad input must leave both cell databases as they were.
 Runs on MariaDB and PostgreSQL too (nova/tests/functional/cmd/).
 """
 
+import contextlib
+import io
+import json
+import tracemalloc
 import uuid as uuid_lib
 
+import fixtures
+from oslo_db import exception as db_exc
+
+from nova.cmd import manage
 from nova.db.main import api as db
 from nova import objects
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.unit.cmd import test_manage_db
 from nova.tests.unit.virt.libvirt import test_machine_type_utils
+from nova.virt.libvirt import machine_type_utils as mtu
 
 MachineTypeTestMixin = test_machine_type_utils.MachineTypeTestMixin
 
@@ -513,3 +522,331 @@ class MachineTypeSummaryTests(LibvirtCommandTestCase):
         self.assertEqual(1, proc.returncode)
         self.assertIn('| pc ', proc.stdout)
         self.assertIn('did not answer', self.assertOneLineError(proc.stderr))
+
+
+class JsonOutputTests(LibvirtCommandTestCase):
+    """--format json: one document on stdout, errors still on stderr."""
+
+    def json_of(self, *argv):
+        """Run ``nova-manage libvirt argv --format json`` in-process;
+        (code, parsed stdout, stderr)."""
+        code, out, err = self.libvirt(*(argv + ('--format', 'json')))
+        return code, json.loads(out), err
+
+    def cell_keys(self, cell):
+        return {'cell_uuid': self.cells[cell].uuid,
+                'cell_name': self.cells[cell].name}
+
+    # -- get_machine_type
+
+    def test_get_machine_type(self):
+        inst = self.make(cell=1, machine_type='pc-q35-8.2', host='compute4',
+                         vm_state='active')
+        code, document, err = self.json_of('get_machine_type', inst.uuid)
+        self.assertEqual((0, ''), (code, err))
+        self.assertEqual(dict(self.cell_keys(1), instance_uuid=inst.uuid,
+                              machine_type='pc-q35-8.2', host='compute4',
+                              vm_state='active'), document)
+
+    def test_get_machine_type_not_recorded_is_3_with_null(self):
+        inst = self.make()
+        proc = self.libvirt_process('get_machine_type', inst.uuid,
+                                    '--format', 'json')
+        self.assertEqual(3, proc.returncode)
+        document = json.loads(proc.stdout)
+        self.assertIsNone(document['machine_type'])
+        self.assertEqual(inst.uuid, document['instance_uuid'])
+        self.assertIn('No machine type is recorded',
+                      self.assertOneLineError(proc.stderr))
+
+    def test_get_machine_type_refusals_keep_stdout_empty(self):
+        for argv, code, fragment in (
+                (['get_machine_type', str(uuid_lib.uuid4())], 2,
+                 'has no instance mapping'),
+                (['get_machine_type', 'x'], 2, 'not a valid UUID')):
+            self.assertRefused(code, argv + ['--format', 'json'], fragment)
+            self.assertEqual('', self.libvirt(*argv, '--format',
+                                              'json')[1])
+
+    def test_unknown_format_is_127(self):
+        inst = self.make(machine_type='pc')
+        for argv in (['get_machine_type', inst.uuid],
+                     ['list_unset_machine_type'], ['machine_type_summary'],
+                     ['bulk_update_machine_type', '--from', 'pc', '--to',
+                      'pc']):
+            proc = self.libvirt_process(*argv, '--format', 'yaml')
+            self.assertEqual((127, ''), (proc.returncode, proc.stdout))
+            self.assertIn("invalid choice: 'yaml'", proc.stderr)
+            self.assertNotIn('Traceback', proc.stderr)
+
+    # -- list_unset_machine_type
+
+    def test_list_unset_empty_is_0_and_valid(self):
+        self.make(machine_type='pc')
+        for argv in ([], ['--cell-uuid', self.cells[1].uuid]):
+            code, document, err = self.json_of('list_unset_machine_type',
+                                               *argv)
+            self.assertEqual((0, ''), (code, err))
+            self.assertEqual({'instances': [], 'count': 0, 'errors': []},
+                             document)
+
+    def test_list_unset_names_each_instance_cell(self):
+        first = self.make(cell=0, vm_state='active')
+        second = self.make(cell=1, vm_state='shelved_offloaded', host=None)
+        third = self.make(cell=1)
+        self.make(cell=1, machine_type='q35')
+        code, document, err = self.json_of('list_unset_machine_type')
+        self.assertEqual((3, ''), (code, err))
+        self.assertEqual(
+            {'instances': [dict(self.cell_keys(0), instance_uuid=first.uuid),
+                           dict(self.cell_keys(1), instance_uuid=second.uuid),
+                           dict(self.cell_keys(1), instance_uuid=third.uuid)],
+             'count': 3, 'errors': []}, document)
+
+    def test_list_unset_streams_chunk_by_chunk(self):
+        """Each chunk is written (and flushed) before the next is read."""
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.machine_type_utils.LIST_CHUNK_SIZE', 2))
+        self.useFixture(fixtures.MockPatch(
+            'nova.db.main.api.LIST_ID_RANGE', 2))
+        made = [self.make().uuid for _ in range(5)]
+        out = io.StringIO()
+        written = []
+
+        def chunks():
+            for cell, chunk in mtu.list_unset_machine_type_by_cell(
+                    self.context):
+                written.append(out.getvalue())
+                yield cell, chunk
+        with contextlib.redirect_stdout(out):
+            self.assertEqual((5, []), manage._stream_unset_json(chunks()))
+        # Before each chunk is read, every earlier UUID is already out.
+        self.assertEqual([0, 2, 4], [sum(u in text for u in made)
+                                     for text in written[:3]])
+        self.assertEqual(made, [i['instance_uuid'] for i in
+                                json.loads(out.getvalue())['instances']])
+
+    def test_list_unset_memory_is_flat_in_the_number_listed(self):
+        """The writer keeps no instance: its peak memory is the same for
+        ten chunks as for a hundred."""
+        class Sink(io.TextIOBase):
+            def __init__(self):
+                self.size = 0
+
+            def write(self, text):
+                self.size += len(text)
+                return len(text)
+
+        def peak(number_of_chunks):
+            def chunks():
+                for number in range(number_of_chunks):
+                    yield self.cells[0], [str(uuid_lib.UUID(int=number * 1000
+                                                            + index))
+                                          for index in range(1000)]
+            sink = Sink()
+            tracemalloc.start()
+            try:
+                with contextlib.redirect_stdout(sink):
+                    manage._stream_unset_json(chunks())
+                return tracemalloc.get_traced_memory()[1], sink.size
+            finally:
+                tracemalloc.stop()
+        small, small_size = peak(10)
+        large, large_size = peak(100)
+        self.assertGreater(large_size, 9 * small_size)
+        self.assertLess(large, small * 1.5 + 64 * 1024)
+
+    def test_list_unset_cell_failing_part_way_keeps_the_document_valid(self):
+        """A cell that fails after some chunks: they stay, the document
+        closes with the error, the error is on stderr, exit 1."""
+        made = [self.make(cell=1).uuid for _ in range(3)]
+        real = db.instance_iter_uuids_without_sysmeta
+
+        def fail_after_one_chunk(cctxt, key, chunk_size):
+            for number, chunk in enumerate(real(cctxt, key, 1)):
+                if number == 1:
+                    raise db_exc.DBConnectionError('server has gone away')
+                yield chunk
+        self.useFixture(fixtures.MockPatch(
+            'nova.db.main.api.instance_iter_uuids_without_sysmeta',
+            fail_after_one_chunk))
+        code, document, err = self.json_of('list_unset_machine_type')
+        self.assertEqual(1, code)
+        self.assertEqual([made[0]], [i['instance_uuid']
+                                     for i in document['instances']])
+        self.assertEqual(1, document['count'])
+        [error] = document['errors']
+        self.assertEqual(self.cells[1].uuid, error['cell_uuid'])
+        self.assertIn('server has gone away', error['error'])
+        line = self.assertOneLineError(err)
+        self.assertIn('Cell %s did not answer' % self.cells[1].identity, line)
+
+    def test_list_unset_unexpected_error_closes_the_document(self):
+        self.make()
+
+        def broken(ctxt, cell_uuid):
+            yield self.cells[0], ['a']
+            raise RuntimeError('boom')
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.machine_type_utils.'
+            'list_unset_machine_type_by_cell', broken))
+        code, document, err = self.json_of('list_unset_machine_type')
+        self.assertEqual(1, code)
+        [error] = document['errors']
+        self.assertEqual((1, None), (document['count'], error['cell_uuid']))
+        self.assertIn('boom', error['error'])
+        self.assertIn('unexpected error: ', self.assertOneLineError(err))
+
+    def test_list_unset_console_script_with_a_broken_cell(self):
+        inst = self.make(cell=1)
+        broken = self.add_broken_cell()
+        proc = self.libvirt_process('list_unset_machine_type', '--format',
+                                    'json')
+        self.assertEqual(1, proc.returncode)
+        document = json.loads(proc.stdout)
+        self.assertEqual(([dict(self.cell_keys(1), instance_uuid=inst.uuid)],
+                          1), (document['instances'], document['count']))
+        [error] = document['errors']
+        self.assertEqual((broken.uuid, 'broken'),
+                         (error['cell_uuid'], error['cell_name']))
+        self.assertIn('did not answer', error['error'])
+        self.assertIn('did not answer', self.assertOneLineError(proc.stderr))
+
+    def test_list_unset_no_such_cell_is_2_with_nothing_on_stdout(self):
+        for cell_uuid in (str(uuid_lib.uuid4()), 'cell1'):
+            code, out, err = self.libvirt('list_unset_machine_type',
+                                          '--cell-uuid', cell_uuid,
+                                          '--format', 'json')
+            self.assertEqual((2, ''), (code, out))
+            self.assertOneLineError(err)
+
+    # -- machine_type_summary
+
+    def test_summary(self):
+        for machine_type, vm_state in (('pc', 'active'), ('pc', 'active'),
+                                       ('pc', 'stopped'), (None, 'active')):
+            self.make(machine_type=machine_type, vm_state=vm_state)
+        code, document, err = self.json_of('machine_type_summary')
+        self.assertEqual((0, ''), (code, err))
+        self.assertEqual(
+            {'total': 4,
+             'cells': [
+                 dict(self.cell_keys(0), total=4, counts=[
+                     {'machine_type': 'pc', 'vm_state': 'active',
+                      'count': 2},
+                     {'machine_type': 'pc', 'vm_state': 'stopped',
+                      'count': 1},
+                     {'machine_type': None, 'vm_state': 'active',
+                      'count': 1}]),
+                 dict(self.cell_keys(1), total=0, counts=[])],
+             'errors': []}, document)
+
+    def test_summary_console_script_with_a_broken_cell(self):
+        self.make(cell=1, machine_type='pc')
+        broken = self.add_broken_cell()
+        proc = self.libvirt_process('machine_type_summary', '--format',
+                                    'json')
+        self.assertEqual(1, proc.returncode)
+        document = json.loads(proc.stdout)
+        self.assertEqual(1, document['total'])
+        self.assertEqual([self.cells[0].uuid, self.cells[1].uuid],
+                         [c['cell_uuid'] for c in document['cells']])
+        self.assertEqual([broken.uuid],
+                         [e['cell_uuid'] for e in document['errors']])
+        self.assertIn('did not answer', self.assertOneLineError(proc.stderr))
+
+    def test_summary_no_such_cell_is_2(self):
+        code, out, err = self.libvirt('machine_type_summary', '--cell-uuid',
+                                      str(uuid_lib.uuid4()), '--format',
+                                      'json')
+        self.assertEqual((2, ''), (code, out))
+        self.assertIn('has no mapping', self.assertOneLineError(err))
+
+    # -- bulk_update_machine_type
+
+    def test_bulk_update_counts_per_cell_and_in_all(self):
+        self.report('compute1')
+        self.make(cell=0, machine_type='pc-q35-8.1', host='compute2')
+        self.make(cell=0, machine_type='pc-q35-8.1', vm_state='active')
+        self.make(cell=0, machine_type='pc-q35-8.1', host='compute1')
+        self.make(cell=1, machine_type='pc-q35-8.1', host='compute2')
+        code, document, err = self.json_of(
+            'bulk_update_machine_type', '--from', 'pc-q35-8.1', '--to',
+            'pc-q35-9.0')
+        self.assertEqual((3, ''), (code, err))
+        self.assertEqual(
+            {'from': 'pc-q35-8.1', 'to': 'pc-q35-9.0', 'dry_run': False,
+             'force': False, 'updated': 2, 'refused': 2,
+             'cells': [
+                 dict(self.cell_keys(0), updated=1, refused=2, refusals=[
+                     {'reason': 'host compute1 does not support pc-q35-9.0',
+                      'count': 1},
+                     {'reason': 'vm_state active (only stopped, shelved, '
+                                'shelved_offloaded instances can change)',
+                      'count': 1}]),
+                 dict(self.cell_keys(1), updated=1, refused=0,
+                      refusals=[])],
+             'errors': []}, document)
+
+    def test_bulk_update_dry_run_and_nothing_to_do(self):
+        self.make(machine_type='pc-q35-8.1')
+        before = self.snapshot()
+        code, document, _ = self.json_of(
+            'bulk_update_machine_type', '--from', 'pc-q35-8.1', '--to',
+            'pc-q35-8.2', '--dry-run')
+        self.assertEqual(0, code)
+        self.assertEqual((True, 1), (document['dry_run'],
+                                     document['updated']))
+        code, document, _ = self.json_of(
+            'bulk_update_machine_type', '--from', 'pc', '--to', 'pc')
+        self.assertEqual((0, [], 0), (code, document['cells'],
+                                      document['updated']))
+        self.assertEqual(before, self.snapshot())
+
+    def test_bulk_update_progress_goes_to_stderr(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.machine_type_utils.BULK_BATCH', 1))
+        self.useFixture(fixtures.MockPatch(
+            'nova.cmd.manage.BULK_PROGRESS_EVERY', -1))
+        for _ in range(3):
+            self.make(machine_type='pc-q35-8.1')
+        code, document, err = self.json_of(
+            'bulk_update_machine_type', '--from', 'pc-q35-8.1', '--to',
+            'pc-q35-8.2')
+        self.assertEqual((0, 3), (code, document['updated']))
+        self.assertIn('instances updated so far', err)
+
+    def test_bulk_update_refusals_keep_stdout_empty(self):
+        self.make(machine_type='pc')
+        for argv, code in ((['--from', 'pc', '--to', 'q35'], 4),
+                           (['--from', 'pc', '--to', 'microvm'], 5),
+                           (['--from', 'pc-i440fx-8.1', '--to',
+                             'pc-i440fx-8.2', '--cell-uuid',
+                             str(uuid_lib.uuid4())], 2)):
+            self.assertRefused(code, ['bulk_update_machine_type'] + argv +
+                               ['--format', 'json'])
+            self.assertEqual('', self.libvirt(
+                'bulk_update_machine_type', *argv, '--format', 'json')[1])
+
+    def test_bulk_update_console_script_with_a_broken_cell(self):
+        inst = self.make(cell=1, machine_type='pc-q35-8.1')
+        broken = self.add_broken_cell()
+        proc = self.libvirt_process(
+            'bulk_update_machine_type', '--from', 'pc-q35-8.1', '--to',
+            'pc-q35-8.2', '--format', 'json')
+        self.assertEqual(1, proc.returncode)
+        document = json.loads(proc.stdout)
+        self.assertEqual(1, document['updated'])
+        self.assertEqual([broken.uuid],
+                         [e['cell_uuid'] for e in document['errors']])
+        self.assertIn('did not answer', self.assertOneLineError(proc.stderr))
+        self.assertEqual('pc-q35-8.2', self.recorded(inst))
+
+    def test_get_machine_type_console_script(self):
+        inst = self.make(cell=1, machine_type='q35')
+        proc = self.libvirt_process('get_machine_type', inst.uuid,
+                                    '--format', 'json')
+        self.assertEqual((0, ''), (proc.returncode, proc.stderr))
+        document = json.loads(proc.stdout)
+        self.assertEqual(('q35', self.cells[1].uuid),
+                         (document['machine_type'], document['cell_uuid']))

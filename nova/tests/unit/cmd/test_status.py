@@ -17,6 +17,7 @@ from oslo_db import exception as db_exc
 from oslo_upgradecheck import upgradecheck
 
 from nova.cmd import status
+from nova.db.main import api as db
 from nova import objects
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.unit.cmd import test_manage_db
@@ -143,6 +144,121 @@ class MachineTypeSupportCheckTests(StatusTestCase):
         self.assertIn(broken.uuid, result.details)
 
 
+class MachineTypeDriftCheckTests(StatusTestCase):
+    """Instances whose live domain runs another type than recorded."""
+
+    def drift(self, inst, running, cell=0):
+        """Store ``inst`` as drifting, as its host's nova-compute does at
+        start-up (one call per host replaces its rows)."""
+        ctxt = self.cell_context(cell)
+        stored = {d['instance_uuid']: (d['recorded'], d['running'])
+                  for d in db.machine_type_drift_get_all(ctxt)
+                  if d['host'] == inst.host}
+        stored[inst.uuid] = (self.recorded(inst), running)
+        db.machine_type_drift_replace(ctxt, inst.host, stored)
+
+    def test_success_without_drift(self):
+        self.make(machine_type='pc')
+        result = self.checks._check_machine_type_drift()
+        self.assertEqual(Code.SUCCESS, result.code)
+        self.assertIn('Every live domain runs the machine type recorded',
+                      result.details)
+        self.assertEqual(0, result.data['total'])
+
+    def test_warning_counts_per_host_and_names_the_commands(self):
+        first = self.make(machine_type='pc', host='compute1')
+        second = self.make(machine_type='pc', host='compute1')
+        third = self.make(cell=1, machine_type='pc-q35-7.2', host='compute2')
+        self.make(machine_type='pc', host='compute1')
+        self.drift(first, 'q35')
+        self.drift(second, 'pc-i440fx-7.2')
+        self.drift(third, 'pc-q35-8.2', cell=1)
+        result = self.checks._check_machine_type_drift()
+        self.assertEqual(Code.WARNING, result.code)
+        self.assertIn(
+            'Cell %s: 2 instance(s) run another machine type than recorded, '
+            'on compute1 (2): ' % self.cells[0].identity, result.details)
+        self.assertIn('%s on compute1 (recorded pc, running q35)'
+                      % first.uuid, result.details)
+        self.assertIn(
+            'Cell %s: 1 instance(s) run another machine type than recorded, '
+            'on compute2 (1): %s on compute2 (recorded pc-q35-7.2, running '
+            'pc-q35-8.2).' % (self.cells[1].identity, third.uuid),
+            result.details)
+        for command in ('nova-manage libvirt get_machine_type INSTANCE_UUID',
+                        'virsh dumpxml INSTANCE_UUID',
+                        'nova-manage libvirt update_machine_type '
+                        'INSTANCE_UUID MACHINE_TYPE --force',
+                        'hard reboot'):
+            self.assertIn(command, result.details)
+        self.assertEqual(3, result.data['total'])
+        cell0, cell1 = result.data['cells']
+        self.assertEqual((self.cells[0].uuid, self.cells[0].name, 2,
+                          [{'host': 'compute1', 'count': 2}]),
+                         (cell0['cell_uuid'], cell0['cell_name'],
+                          cell0['total'], cell0['hosts']))
+        self.assertEqual(
+            [(third.uuid, 'compute2', 'pc-q35-7.2', 'pc-q35-8.2')],
+            [(i['instance_uuid'], i['host'], i['recorded'], i['running'])
+             for i in cell1['instances']])
+        self.assertEqual([], result.data['errors'])
+
+    def test_many_instances_are_cut(self):
+        for _ in range(status.DRIFT_SHOWN + 2):
+            self.drift(self.make(machine_type='pc'), 'q35')
+        result = self.checks._check_machine_type_drift()
+        self.assertIn('and 2 more.', result.details)
+        self.assertEqual(status.DRIFT_SHOWN + 2, result.data['total'])
+
+    def test_fixed_record_clears_it(self):
+        inst = self.make(machine_type='pc', vm_state='stopped')
+        self.drift(inst, 'q35')
+        self.assertEqual(Code.WARNING,
+                         self.checks._check_machine_type_drift().code)
+        code, _, err = self.manage(
+            'libvirt', 'update_machine_type', inst.uuid, 'q35', '--force',
+            config_file=self.write_cell_config())
+        self.assertEqual(0, code, err)
+        self.assertEqual(Code.SUCCESS,
+                         self.checks._check_machine_type_drift().code)
+
+    def test_cell_that_does_not_answer_is_a_failure_naming_it(self):
+        inst = self.make(cell=1, machine_type='pc')
+        self.drift(inst, 'q35', cell=1)
+        broken = self.add_broken_cell()
+        result = self.checks._check_machine_type_drift()
+        self.assertEqual(Code.FAILURE, result.code)
+        self.assertIn('Cell broken (%s) did not answer' % broken.uuid,
+                      result.details)
+        self.assertIn(inst.uuid, result.details)
+        self.assertEqual([(broken.uuid, 'broken')],
+                         [(e['cell_uuid'], e['cell_name'])
+                          for e in result.data['errors']])
+        self.assertEqual(1, result.data['total'])
+
+    def test_console_script_warning_is_1_with_json_counts(self):
+        inst = self.make(cell=1, machine_type='pc', host='compute3')
+        self.drift(inst, 'q35', cell=1)
+        proc = self.status_process('upgrade', 'check', '--json')
+        self.assertEqual((1, ''), (proc.returncode, proc.stderr))
+        check = json.loads(proc.stdout)['checks'][3]
+        self.assertEqual(('hw_machine_type drift', Code.WARNING),
+                         (check['check'], check['result']))
+        self.assertIn('compute3 (1)', check['details'])
+        [cell] = [c for c in check['data']['cells'] if c['total']]
+        self.assertEqual(self.cells[1].uuid, cell['cell_uuid'])
+        self.assertEqual([{'host': 'compute3', 'count': 1}], cell['hosts'])
+        self.assertEqual(inst.uuid, cell['instances'][0]['instance_uuid'])
+
+    def test_console_script_table(self):
+        inst = self.make(machine_type='pc')
+        self.drift(inst, 'q35')
+        proc = self.status_process('upgrade', 'check')
+        self.assertEqual((1, ''), (proc.returncode, proc.stderr))
+        self.assertIn('Check: hw_machine_type drift', proc.stdout)
+        self.assertIn('virsh dumpxml', proc.stdout)
+
+
 class MachineTypeConfigCheckTests(StatusTestCase):
 
     def test_success_names_no_entry(self):
@@ -218,8 +334,57 @@ class UpgradeCheckCommandTests(StatusTestCase):
         checks = json.loads(proc.stdout)['checks']
         self.assertEqual([('hw_machine_type configuration', 0),
                           ('hw_machine_type unset', 1),
-                          ('hw_machine_type support', 0)],
+                          ('hw_machine_type support', 0),
+                          ('hw_machine_type drift', 0)],
                          [(c['check'], c['result']) for c in checks])
+
+    def test_console_script_json_carries_the_counts(self):
+        """--json: each check's counts per cell under "data"."""
+        self.register('compute1')
+        self.report('compute1')
+        self.make(host='compute1')
+        self.make(host='compute1')
+        self.make(cell=1, host=None, vm_state='shelved_offloaded')
+        self.make(machine_type='pc-i440fx-2.0')
+        broken = self.add_broken_cell()
+        proc = self.status_process('upgrade', 'check', '--json')
+        self.assertEqual((2, ''), (proc.returncode, proc.stderr))
+        document = json.loads(proc.stdout)
+        self.assertEqual('Upgrade Check Results', document['name'])
+        checks = {c['check']: c for c in document['checks']}
+        self.assertEqual({'error': None},
+                         checks['hw_machine_type configuration']['data'])
+        unset = checks['hw_machine_type unset']
+        self.assertEqual(Code.FAILURE, unset['result'])
+        self.assertEqual(3, unset['data']['total'])
+        self.assertEqual(
+            [{'cell_uuid': self.cells[0].uuid,
+              'cell_name': self.cells[0].name, 'total': 2, 'hostless': 0,
+              'restart': [{'host': 'compute1', 'count': 2}],
+              'outdated': [], 'unknown': []},
+             {'cell_uuid': self.cells[1].uuid,
+              'cell_name': self.cells[1].name, 'total': 1, 'hostless': 1,
+              'restart': [], 'outdated': [], 'unknown': []}],
+            unset['data']['cells'])
+        for check in document['checks'][1:]:
+            [error] = check['data']['errors']
+            self.assertEqual((broken.uuid, 'broken'),
+                             (error['cell_uuid'], error['cell_name']))
+            self.assertIn('did not answer', error['error'])
+        support = checks['hw_machine_type support']['data']
+        self.assertEqual(1, support['total'])
+        self.assertEqual(
+            [{'host': 'compute1', 'machine_type': 'pc-i440fx-2.0',
+              'problem': 'deprecated', 'count': 1}],
+            support['cells'][0]['findings'])
+        self.assertEqual(0, checks['hw_machine_type drift']['data']['total'])
+
+    def test_table_in_process_has_the_drift_check(self):
+        """The table (no --json) is oslo.upgradecheck's, same results."""
+        self.make(cell=1)
+        code, out, err = self.check()
+        self.assertEqual((Code.WARNING, ''), (code, err))
+        self.assertIn('Check: hw_machine_type drift', out)
 
     def test_console_script_failure_is_2(self):
         broken = self.add_broken_cell()
