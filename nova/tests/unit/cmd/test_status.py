@@ -289,6 +289,8 @@ class MachineTypeConfigCheckTests(StatusTestCase):
                           check['details'])
             self.assertIn('nova-compute and nova-manage refuse to start',
                           check['details'])
+            self.assertIn('[libvirt]hw_machine_type: ' + named,
+                          check['data']['error'])
 
     def test_console_script_table_shows_the_entry(self):
         proc = self.status_process('upgrade', 'check',
