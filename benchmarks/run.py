@@ -428,7 +428,10 @@ def measure_bulk_update(dep, start, count):
     dep.analyze()
     writer = RowWriter(dep.urls['cell'], [
         seeding.str_uuid(i) for i in range(start, start + count)])
-    writer.start()
+    # SQLite, the embedded single-writer database, locks the whole file:
+    # other services' writes during a bulk update are a server's matter.
+    if dep.backend != 'sqlite':
+        writer.start()
     try:
         op = run_child(dep.nova('nova-manage', 'libvirt',
                                 'bulk_update_machine_type', '--from',
@@ -436,7 +439,8 @@ def measure_bulk_update(dep, start, count):
                                 dep.cell_uuid))
     finally:
         writer.done.set()
-        writer.join()
+        if writer.is_alive():
+            writer.join()
     output = op.pop('stdout')
     updated = re.search(r'updated\s*\|\s*(\d+)', output)
     if not updated or int(updated.group(1)) != rows:
