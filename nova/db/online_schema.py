@@ -350,16 +350,10 @@ def _pg_create_index(connection, table, name, columns, unique):
         execute_with_retry(connection, sa.text(
             'DROP INDEX CONCURRENTLY IF EXISTS %s' % name))
     if _pg_index_state(connection, name) is None:
-        try:
-            connection.execute(sa.text(
-                'CREATE %sINDEX CONCURRENTLY %s ON %s (%s)' % (
-                    'UNIQUE ' if unique else '', name, table,
-                    _quoted(connection, columns))))
-        except sa.exc.DBAPIError as exc:
-            if unique and _is_duplicate(exc):
-                raise exception.DBDuplicatesDuringIndexBuild(
-                    index=name, table=table, attempts=1) from exc
-            raise
+        connection.execute(sa.text(
+            'CREATE %sINDEX CONCURRENTLY %s ON %s (%s)' % (
+                'UNIQUE ' if unique else '', name, table,
+                _quoted(connection, columns))))
 
 
 def _pg_lock_timeout(connection, statement):
@@ -406,34 +400,32 @@ def create_index(connection, table, name, columns, unique=False,
     DBDuplicatesDuringIndexBuild when a unique index meets duplicated rows
     (the build is undone).
     """
-    family = _family(connection)
+    postgresql = _family(connection) == 'postgresql'
     wait_for_other_builds(connection, table, report)
+    # On PostgreSQL a unique key is done once it is a constraint.
+    if (_pg_has_constraint(connection, table, name) if postgresql and unique
+            else index_exists(connection, table, name)):
+        return
     rows = table_rows(connection, table)
     progress = Progress(report, rows)
-    if family == 'postgresql':
-        if _pg_has_constraint(connection, table, name):
-            return
-        progress.say('building index %s on %s (about %d rows)', name, table,
-                     rows, force=True)
-        _pg_create_index(connection, table, name, columns, unique)
-        if unique:
-            _pg_lock_timeout(
-                connection, 'ALTER TABLE %s ADD CONSTRAINT %s UNIQUE '
-                'USING INDEX %s' % (table, name, name))
-    else:
-        if _mysql_has_index(connection, table, name):
-            return
-        progress.say('building index %s on %s (about %d rows)', name, table,
-                     rows, force=True)
-        try:
+    progress.say('building index %s on %s (about %d rows)', name, table,
+                 rows, force=True)
+    try:
+        if postgresql:
+            _pg_create_index(connection, table, name, columns, unique)
+        else:
             _mysql_alter(connection, table, 'ADD %sINDEX %s (%s)' % (
                 'UNIQUE ' if unique else '', name,
                 _quoted(connection, columns)))
-        except sa.exc.DBAPIError as exc:
-            if unique and _is_duplicate(exc):
-                raise exception.DBDuplicatesDuringIndexBuild(
-                    index=name, table=table, attempts=1) from exc
-            raise
+    except sa.exc.DBAPIError as exc:
+        if unique and _is_duplicate(exc):
+            raise exception.DBDuplicatesDuringIndexBuild(
+                index=name, table=table, attempts=1) from exc
+        raise
+    if postgresql and unique:
+        _pg_lock_timeout(
+            connection, 'ALTER TABLE %s ADD CONSTRAINT %s UNIQUE '
+            'USING INDEX %s' % (table, name, name))
     progress.say('built index %s', name, force=True)
 
 
