@@ -100,22 +100,6 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
             'JOIN pg_class c ON c.oid = i.indexrelid '
             'WHERE NOT i.indisvalid')]
 
-    def sessions(self, sql_start):
-        """Other sessions of this database running a statement that starts
-        with ``sql_start``: [(session, what it waits for or its state)].
-        """
-        if self.DATABASE == 'postgresql':
-            return self.execute(
-                "SELECT pid, coalesce(wait_event_type, state) "
-                "FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND state <> 'idle' "
-                "AND query LIKE :q",
-                q=sql_start + '%')
-        return self.execute(
-            "SELECT id, state FROM information_schema.processlist "
-            "WHERE db = DATABASE() AND id <> CONNECTION_ID() "
-            "AND info LIKE :q", q=sql_start + '%')
-
     def server_state(self):
         """What the server's sessions do, for a failure message."""
         if self.DATABASE == 'postgresql':

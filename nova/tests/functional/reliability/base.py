@@ -203,6 +203,22 @@ class ReliabilityTestCase(nova_fixtures.TestCase):
         else:
             self.execute('ANALYZE TABLE instances, instance_system_metadata')
 
+    def sessions(self, sql_start):
+        """Other sessions of this database running a statement that starts
+        with ``sql_start``: [(session, what it waits for or its state)].
+        """
+        if self.engine.dialect.name == 'postgresql':
+            return self.execute(
+                "SELECT pid, coalesce(wait_event_type, state) "
+                "FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state <> 'idle' "
+                "AND query LIKE :q",
+                q=sql_start + '%')
+        return self.execute(
+            "SELECT id, state FROM information_schema.processlist "
+            "WHERE db = DATABASE() AND id <> CONNECTION_ID() "
+            "AND info LIKE :q", q=sql_start + '%')
+
     def records(self):
         """{uuid: value} of every live hw_machine_type row of the cell."""
         return dict(self.execute(
