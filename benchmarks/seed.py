@@ -22,10 +22,10 @@ import sqlalchemy as sa
 from nova.db.api import models as api_models
 from nova.db.main import models as main_models
 
-INSTANCES = main_models.Instance.__table__
-SYSMETA = main_models.InstanceSystemMetadata.__table__
-MAPPINGS = api_models.InstanceMapping.__table__
-CELLS = api_models.CellMapping.__table__
+INSTANCES = main_models.INSTANCES
+SYSMETA = main_models.INSTANCE_SYSTEM_METADATA
+MAPPINGS = api_models.INSTANCE_MAPPINGS
+CELLS = api_models.CELL_MAPPINGS
 
 HOSTS = 1000
 CHUNK = 5000

@@ -1,24 +1,29 @@
-"""Columns every Nova table shares: timestamps and soft delete."""
+"""Columns every Nova table shares: timestamps and soft delete.
+
+The models are SQLAlchemy Core tables: every query in the project is a
+Core statement, and the operator commands that load the models must not
+pay for importing the ORM (doc/source/contributor/architecture.rst,
+"Fast commands").
+"""
 
 from oslo_utils import timeutils
 import sqlalchemy as sa
-from sqlalchemy import orm
+
+# MySQL must store any UTF-8 text; InnoDB is required for foreign keys.
+TABLE_ARGS = {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'}
 
 
-class NovaBase:
-    """created_at / updated_at / deleted_at and ``deleted``.
+def nova_columns():
+    """created_at / updated_at / deleted_at and ``deleted``, for one table.
 
     ``deleted`` is 0 while a row is live and takes the row's ``id`` once it
     is soft-deleted, so that a unique key that includes ``deleted`` allows
-    one live row and any number of deleted ones.
+    one live row and any number of deleted ones. New Column objects each
+    call: a column belongs to one table.
     """
-
-    created_at = sa.Column(sa.DateTime, default=timeutils.utcnow)
-    updated_at = sa.Column(sa.DateTime, onupdate=timeutils.utcnow)
-    deleted_at = sa.Column(sa.DateTime)
-    deleted = sa.Column(sa.Integer, default=0, nullable=False)
-
-
-def declarative_base():
-    """A new declarative base for one database's models."""
-    return orm.declarative_base(cls=NovaBase)
+    return [
+        sa.Column('created_at', sa.DateTime, default=timeutils.utcnow),
+        sa.Column('updated_at', sa.DateTime, onupdate=timeutils.utcnow),
+        sa.Column('deleted_at', sa.DateTime),
+        sa.Column('deleted', sa.Integer, default=0, nullable=False),
+    ]

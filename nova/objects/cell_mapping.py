@@ -8,7 +8,7 @@ from nova.db import utils as db_utils
 from nova import exception
 from nova.objects import base
 
-CELLS = models.CellMapping.__table__
+CELLS = models.CELL_MAPPINGS
 CELL0_UUID = '00000000-0000-0000-0000-000000000000'
 
 

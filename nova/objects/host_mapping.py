@@ -8,8 +8,8 @@ from nova import exception
 from nova.objects import base
 from nova.objects import cell_mapping as cell_mapping_obj
 
-HOSTS = models.HostMapping.__table__
-CELLS = models.CellMapping.__table__
+HOSTS = models.HOST_MAPPINGS
+CELLS = models.CELL_MAPPINGS
 
 
 class HostMapping(base.ChangeTracking):

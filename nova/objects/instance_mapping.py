@@ -9,8 +9,8 @@ from nova import exception
 from nova.objects import base
 from nova.objects import cell_mapping as cell_mapping_obj
 
-MAPPINGS = models.InstanceMapping.__table__
-CELLS = models.CellMapping.__table__
+MAPPINGS = models.INSTANCE_MAPPINGS
+CELLS = models.CELL_MAPPINGS
 
 
 class InstanceMapping(base.ChangeTracking):

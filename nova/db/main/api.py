@@ -21,11 +21,11 @@ from nova import exception
 CONF = cfg.CONF
 
 
-INSTANCES = models.Instance.__table__
-SYSMETA = models.InstanceSystemMetadata.__table__
-FAULTS = models.InstanceFault.__table__
-SERVICES = models.Service.__table__
-HOST_MACHINE_TYPES = models.HostMachineType.__table__
+INSTANCES = models.INSTANCES
+SYSMETA = models.INSTANCE_SYSTEM_METADATA
+FAULTS = models.INSTANCE_FAULTS
+SERVICES = models.SERVICES
+HOST_MACHINE_TYPES = models.HOST_MACHINE_TYPES
 
 
 def create_context_manager(connection):
@@ -873,7 +873,7 @@ def instance_sysmeta_values_refused_by_host(context, key):
 
 # -- machine type drift ------------------------------------------------------
 
-MACHINE_TYPE_DRIFT = models.MachineTypeDrift.__table__
+MACHINE_TYPE_DRIFT = models.MACHINE_TYPE_DRIFT
 
 
 @pick_context_manager_reader
@@ -987,7 +987,7 @@ def instance_update_recording(context, uuid, values, key, read, value,
 
 # -- migrations --------------------------------------------------------------
 
-MIGRATIONS = models.Migration.__table__
+MIGRATIONS = models.MIGRATIONS
 
 
 def _migration_get(context, uuid):

@@ -3,4 +3,4 @@
 from nova.db.main import models
 from nova.db import migration
 
-migration.run_alembic_env(models.BASE.metadata)
+migration.run_alembic_env(models.METADATA)

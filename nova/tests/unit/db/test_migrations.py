@@ -62,11 +62,11 @@ class MigrationTests(fixtures.TestCase):
 
     def test_main_models_match_migrations(self):
         migration.db_sync(migration.MAIN, url=self.url)
-        self.assertEqual([], self._schema_diff(main_models.BASE.metadata))
+        self.assertEqual([], self._schema_diff(main_models.METADATA))
 
     def test_api_models_match_migrations(self):
         migration.db_sync(migration.API, url=self.url)
-        self.assertEqual([], self._schema_diff(api_models.BASE.metadata))
+        self.assertEqual([], self._schema_diff(api_models.METADATA))
 
     def test_unknown_version_refused_and_nothing_written(self):
         err = self.assertRaises(exception.DBVersionNotFound,
