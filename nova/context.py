@@ -12,8 +12,6 @@ import logging
 import threading
 import uuid as uuid_lib
 
-from oslo_db.sqlalchemy import enginefacade
-
 LOG = logging.getLogger(__name__)
 
 # Default seconds scatter_gather waits for every cell to answer.
@@ -36,9 +34,13 @@ _CELL_CACHE = {}
 _CELL_CACHE_LOCK = threading.Lock()
 
 
-@enginefacade.transaction_context_provider
 class RequestContext:
-    """Who asks (user, project, admin) and where (which cell database)."""
+    """Who asks (user, project, admin) and where (which cell database).
+
+    In a database transaction (``nova.db.transactions.using``, which the
+    query functions' reader and writer decorators open) ``session`` is
+    what the statements execute on.
+    """
 
     def __init__(self, user_id=None, project_id=None, is_admin=False,
                  request_id=None, db_connection=None, cell_uuid=None):
@@ -48,6 +50,47 @@ class RequestContext:
         self.request_id = request_id or 'req-' + str(uuid_lib.uuid4())
         self.db_connection = db_connection
         self.cell_uuid = cell_uuid
+        # The transactions the context is in, innermost last, per thread:
+        # shared with the copies target_cell makes, as a transaction is
+        # by whoever runs in it.
+        self._transactions = threading.local()
+
+    def _bound(self):
+        if not hasattr(self._transactions, 'stack'):
+            self._transactions.stack = []
+        return self._transactions.stack
+
+    @property
+    def session(self):
+        """The session (or connection) of the innermost transaction."""
+        stack = self._bound()
+        if not stack:
+            raise RuntimeError(
+                '%r is in no database transaction in this thread: a query '
+                'function needs its database\'s reader or writer decorator'
+                % self)
+        return stack[-1][1]
+
+    def in_transaction(self):
+        """True if the context is in a database transaction in this thread."""
+        return bool(self._bound())
+
+    def bound_session(self, key):
+        """The innermost session bound with ``key``, or None."""
+        for bound_key, session in reversed(self._bound()):
+            if bound_key == key:
+                return session
+        return None
+
+    @contextlib.contextmanager
+    def bound_to(self, key, session):
+        """Make ``session`` the context's session for the block."""
+        stack = self._bound()
+        stack.append((key, session))
+        try:
+            yield session
+        finally:
+            stack.pop()
 
     def elevated(self):
         ctxt = copy.copy(self)

@@ -20,6 +20,7 @@ from nova import context
 import nova.conf
 from nova.db.main import api as main_db
 from nova.db import migration
+from nova.db import transactions
 from nova.db import utils as db_utils
 from nova import exception
 from nova import objects
@@ -796,4 +797,6 @@ CATEGORIES = {
 
 def main(argv=None):
     common.quiet_logging()
+    # A command's transactions: plain engines, no ORM (nova.db.transactions).
+    transactions.use_direct(True)
     sys.exit(common.run('nova-manage', CATEGORIES, argv))

@@ -18,6 +18,7 @@ from nova import config
 from nova import context
 import nova.conf
 from nova import exception
+from nova.db import transactions
 from nova.db import utils as db_utils
 from nova.virt.libvirt import machine_type_utils
 
@@ -297,6 +298,8 @@ def main(argv=None):
     """
     argv = sys.argv[1:] if argv is None else argv
     common.quiet_logging()
+    # A command's transactions: plain engines, no ORM (nova.db.transactions).
+    transactions.use_direct(True)
     try:
         return upgradecheck.main(CONF, project='nova',
                                  upgrade_command=Checks(), argv=argv)

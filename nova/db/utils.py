@@ -1,11 +1,9 @@
 """Helpers shared by the cell and API database layers."""
 
-import functools
 import importlib
 import os
 import re
 
-from oslo_db import api as oslo_db_api
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
 
@@ -89,46 +87,6 @@ def describe_error(exc):
     if isinstance(exc, (db_exc.DBError, sa.exc.SQLAlchemyError)):
         return 'database error: %s' % describe_db_error(exc)
     return scrub_secrets('%s: %s' % (type(exc).__name__, exc))
-
-
-# Writers race with each other (compute start-ups replacing their hosts'
-# machine types side by side in one index, spawns, several online
-# migrations recording the same instances, two cells mapped at once) and
-# either server, or Galera's certification, may pick one of them as a
-# deadlock victim (oslo.db raises DBDeadlock). The whole transaction is
-# replayed, from outside it, so the operator never sees them.
-_retry_on_deadlock = oslo_db_api.wrap_db_retry(
-    max_retries=5, retry_on_deadlock=True, retry_interval=0.1,
-    inc_retry_interval=True, max_retry_interval=2)
-
-
-def replayed_writer(transaction_of):
-    """Decorator: run ``f(context, ...)`` in the writer transaction
-    ``transaction_of(context)`` gives, replayed on a deadlock up to 5
-    times.
-
-    A replay is only sound from outside every transaction: inside one,
-    the deadlock has rolled back the outer transaction too, and the
-    replay would run in what remains of it. So a writer called while its
-    context is already in a transaction raises WriterInTransaction
-    instead of joining it; every writer must be safe to replay (an
-    insert-if-absent, an upsert, or a whole transaction).
-    """
-    def decorator(f):
-        @functools.wraps(f)
-        def in_transaction(context, *args, **kwargs):
-            with transaction_of(context).using(context):
-                return f(context, *args, **kwargs)
-
-        replayed = _retry_on_deadlock(in_transaction)
-
-        @functools.wraps(f)
-        def wrapper(context, *args, **kwargs):
-            if hasattr(context, 'transaction_ctx'):
-                raise exception.WriterInTransaction(name=f.__name__)
-            return replayed(context, *args, **kwargs)
-        return wrapper
-    return decorator
 
 
 def backend_family(dialect_name):

@@ -4,6 +4,7 @@ import sqlalchemy as sa
 
 from nova.db.api import api as api_db
 from nova.db.api import models
+from nova.db import transactions
 from nova.db import utils as db_utils
 from nova import exception
 from nova.objects import base
@@ -79,7 +80,7 @@ def map_instances(context, cell_mapping, instances):
              'deleted': 0}
             for inst in instances if inst['uuid'] not in mapped]
     if rows:
-        stmt = db_utils.insert_if_absent(
-            context.session.get_bind().dialect.name, MAPPINGS)
+        stmt = db_utils.insert_if_absent(transactions.backend(context),
+                                         MAPPINGS)
         context.session.execute(stmt, rows)
     return len(rows)

@@ -25,6 +25,7 @@ import nova.conf
 from nova.db.api import api as api_db
 from nova.db.main import api as main_db
 from nova.db import migration
+from nova.db import transactions
 from nova import objects
 
 CONF = nova.conf.CONF
@@ -259,9 +260,15 @@ class TestCase(testtools.TestCase):
     DATABASE = 'sqlite'
     CELLS = 1
     CELL_REVISION = None
+    # True: every transaction of the test, the set-up's included, on the
+    # plain engines the operator commands use (nova.db.transactions);
+    # False: on oslo.db's enginefacade, as the services.
+    DIRECT_TRANSACTIONS = False
 
     def setUp(self):
         super().setUp()
+        transactions.use_direct(self.DIRECT_TRANSACTIONS)
+        self.addCleanup(transactions.use_direct, False)
         self.useFixture(fixtures.NestedTempfile())
         self.conf_fixture = self.useFixture(ConfFixture(CONF))
         self.flags = self.conf_fixture.config

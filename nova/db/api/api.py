@@ -5,12 +5,9 @@ modules (``nova.objects.cell_mapping`` ...) query through ``reader`` and
 ``writer``.
 """
 
-import functools
-
 from oslo_config import cfg
-from oslo_db.sqlalchemy import enginefacade
 
-from nova.db import utils as db_utils
+from nova.db import transactions
 
 CONF = cfg.CONF
 
@@ -22,10 +19,8 @@ def get_context_manager():
     global _context_manager
     if _context_manager is None:
         opts = dict(CONF.api_database.items())
-        db_utils.ensure_sqlite_directory(opts['connection'])
-        manager = enginefacade.transaction_context()
-        manager.configure(sqlite_fk=True, **opts)
-        _context_manager = manager
+        _context_manager = transactions.create_context_manager(
+            opts.pop('connection'), **opts)
     return _context_manager
 
 
@@ -37,19 +32,11 @@ def reset():
     _context_manager = None
 
 
-def _reader(f):
-    @functools.wraps(f)
-    def wrapper(context, *args, **kwargs):
-        with get_context_manager().reader.using(context):
-            return f(context, *args, **kwargs)
-    return wrapper
-
-
-reader = _reader
+reader = transactions.reader(lambda context: get_context_manager().reader)
 # Writers (cell, host and instance mappings) replay a deadlock, as the
 # cell database's do: two cells mapped, or hosts discovered, at once.
-writer = db_utils.replayed_writer(lambda context: get_context_manager()
-                                  .writer)
+writer = transactions.replayed_writer(lambda context: get_context_manager()
+                                      .writer)
 
 
 def get_engine():

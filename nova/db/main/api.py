@@ -6,16 +6,15 @@ Anything that touches many rows is one set-based statement.
 """
 
 import array
-import functools
 
 from oslo_config import cfg
-from oslo_db.sqlalchemy import enginefacade
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
 from nova.compute import vm_states
 from nova.db import utils as db_utils
 from nova.db.main import models
+from nova.db import transactions
 from nova import exception
 
 CONF = cfg.CONF
@@ -30,12 +29,10 @@ HOST_MACHINE_TYPES = models.HOST_MACHINE_TYPES
 
 def create_context_manager(connection):
     """A transaction context manager for one cell database URL."""
-    db_utils.ensure_sqlite_directory(connection)
-    manager = enginefacade.transaction_context()
-    manager.configure(connection=connection, sqlite_fk=True,
-                      max_retries=CONF.database.max_retries,
-                      retry_interval=CONF.database.retry_interval)
-    return manager
+    return transactions.create_context_manager(
+        connection, max_retries=CONF.database.max_retries,
+        retry_interval=CONF.database.retry_interval,
+        mysql_sql_mode=CONF.database.mysql_sql_mode)
 
 
 _main_context_manager = None
@@ -45,10 +42,8 @@ def _get_main_context_manager():
     """The [database] context manager, configured on first use."""
     global _main_context_manager
     if _main_context_manager is None:
-        db_utils.ensure_sqlite_directory(CONF.database.connection)
-        manager = enginefacade.transaction_context()
-        manager.configure(sqlite_fk=True)
-        _main_context_manager = manager
+        _main_context_manager = create_context_manager(
+            CONF.database.connection)
     return _main_context_manager
 
 
@@ -76,24 +71,21 @@ def _writer_of(context):
     return get_context_manager(context).writer
 
 
+def _reader_of(context):
+    return get_context_manager(context).reader
+
+
 # Run ``f(context, ...)`` in a writer transaction of its cell, replayed on
-# a deadlock (nova.db.utils.replayed_writer): every writer here is safe
-# to replay, and none calls another.
-pick_context_manager_writer = db_utils.replayed_writer(_writer_of)
-
-
-def pick_context_manager_reader(f):
-    """Run ``f(context, ...)`` in a reader transaction of its cell."""
-    @functools.wraps(f)
-    def wrapper(context, *args, **kwargs):
-        with get_context_manager(context).reader.using(context):
-            return f(context, *args, **kwargs)
-    return wrapper
+# a deadlock (nova.db.transactions.replayed_writer): every writer here is
+# safe to replay, and none calls another.
+pick_context_manager_writer = transactions.replayed_writer(_writer_of)
+# Run ``f(context, ...)`` in a reader transaction of its cell.
+pick_context_manager_reader = transactions.reader(_reader_of)
 
 
 def _dialect(context):
     """'mysql' (MariaDB too), 'postgresql' or 'sqlite'."""
-    return db_utils.backend_family(context.session.get_bind().dialect.name)
+    return transactions.backend(context)
 
 
 def _execute(context, stmt, params=None):

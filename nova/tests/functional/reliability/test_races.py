@@ -22,6 +22,7 @@ from nova.compute import manager
 from nova.compute import vm_states
 from nova import context
 from nova.db.main import api as db
+from nova.db import transactions
 from nova import objects
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.functional.reliability import base
@@ -138,7 +139,7 @@ class RaceTests(base.ReliabilityTestCase):
         """The schema, not only the code, keeps one live row."""
         ctxt = context.get_admin_context()
         context.set_target_cell(ctxt, self.cells[0])
-        with db.get_context_manager(ctxt).writer.using(ctxt):
+        with transactions.using(ctxt, db.get_context_manager(ctxt).writer):
             insert = db.SYSMETA.insert().values(
                 instance_uuid=instance_uuid, key=base.KEY, value='pc',
                 deleted=0)

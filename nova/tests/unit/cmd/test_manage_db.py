@@ -28,6 +28,9 @@ SECRET = 's3cr3t-pw'
 class ManageTestMixin:
     """Run nova-manage with a config file of the test's own."""
 
+    # The databases reached as the commands reach them.
+    DIRECT_TRANSACTIONS = True
+
     def write_config(self, **sections):
         path = os.path.join(self.useFixture(fixtures.TempDir()).path,
                             'nova.conf')

@@ -18,6 +18,7 @@ from nova.compute import manager
 from nova.compute import vm_states
 import nova.conf
 from nova.db.main import api as db
+from nova.db import transactions
 from nova import objects
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.unit.virt.libvirt import test_host
@@ -157,7 +158,8 @@ class ComputeTestCase(nova_fixtures.TestCase):
 
     def machine_type_rows(self, instance):
         """Every live hw_machine_type row of an instance, as values."""
-        with db.get_context_manager(self.ctxt).reader.using(self.ctxt):
+        with transactions.using(
+                self.ctxt, db.get_context_manager(self.ctxt).reader):
             return self.ctxt.session.execute(
                 sa.select(db.SYSMETA.c.value).where(
                     db.SYSMETA.c.instance_uuid == instance.uuid,

@@ -15,6 +15,7 @@ from nova.compute import manager
 from nova.compute import power_state
 from nova.compute import vm_states
 from nova.db.main import api as db
+from nova.db import transactions
 from nova import exception
 from nova import objects
 from nova.tests.unit import compute as base
@@ -363,7 +364,8 @@ class MigrationRestartTestCase(LifecycleTestCase):
     def migration_statuses(self):
         """The statuses of the instance's migration rows, by id."""
         migrations = db.MIGRATIONS
-        with db.get_context_manager(self.ctxt).reader.using(self.ctxt):
+        with transactions.using(
+                self.ctxt, db.get_context_manager(self.ctxt).reader):
             return self.ctxt.session.execute(
                 sa.select(migrations.c.status)
                 .where(migrations.c.instance_uuid == self.instance.uuid)

@@ -3,6 +3,7 @@
 import sqlalchemy as sa
 
 from nova.db.main import api as db
+from nova.db import transactions
 from nova import exception
 from nova import objects
 from nova.tests import fixtures
@@ -11,7 +12,7 @@ from nova.tests import fixtures
 class InstanceObjectTests(fixtures.TestCase):
 
     def _live_sysmeta_rows(self, ctxt, uuid):
-        with db.get_context_manager(ctxt).reader.using(ctxt):
+        with transactions.using(ctxt, db.get_context_manager(ctxt).reader):
             return ctxt.session.execute(
                 sa.select(db.SYSMETA.c.key, db.SYSMETA.c.value)
                 .where(db.SYSMETA.c.instance_uuid == uuid,
@@ -100,7 +101,7 @@ class InstanceObjectTests(fixtures.TestCase):
                                             expected_attrs=['system_metadata'])
         inst.system_metadata['k'] = 'new'
         inst.save()
-        with db.get_context_manager(ctxt).reader.using(ctxt):
+        with transactions.using(ctxt, db.get_context_manager(ctxt).reader):
             row = ctxt.session.execute(
                 sa.select(db.SYSMETA).where(
                     db.SYSMETA.c.instance_uuid == inst.uuid)).one()
@@ -111,7 +112,7 @@ class InstanceObjectTests(fixtures.TestCase):
     def test_a_writer_inside_another_transaction_is_refused(self):
         ctxt = self.cell_context()
         uuid = self.create_instance(ctxt).uuid
-        with db.get_context_manager(ctxt).writer.using(ctxt):
+        with transactions.using(ctxt, db.get_context_manager(ctxt).writer):
             err = self.assertRaises(
                 exception.WriterInTransaction, db.instance_update, ctxt,
                 uuid, {'vm_state': 'stopped'}, {}, [])
@@ -128,7 +129,7 @@ class InstanceObjectTests(fixtures.TestCase):
                           objects.Instance.get_by_uuid, ctxt, inst.uuid)
         self.assertEqual([], self._live_sysmeta_rows(ctxt, inst.uuid))
         # The rows are kept, soft-deleted with deleted = id.
-        with db.get_context_manager(ctxt).reader.using(ctxt):
+        with transactions.using(ctxt, db.get_context_manager(ctxt).reader):
             rows = ctxt.session.execute(
                 sa.select(db.SYSMETA.c.id, db.SYSMETA.c.deleted).where(
                     db.SYSMETA.c.instance_uuid == inst.uuid)).all()

@@ -16,6 +16,7 @@ import testtools
 
 from nova import context
 from nova.db.main import api as db
+from nova.db import transactions
 from nova import exception
 from nova import objects
 from nova.tests import fixtures as nova_fixtures
@@ -78,7 +79,7 @@ class MachineTypeTestMixin:
         rows = []
         for index in range(len(self.cells)):
             ctxt = self.cell_context(index)
-            with db.get_context_manager(ctxt).reader.using(ctxt):
+            with transactions.using(ctxt, db.get_context_manager(ctxt).reader):
                 for table in (db.INSTANCES, db.SYSMETA):
                     rows.append([tuple(r) for r in ctxt.session.execute(
                         sa.select(table).order_by(table.c.id))])
