@@ -1,7 +1,6 @@
 """Parse the command line and configuration files into ``nova.conf.CONF``."""
 
 from oslo_config import cfg
-from oslo_log import log as logging
 
 import nova.conf
 from nova import exception
@@ -18,13 +17,13 @@ _logging_registered = False
 def parse_args(argv, default_config_files=None, configure_logging=True):
     """Load configuration from ``argv`` (``--config-file`` ...) into CONF.
 
+    With ``configure_logging``, oslo.log's options are registered and
+    logging is set up from them (services); commands pass False.
     Raises ConfigError naming the file or the option when a config file is
     missing or unreadable or an option has an invalid value.
     """
-    global _logging_registered
-    if not _logging_registered:
-        logging.register_options(CONF)
-        _logging_registered = True
+    if configure_logging:
+        _register_logging_options()
     try:
         CONF(argv, project='nova',
              default_config_files=default_config_files)
@@ -39,7 +38,22 @@ def parse_args(argv, default_config_files=None, configure_logging=True):
         raise exception.ConfigError(reason=str(exc).splitlines()[0])
     check_values()
     if configure_logging:
+        from oslo_log import log as logging
         logging.setup(CONF, 'nova')
+
+
+def _register_logging_options():
+    """oslo.log's options, for the services that configure logging with them.
+
+    oslo.log is imported here: the operator commands log nothing to
+    configure (nova.cmd.common.quiet_logging) and its import is a tenth
+    of their start-up.
+    """
+    global _logging_registered
+    if not _logging_registered:
+        from oslo_log import log as logging
+        logging.register_options(CONF)
+        _logging_registered = True
 
 
 def write_config_file(path, sections):

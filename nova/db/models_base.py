@@ -3,14 +3,14 @@
 The models are SQLAlchemy Core tables: every query in the project is a
 Core statement, and the operator commands that load the models must not
 pay for importing the ORM (doc/source/contributor/architecture.rst,
-"Fast commands").
+"Fast commands"). They carry no MySQL storage options: the Alembic
+revisions create every table (InnoDB, utf8mb4), nothing creates one
+from these, and the options would make every process import the MySQL
+dialect, whatever its database.
 """
 
 from oslo_utils import timeutils
 import sqlalchemy as sa
-
-# MySQL must store any UTF-8 text; InnoDB is required for foreign keys.
-TABLE_ARGS = {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'}
 
 
 def nova_columns():

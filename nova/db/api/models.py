@@ -16,7 +16,6 @@ CELL_MAPPINGS = sa.Table(
     sa.Column('disabled', sa.Boolean, nullable=False, default=False),
     *models_base.nova_columns(),
     sa.UniqueConstraint('uuid', name='uniq_cell_mappings0uuid'),
-    **models_base.TABLE_ARGS,
 )
 
 INSTANCE_MAPPINGS = sa.Table(
@@ -32,7 +31,6 @@ INSTANCE_MAPPINGS = sa.Table(
                         name='uniq_instance_mappings0instance_uuid'),
     sa.Index('instance_mappings_cell_id_idx', 'cell_id'),
     sa.Index('instance_mappings_project_id_idx', 'project_id'),
-    **models_base.TABLE_ARGS,
 )
 
 HOST_MAPPINGS = sa.Table(
@@ -44,5 +42,4 @@ HOST_MAPPINGS = sa.Table(
     *models_base.nova_columns(),
     sa.UniqueConstraint('host', name='uniq_host_mappings0host'),
     sa.Index('host_mappings_cell_id_idx', 'cell_id'),
-    **models_base.TABLE_ARGS,
 )

@@ -30,7 +30,6 @@ INSTANCES = sa.Table(
     sa.UniqueConstraint('uuid', name='uniq_instances0uuid'),
     sa.Index('instances_host_deleted_id_idx', 'host', 'deleted', 'id'),
     sa.Index('instances_deleted_vm_state_idx', 'deleted', 'vm_state'),
-    **models_base.TABLE_ARGS,
 )
 
 # One key of an instance's system metadata. The machine type revision
@@ -51,7 +50,6 @@ INSTANCE_SYSTEM_METADATA = sa.Table(
     sa.Index('instance_uuid', 'instance_uuid'),
     sa.Index('instance_system_metadata_key_value_idx',
              'key', 'deleted', 'value'),
-    **models_base.TABLE_ARGS,
 )
 
 # Why an operation on an instance failed, as the operator sees it.
@@ -67,7 +65,6 @@ INSTANCE_FAULTS = sa.Table(
     *models_base.nova_columns(),
     sa.Index('instance_faults_instance_uuid_deleted_created_at_idx',
              'instance_uuid', 'deleted', 'created_at'),
-    **models_base.TABLE_ARGS,
 )
 
 SERVICES = sa.Table(
@@ -84,7 +81,6 @@ SERVICES = sa.Table(
     *models_base.nova_columns(),
     sa.UniqueConstraint('host', 'binary', 'deleted',
                         name='uniq_services0host0binary0deleted'),
-    **models_base.TABLE_ARGS,
 )
 
 # A machine type a compute host's libvirt reports it supports. Written by
@@ -102,7 +98,6 @@ HOST_MACHINE_TYPES = sa.Table(
     *models_base.nova_columns(),
     sa.UniqueConstraint('host', 'arch', 'name',
                         name='uniq_host_machine_types0host0arch0name'),
-    **models_base.TABLE_ARGS,
 )
 
 # An instance whose live domain runs another machine type than recorded.
@@ -119,7 +114,6 @@ MACHINE_TYPE_DRIFT = sa.Table(
     *models_base.nova_columns(),
     sa.UniqueConstraint('host', 'instance_uuid',
                         name='uniq_machine_type_drift0host0instance_uuid'),
-    **models_base.TABLE_ARGS,
 )
 
 # A cold migration of an instance, from its start to confirm or revert.
@@ -144,5 +138,4 @@ MIGRATIONS = sa.Table(
     sa.UniqueConstraint('uuid', name='uniq_migrations0uuid'),
     sa.Index('migrations_instance_uuid_and_status_idx',
              'deleted', 'instance_uuid', 'status'),
-    **models_base.TABLE_ARGS,
 )
