@@ -10,6 +10,9 @@ peak RSS (read from that child's rusage) compare like with like:
     python -m benchmarks.probes update URL OLD NEW  the bulk update
     python -m benchmarks.probes domains URI         listing + XML alone
     python -m benchmarks.probes get API_URL UUID    one machine type
+    python -m benchmarks.probes update_one API_URL UUID OLD NEW
+    python -m benchmarks.probes floor_get CONF UUID      (SQLAlchemy Core
+    python -m benchmarks.probes floor_update CONF UUID OLD NEW  + oslo.config)
     python -m benchmarks.probes init_host HOST CONF...   (prints JSON)
 
 The lower bounds use the database's own client library (sqlite3,
@@ -71,24 +74,28 @@ UPDATE instance_system_metadata SET value = %(new)s
 def connect(url):
     """(DB-API connection, dialect name) of an SQLAlchemy URL.
 
-    Only the driver is used: the URL is parsed by SQLAlchemy, nothing else.
+    Only the driver is imported: the URL is split by urllib, as the
+    benchmark writes it (driver://user:password@host[:port]/database or
+    sqlite:///path), so that no probe pays for importing SQLAlchemy.
     """
-    from sqlalchemy.engine import make_url
-    parsed = make_url(url)
-    dialect = parsed.get_backend_name()
+    from urllib import parse
+    parsed = parse.urlsplit(url)
+    dialect = parsed.scheme.split('+')[0]
+    database = parse.unquote(parsed.path[1:])
     if dialect == 'sqlite':
         import sqlite3
-        return sqlite3.connect(parsed.database), dialect
-    if dialect == 'mysql':
+        return sqlite3.connect(database), dialect
+    user = parse.unquote(parsed.username or '') or None
+    password = parse.unquote(parsed.password or '') or None
+    if dialect in ('mysql', 'mariadb'):
         import pymysql
         return pymysql.connect(
-            host=parsed.host, user=parsed.username,
-            password=parsed.password, database=parsed.database,
-            port=parsed.port or 3306), dialect
+            host=parsed.hostname, user=user, password=password,
+            database=database, port=parsed.port or 3306), 'mysql'
     import psycopg2
     return psycopg2.connect(
-        host=parsed.host, user=parsed.username, password=parsed.password,
-        dbname=parsed.database, port=parsed.port or 5432), dialect
+        host=parsed.hostname, user=user, password=password,
+        dbname=database, port=parsed.port or 5432), dialect
 
 
 def quoted_key(dialect):
@@ -109,9 +116,15 @@ def streaming_cursor(conn, dialect):
 
 
 def paramstyle(sql, dialect):
-    """``sql`` with %(name)s parameters in the driver's style."""
-    return sql.replace('%(new)s', ':new').replace('%(old)s', ':old') \
-        if dialect == 'sqlite' else sql
+    """``sql`` with %(name)s parameters in the driver's style (sqlite3 and
+    SQLAlchemy's text(): :name)."""
+    return named_params(sql) if dialect == 'sqlite' else sql
+
+
+def named_params(sql):
+    """``sql`` with each %(name)s parameter written :name."""
+    import re
+    return re.sub(r'%\((\w+)\)s', r':\1', sql)
 
 
 def stream_to_file(url, sql, out):
@@ -180,6 +193,87 @@ def get_machine_type(api_url, uuid):
     return row[0] if row else None
 
 
+# update_machine_type's write: the record, if it is still what was read.
+UPDATE_ONE_SQL = """
+UPDATE instance_system_metadata SET value = %(new)s, updated_at = %(now)s
+ WHERE instance_uuid = %(uuid)s AND {key} = 'hw_machine_type'
+   AND deleted = 0 AND value = %(old)s"""
+MAPPING_SQL = ('SELECT c.database_connection FROM instance_mappings m '
+               'JOIN cell_mappings c ON c.id = m.cell_id '
+               'WHERE m.instance_uuid = %(uuid)s')
+INSTANCE_SQL = """
+SELECT i.vm_state, i.host, s.value FROM instances i
+  LEFT JOIN instance_system_metadata s
+         ON s.instance_uuid = i.uuid AND s.{key} = 'hw_machine_type'
+            AND s.deleted = 0
+ WHERE i.uuid = %(uuid)s AND i.deleted = 0"""
+
+
+def update_machine_type(api_url, uuid, old, new):
+    """update_machine_type's look-ups and write, through the driver.
+
+    Returns the number of rows updated (1).
+    """
+    conn, dialect = connect(api_url)
+    cursor = conn.cursor()
+    cursor.execute(paramstyle(MAPPING_SQL, dialect), {'uuid': uuid})
+    [cell_url] = cursor.fetchone()
+    conn.close()
+    conn, dialect = connect(cell_url)
+    cursor = conn.cursor()
+    cursor.execute(paramstyle(INSTANCE_SQL.format(
+        key=quoted_key(dialect)), dialect), {'uuid': uuid})
+    cursor.fetchone()
+    cursor.execute(paramstyle(UPDATE_ONE_SQL.format(
+        key=quoted_key(dialect)), dialect), {
+            'uuid': uuid, 'old': old, 'new': new,
+            'now': _now()})
+    count = cursor.rowcount
+    conn.commit()
+    conn.close()
+    return count
+
+
+def floor(config_file, uuid, old=None, new=None):
+    """What the one-instance commands cannot do without, and nothing more.
+
+    SQLAlchemy's core with the dialect and driver of the URL, and
+    oslo.config reading ``[api_database]connection`` from the command's
+    configuration file; then get_machine_type's look-ups (and, with
+    ``new``, update_machine_type's write) as Core text statements.
+    Returns the machine type read, or the number of rows updated.
+    """
+    from oslo_config import cfg
+    import sqlalchemy as sa
+    conf = cfg.ConfigOpts()
+    conf.register_opts([cfg.StrOpt('connection')], group='api_database')
+    conf(['--config-file', config_file], project='nova')
+
+    def run(url, sql, params, write=False):
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        family = 'mysql' if engine.dialect.name == 'mariadb' \
+            else engine.dialect.name
+        with engine.begin() as conn:
+            result = conn.execute(sa.text(named_params(
+                sql.format(key=quoted_key(family)))), params)
+            return result.rowcount if write else result.first()
+
+    [cell_url] = run(conf.api_database.connection, MAPPING_SQL,
+                     {'uuid': uuid})
+    row = run(cell_url, INSTANCE_SQL, {'uuid': uuid})
+    if new is None:
+        return row[2]
+    return run(cell_url, UPDATE_ONE_SQL, {'uuid': uuid, 'old': old,
+                                          'new': new, 'now': _now()},
+               write=True)
+
+
+def _now():
+    import datetime
+    return datetime.datetime.now(datetime.timezone.utc).replace(
+        tzinfo=None, microsecond=0)
+
+
 def init_host(host, config_files):
     """Run ComputeManager(host).init_host(), counting database round trips.
 
@@ -237,6 +331,12 @@ def main(argv):
         result = {'domains': list_domains(args[0])}
     elif kind == 'get':
         result = {'machine_type': get_machine_type(args[0], args[1])}
+    elif kind == 'update_one':
+        result = {'rows': update_machine_type(*args)}
+    elif kind == 'floor_get':
+        result = {'machine_type': floor(*args)}
+    elif kind == 'floor_update':
+        result = {'rows': floor(*args)}
     elif kind == 'init_host':
         result = init_host(args[0], args[1:])
     else:
