@@ -249,8 +249,11 @@ def floor(config_file, uuid, old=None, new=None):
     conf.register_opts([cfg.StrOpt('connection')], group='api_database')
     conf(['--config-file', config_file], project='nova')
 
+    engines = {}
+
     def run(url, sql, params, write=False):
-        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        engine = engines.get(url) or engines.setdefault(
+            url, sa.create_engine(url))
         family = 'mysql' if engine.dialect.name == 'mariadb' \
             else engine.dialect.name
         with engine.begin() as conn:
