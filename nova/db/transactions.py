@@ -213,11 +213,16 @@ def _create_engine(url, mysql_sql_mode):
     """A Core engine whose errors oslo.db translates."""
     parsed = sa.engine.make_url(url)
     family = db_utils.backend_family(parsed.get_backend_name())
-    kwargs = {}
     if family == 'sqlite':
         # One connection per transaction: nothing shared across threads.
-        kwargs['poolclass'] = sa.pool.NullPool
-    elif family == 'mysql' and 'charset' not in parsed.query:
+        kwargs = {'poolclass': sa.pool.NullPool}
+    else:
+        # A long command (a bulk update, the online migration) keeps its
+        # connections between batches: test each one taken from the pool,
+        # as enginefacade does, so a server restart or failover meanwhile
+        # costs a reconnection, not the command.
+        kwargs = {'pool_pre_ping': True}
+    if family == 'mysql' and 'charset' not in parsed.query:
         kwargs['connect_args'] = {'charset': 'utf8'}
     engine = sa.create_engine(parsed, **kwargs)
     exc_filters.register_engine(engine)
