@@ -154,6 +154,8 @@ def _gather(ctxt, cells, fn, *args, wait=False):
     cell that raised or did not answer in time is a CellUnavailable.
     With ``wait``, every cell is waited for, however long it takes: a
     writer that commits batch after batch is working, not unanswering.
+    A cell that is down, or whose statement waits for a lock, still
+    fails in bounded time (nova.db.main.api._with_cell_limits).
     """
     timeout = None if wait else nova_context.cell_timeout()
     results = nova_context.scatter_gather_cells(ctxt, cells, timeout, fn,
