@@ -14,6 +14,7 @@ peak RSS (read from that child's rusage) compare like with like:
     python -m benchmarks.probes floor_get CONF UUID      (SQLAlchemy Core
     python -m benchmarks.probes floor_update CONF UUID OLD NEW  + oslo.config)
     python -m benchmarks.probes init_host HOST CONF...   (prints JSON)
+    python -m benchmarks.probes cells KIND OUT URL...   (see run_cells)
 
 The lower bounds use the database's own client library (sqlite3,
 PyMySQL, psycopg2) and the SQL a DBA would type, with no ORM, so they
@@ -69,6 +70,69 @@ UPDATE instance_system_metadata SET value = %(new)s
  WHERE {key} = 'hw_machine_type' AND deleted = 0 AND value = %(old)s
    AND instance_uuid IN (SELECT uuid FROM instances
                           WHERE deleted = 0 AND vm_state = 'stopped')"""
+
+
+# The statements of nova-status upgrade check per cell: unrecorded
+# instances by host, recorded types their host refuses, drift.
+REFUSED_SQL = """
+SELECT i.host, s.value, count(*)
+  FROM instances i
+  JOIN instance_system_metadata s
+    ON s.instance_uuid = i.uuid AND s.key = 'hw_machine_type'
+       AND s.deleted = 0
+ WHERE i.deleted = 0
+   AND EXISTS (SELECT 1 FROM host_machine_types h WHERE h.host = i.host)
+   AND NOT EXISTS (SELECT 1 FROM host_machine_types h
+                    WHERE h.host = i.host AND h.name = s.value
+                      AND NOT h.deprecated)
+ GROUP BY i.host, s.value"""
+DRIFT_SQL = """
+SELECT d.host, d.instance_uuid, s.value, d.running
+  FROM machine_type_drift d
+  JOIN instances i ON i.uuid = d.instance_uuid AND i.deleted = 0
+                  AND i.host = d.host
+  JOIN instance_system_metadata s
+    ON s.instance_uuid = i.uuid AND s.key = 'hw_machine_type'
+       AND s.deleted = 0
+ WHERE s.value != d.running"""
+# machine_type_summary: instances by recorded type and vm_state.
+SUMMARY_SQL = """
+SELECT s.value, i.vm_state, count(*)
+  FROM instances i
+  LEFT JOIN instance_system_metadata s
+         ON s.instance_uuid = i.uuid AND s.key = 'hw_machine_type'
+            AND s.deleted = 0
+ WHERE i.deleted = 0
+ GROUP BY s.value, i.vm_state"""
+# bulk_update_machine_type: its report, then its change (all the states
+# it may change, as one statement).
+BULK_GROUPS_SQL = """
+SELECT i.vm_state, i.host, count(*)
+  FROM instances i
+  JOIN instance_system_metadata s
+    ON s.instance_uuid = i.uuid AND s.key = 'hw_machine_type'
+       AND s.deleted = 0
+ WHERE i.deleted = 0 AND s.value = %(old)s
+ GROUP BY i.vm_state, i.host"""
+BULK_UPDATE_SQL = """
+UPDATE instance_system_metadata SET value = %(new)s
+ WHERE {key} = 'hw_machine_type' AND deleted = 0 AND value = %(old)s
+   AND instance_uuid IN (
+       SELECT uuid FROM instances
+        WHERE deleted = 0
+          AND vm_state IN ('stopped', 'shelved', 'shelved_offloaded'))"""
+
+# What each cross-cell command runs in one cell: [(SQL, writes?)]; the
+# last statement's rows (or rowcount) are what the command reports.
+CELL_STATEMENTS = {
+    'status': [(REFUSED_SQL, False), (DRIFT_SQL, False),
+               (COUNT_BY_HOST_SQL, False)],
+    'list': [(LIST_SQL, False)],
+    'summary': [(SUMMARY_SQL, False)],
+    'bulk_dry_run': [(BULK_GROUPS_SQL, False)],
+    'bulk': [(BULK_GROUPS_SQL, False), (BULK_UPDATE_SQL, True)],
+    'insert_select': [(INSERT_SELECT_SQL, True)],
+}
 
 
 def connect(url):
@@ -154,6 +218,44 @@ def execute(url, sql, params=None):
     conn.commit()
     conn.close()
     return count
+
+
+def run_cell(url, kind, out, params):
+    """Run CELL_STATEMENTS[kind] on one cell, rows appended to ``out``.
+
+    Returns the last statement's row count (rowcount for a write).
+    """
+    conn, dialect = connect(url)
+    counts = []
+    for sql, writes in CELL_STATEMENTS[kind]:
+        sql = paramstyle(sql.format(key=quoted_key(dialect)), dialect)
+        cursor = (conn.cursor() if writes
+                  else streaming_cursor(conn, dialect))
+        cursor.execute(sql, params)
+        if writes:
+            counts.append(cursor.rowcount)
+        else:
+            rows = 0
+            for row in cursor:
+                out.write('\t'.join(str(v) for v in row) + '\n')
+                rows += 1
+            counts.append(rows)
+        cursor.close()
+    conn.commit()
+    conn.close()
+    return counts[-1]
+
+
+def run_cells(kind, out, urls, params):
+    """The lower bound of a cross-cell command: its SQL, cell after cell.
+
+    One process, one connection at a time, the bare driver: what the
+    command does in each cell with none of its parallelism. Returns
+    {rows: in all, per_cell: [rows of each cell]}.
+    """
+    with open(out, 'w') as f:
+        per_cell = [run_cell(url, kind, f, params) for url in urls]
+    return {'rows': sum(per_cell), 'per_cell': per_cell}
 
 
 def list_domains(uri):
@@ -340,6 +442,11 @@ def main(argv):
         result = {'machine_type': floor(*args)}
     elif kind == 'floor_update':
         result = {'rows': floor(*args)}
+    elif kind == 'cells':
+        # cells KIND OUT URL... [OLD NEW]
+        urls = [arg for arg in args[2:] if '://' in arg]
+        params = dict(zip(('old', 'new'), args[2 + len(urls):]))
+        result = run_cells(args[0], args[1], urls, params)
     elif kind == 'init_host':
         result = init_host(args[0], args[1:])
     else:

@@ -99,12 +99,14 @@ CHILD_ENV = dict(os.environ, PYTHONPYCACHEPREFIX=os.path.join(
 CHILD_ENV.pop('PYTHONDONTWRITEBYTECODE', None)
 
 
-def run_child(argv, out=None, expect=(0,), env=CHILD_ENV):
+def run_child(argv, out=None, expect=(0,), env=CHILD_ENV,
+              keep_stderr=False):
     """Run ``argv`` to completion; measure its wall time and peak RSS.
 
     stdout goes to ``out`` (a path), else it is captured. Returns a dict
     of wall (s), rss_mib, rc, load (the 1-minute load average when it
-    started) and, when captured, stdout.
+    started), when captured stdout and, with ``keep_stderr``, stderr.
+    ``expect`` None accepts any exit code.
     """
     capture = out is None
     if capture:
@@ -131,7 +133,9 @@ def run_child(argv, out=None, expect=(0,), env=CHILD_ENV):
         with open(out) as f:
             result['stdout'] = f.read()
         os.unlink(out)
-    if proc.returncode not in expect:
+    if keep_stderr:
+        result['stderr'] = errors
+    if expect is not None and proc.returncode not in expect:
         raise SystemExit('%s exited %d (expected %s):\n%s' % (
             ' '.join(argv), proc.returncode, expect, errors[-3000:]))
     return result

@@ -5,17 +5,16 @@ to: ``db_connection`` is None for the cell database of ``[database]``,
 or the transaction context manager of a cell set by ``target_cell``.
 """
 
-import concurrent.futures
 import contextlib
 import copy
 import logging
 import threading
 import uuid as uuid_lib
 
-LOG = logging.getLogger(__name__)
+import nova.conf
 
-# Default seconds scatter_gather waits for every cell to answer.
-CELL_TIMEOUT = 60
+LOG = logging.getLogger(__name__)
+CONF = nova.conf.CONF
 
 
 class _Sentinel:
@@ -149,51 +148,69 @@ def target_cell(context, cell_mapping):
     yield cctxt
 
 
+def cell_timeout():
+    """Seconds a command that spans cells waits for each cell to answer.
+
+    [DEFAULT]cell_timeout, read when a command runs so that an operator
+    (or a test) can change it.
+    """
+    return CONF.cell_timeout
+
+
 def scatter_gather_cells(context, cell_mappings, timeout, fn, *args,
                          **kwargs):
     """Run ``fn(cell_context, *args, **kwargs)`` on every cell in parallel.
 
     Returns {cell_uuid: result}. A cell that does not answer within
-    ``timeout`` seconds maps to ``did_not_respond_sentinel``; a cell whose
-    call raised maps to the exception. Either way the other cells' answers
-    are returned.
+    ``timeout`` seconds (None: however long it takes) maps to
+    ``did_not_respond_sentinel``; a cell whose call raised maps to the
+    exception. Either way the other cells' answers are returned.
+
+    Each cell runs in a daemon thread: a cell that never answers must
+    not keep the command from exiting once it has reported the others
+    (a ThreadPoolExecutor joins its threads at interpreter exit).
     """
     cell_mappings = list(cell_mappings)
-    results = {}
-    if not cell_mappings:
-        return results
+    answers = {}
+    answered = threading.Condition()
 
     def run(cell_mapping):
-        with target_cell(context, cell_mapping) as cctxt:
-            return fn(cctxt, *args, **kwargs)
-
-    # Not a "with" block: its exit would wait for a cell that hangs.
-    pool = concurrent.futures.ThreadPoolExecutor(
-        max_workers=len(cell_mappings), thread_name_prefix='cell')
-    futures = {pool.submit(run, cell): cell for cell in cell_mappings}
-    done, not_done = concurrent.futures.wait(futures, timeout=timeout)
-    for future in done:
-        cell = futures[future]
         try:
-            results[cell.uuid] = future.result()
+            with target_cell(context, cell_mapping) as cctxt:
+                result = fn(cctxt, *args, **kwargs)
         except Exception as exc:
-            LOG.warning('Error from cell %s: %s', cell.identity, exc)
-            results[cell.uuid] = exc
-    for future in not_done:
-        cell = futures[future]
-        LOG.warning('Cell %s did not respond within %s seconds',
-                    cell.identity, timeout)
-        results[cell.uuid] = did_not_respond_sentinel
-    pool.shutdown(wait=False)
+            LOG.warning('Error from cell %s: %s', cell_mapping.identity, exc)
+            result = exc
+        with answered:
+            answers[cell_mapping.uuid] = result
+            answered.notify_all()
+
+    for cell_mapping in cell_mappings:
+        threading.Thread(target=run, args=(cell_mapping,), daemon=True,
+                         name='cell-%s' % cell_mapping.uuid).start()
+    with answered:
+        answered.wait_for(lambda: len(answers) == len(cell_mappings),
+                          timeout)
+        # A copy: a cell answering later must not change what is returned.
+        results = dict(answers)
+    for cell_mapping in cell_mappings:
+        if cell_mapping.uuid not in results:
+            LOG.warning('Cell %s did not respond within %s seconds',
+                        cell_mapping.identity, timeout)
+            results[cell_mapping.uuid] = did_not_respond_sentinel
     return results
 
 
-def scatter_gather_all_cells(context, fn, *args, timeout=CELL_TIMEOUT,
-                             **kwargs):
-    """``scatter_gather_cells`` over every cell in the API database."""
+def scatter_gather_all_cells(context, fn, *args, timeout=None, **kwargs):
+    """``scatter_gather_cells`` over every cell in the API database.
+
+    ``timeout`` defaults to cell_timeout().
+    """
     from nova import objects
     cells = objects.CellMappingList.get_all(context)
-    return scatter_gather_cells(context, cells, timeout, fn, *args, **kwargs)
+    return scatter_gather_cells(
+        context, cells, cell_timeout() if timeout is None else timeout,
+        fn, *args, **kwargs)
 
 
 def is_cell_failure_sentinel(result):

@@ -178,19 +178,36 @@ def _result(per_cell, describe, ok_message, advice, cell_data):
 def _cell_check(report, describe, ok_message, advice, cell_data):
     """An upgrade check method: _result of a per-cell report.
 
-    ``report`` names the machine_type_utils function giving [(cell,
-    result)] for every cell; the other arguments are _result's.
+    ``report`` names the machine_type_utils.CHECK_REPORTS entry giving
+    each cell's result; the other arguments are _result's.
     """
     def check(self):
-        return _result(
-            getattr(machine_type_utils, report)(context.get_admin_context()),
-            describe, ok_message, advice, cell_data)
-    check.__doc__ = 'The check of machine_type_utils.%s.' % report
+        return _result(self._per_cell(report), describe, ok_message, advice,
+                       cell_data)
+    check.__doc__ = 'The check of the %s report of every cell.' % report
     return check
 
 
 class Checks(upgradecheck.UpgradeCommands):
     """The upgrade checks of this release."""
+
+    # What check() gathered from every cell at once, while it runs.
+    _reports = None
+
+    def _per_cell(self, name):
+        """[(cell, its ``name`` report or CellUnavailable)] of every cell.
+
+        From what check() gathered for all the checks at once, so that a
+        cell that does not answer delays the command by one cell
+        time-out; a check run alone asks the cells itself.
+        """
+        reports = self._reports
+        if reports is None:
+            reports = machine_type_utils.upgrade_check_reports(
+                context.get_admin_context(), [name])
+        return [(cell, result if isinstance(
+                    result, exception.CellUnavailable) else result[name])
+                for cell, result in reports]
 
     def _check_machine_type_config(self):
         """Is ``[libvirt]hw_machine_type`` well formed?
@@ -212,18 +229,19 @@ class Checks(upgradecheck.UpgradeCommands):
             'Every [libvirt]hw_machine_type entry is well formed.',
             {'error': None})
 
-    # The checks of a per-cell report: (report function of
-    # machine_type_utils, describe, success message, advice, cell data),
-    # see _result. Has every instance got a recorded machine type?
+    # The checks of a per-cell report: (name of its report in
+    # machine_type_utils.CHECK_REPORTS, describe, success message,
+    # advice, cell data), see _result. Has every instance got a recorded
+    # machine type?
     _check_machine_type_set = _cell_check(
-        'unset_machine_type_report', _unset_details,
+        'unset', _unset_details,
         'Every instance has a recorded machine type.',
         'List them with nova-manage libvirt list_unset_machine_type.',
         _unset_data)
 
     # Does each host still offer the machine types recorded on it?
     _check_machine_type_support = _cell_check(
-        'refused_machine_type_report', _refused_details,
+        'refused', _refused_details,
         'Every recorded machine type is supported, and none deprecated, '
         'where its instance is.',
         'Stop those instances and move them to a supported type with '
@@ -235,7 +253,7 @@ class Checks(upgradecheck.UpgradeCommands):
     # nova-compute compares them at start-up and stores the instances
     # whose domain runs another type (db.machine_type_drift_replace).
     _check_machine_type_drift = _cell_check(
-        'machine_type_drift_report', _drift_details,
+        'drift', _drift_details,
         'Every live domain runs the machine type recorded for its '
         'instance (as each nova-compute found at its last start).',
         'Look at each with nova-manage libvirt get_machine_type '
@@ -261,11 +279,15 @@ class Checks(upgradecheck.UpgradeCommands):
         check's counts under "data" too.
         """
         try:
+            self._reports = machine_type_utils.upgrade_check_reports(
+                context.get_admin_context())
             results = [(name, func(self))
                        for name, func in self._upgrade_checks]
         except Exception as exc:
             return common.print_error(
                 db_utils.describe_error(exc), EXIT_ERROR)
+        finally:
+            self._reports = None
         if _json_requested():
             print(json.dumps({
                 'name': str(self.display_title),

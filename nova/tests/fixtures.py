@@ -110,15 +110,18 @@ def wait_for_login(url, timeout, interval):
 class Database(fixtures.Fixture):
     """A new, empty database on ``backend``; ``url`` points at it.
 
-    ``db_name`` fixes the server-side database name (default: random).
+    ``db_name`` fixes the server-side database name (default: random,
+    starting with ``prefix``).
     """
 
-    def __init__(self, test, backend, name='nova', db_name=None):
+    def __init__(self, test, backend, name='nova', db_name=None,
+                 prefix='nt'):
         super().__init__()
         self.test = test
         self.backend = backend
         self.name = name
         self.db_name = db_name
+        self.prefix = prefix
 
     def setUp(self):
         super().setUp()
@@ -127,8 +130,8 @@ class Database(fixtures.Fixture):
             self.url = 'sqlite:///%s' % os.path.join(directory,
                                                      self.name + '.sqlite')
             return
-        db_name = self.db_name or 'nt_%s_%s' % (
-            self.name, uuid_lib.uuid4().hex[:12])
+        db_name = self.db_name or '%s_%s_%s' % (
+            self.prefix, self.name, uuid_lib.uuid4().hex[:12])
         admin = create_database(self.test, ADMIN_URLS[self.backend],
                                 db_name, self.backend)
         self.addCleanup(self._drop, admin, db_name)
@@ -212,21 +215,27 @@ class CellDatabases(fixtures.Fixture):
     ``[database]`` points at the first cell, ``[api_database]`` at the API
     database. ``cell_revision`` leaves the cell databases at an older
     revision (for upgrade tests). ``self.cells`` holds the CellMappings.
+    Server-side database names start with ``prefix``.
     """
 
-    def __init__(self, test, backend='sqlite', cells=1, cell_revision=None):
+    def __init__(self, test, backend='sqlite', cells=1, cell_revision=None,
+                 prefix='nt'):
         super().__init__()
         self.test = test
         self.backend = backend
         self.cell_count = cells
         self.cell_revision = cell_revision
+        self.prefix = prefix
 
     def setUp(self):
         super().setUp()
         conf = self.test.conf_fixture
-        api = self.useFixture(Database(self.test, self.backend, 'api'))
-        cell_urls = [self.useFixture(
-            Database(self.test, self.backend, 'cell%d' % (i + 1))).url
+        api = self.useFixture(Database(self.test, self.backend, 'api',
+                                       prefix=self.prefix))
+        cell_urls = [
+            self.useFixture(Database(self.test, self.backend,
+                                     'cell%d' % (i + 1),
+                                     prefix=self.prefix)).url
             for i in range(self.cell_count)]
         conf.config(connection=api.url, group='api_database')
         conf.config(connection=cell_urls[0], group='database')
@@ -264,6 +273,8 @@ class TestCase(testtools.TestCase):
     # plain engines the operator commands use (nova.db.transactions);
     # False: on oslo.db's enginefacade, as the services.
     DIRECT_TRANSACTIONS = False
+    # How the names of its server-side databases start.
+    DB_PREFIX = 'nt'
 
     def setUp(self):
         super().setUp()
@@ -276,7 +287,7 @@ class TestCase(testtools.TestCase):
         if self.DATABASE:
             self.db = self.useFixture(CellDatabases(
                 self, self.DATABASE, cells=self.CELLS,
-                cell_revision=self.CELL_REVISION))
+                cell_revision=self.CELL_REVISION, prefix=self.DB_PREFIX))
             self.cells = self.db.cells
 
     def cell_context(self, index=0):

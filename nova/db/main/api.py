@@ -28,11 +28,43 @@ HOST_MACHINE_TYPES = models.HOST_MACHINE_TYPES
 
 
 def create_context_manager(connection):
-    """A transaction context manager for one cell database URL."""
+    """A transaction context manager for one cell database URL.
+
+    Its connections carry the time limits of _with_cell_limits.
+    """
     return transactions.create_context_manager(
-        connection, max_retries=CONF.database.max_retries,
+        _with_cell_limits(connection),
+        max_retries=CONF.database.max_retries,
         retry_interval=CONF.database.retry_interval,
         mysql_sql_mode=CONF.database.mysql_sql_mode)
+
+
+def _with_cell_limits(connection):
+    """``connection`` with a connect time-out and a lock-wait time-out.
+
+    A command that spans cells must name a cell that is down or locked
+    and still report the others, in bounded time: the drivers' own
+    defaults wait for ever for a server that does not answer the
+    connection (psycopg2) and for a table lock (MariaDB waits a day).
+    So a cell's server must accept a connection within
+    [DEFAULT]cell_connect_timeout seconds, and a statement waits for a
+    lock at most [DEFAULT]cell_timeout seconds, then fails. Settings the
+    cell's URL already has win; SQLite is left as it is.
+    """
+    url = sa.engine.make_url(connection)
+    family = db_utils.backend_family(url.get_backend_name())
+    if family == 'sqlite':
+        return connection
+    limits = {'connect_timeout': str(CONF.cell_connect_timeout)}
+    if family == 'mysql':
+        # Run by PyMySQL on every new connection.
+        limits['init_command'] = ('SET SESSION lock_wait_timeout = %d'
+                                  % CONF.cell_timeout)
+    else:
+        # libpq's options: SET lock_timeout for the whole session.
+        limits['options'] = '-c lock_timeout=%ds' % CONF.cell_timeout
+    limits.update(url.query)
+    return url.set(query=limits).render_as_string(hide_password=False)
 
 
 _main_context_manager = None

@@ -154,8 +154,10 @@ def _gather(ctxt, cells, fn, *args, wait=False):
     cell that raised or did not answer in time is a CellUnavailable.
     With ``wait``, every cell is waited for, however long it takes: a
     writer that commits batch after batch is working, not unanswering.
+    A cell that is down, or whose statement waits for a lock, still
+    fails in bounded time (nova.db.main.api._with_cell_limits).
     """
-    timeout = None if wait else nova_context.CELL_TIMEOUT
+    timeout = None if wait else nova_context.cell_timeout()
     results = nova_context.scatter_gather_cells(ctxt, cells, timeout, fn,
                                                 *args)
     gathered = []
@@ -551,28 +553,32 @@ def _unset_report(cctxt):
     return UnsetReport(total, hostless, **hosts)
 
 
-def unset_machine_type_report(ctxt):
-    """[(cell, UnsetReport or CellUnavailable)] for every cell."""
-    return _gather(ctxt, _cells(ctxt), _unset_report)
+# The per-cell reports of nova-status upgrade check, by name: each
+# f(cell context) -> that cell's report.
+CHECK_REPORTS = {
+    # UnsetReport
+    'unset': _unset_report,
+    # [{host, machine_type, problem ('deprecated' or 'unsupported'),
+    # count}]: recorded types their host reports deprecated or does not
+    # support.
+    'refused': lambda cctxt: db.instance_sysmeta_values_refused_by_host(
+        cctxt, SYSMETA_KEY),
+    # [{host, instance_uuid, recorded, running, found_at}] by host then
+    # instance: instances whose live domain runs another type than
+    # recorded, as each host's nova-compute found at its last start and
+    # is still true (db.machine_type_drift_get_all).
+    'drift': lambda cctxt: db.machine_type_drift_get_all(cctxt,
+                                                         SYSMETA_KEY),
+}
 
 
-def refused_machine_type_report(ctxt):
-    """Recorded types their host reports deprecated or does not support.
+def upgrade_check_reports(ctxt, names=tuple(CHECK_REPORTS)):
+    """The CHECK_REPORTS ``names`` of every cell, each cell asked once.
 
-    Returns [(cell, list of dicts of host, machine_type, problem
-    ('deprecated' or 'unsupported') and count, or CellUnavailable)].
+    Returns [(cell, {name: report} or CellUnavailable)]. One gather for
+    every report, not one per report: a cell that does not answer costs
+    nova-status one cell time-out, not one per check.
     """
-    return _gather(ctxt, _cells(ctxt),
-                   db.instance_sysmeta_values_refused_by_host, SYSMETA_KEY)
-
-
-def machine_type_drift_report(ctxt):
-    """Instances whose live domain runs another type than recorded.
-
-    What each host's nova-compute found at its last start and is still
-    true (db.machine_type_drift_get_all). Returns [(cell, list of dicts
-    of host, instance_uuid, recorded, running and found_at, by host then
-    instance, or CellUnavailable)] for every cell.
-    """
-    return _gather(ctxt, _cells(ctxt), db.machine_type_drift_get_all,
-                   SYSMETA_KEY)
+    def reports(cctxt):
+        return {name: CHECK_REPORTS[name](cctxt) for name in names}
+    return _gather(ctxt, _cells(ctxt), reports)

@@ -444,8 +444,7 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
     def test_a_cell_that_does_not_answer_is_named(self):
         # Generous for the healthy cell on a loaded machine; the hanging
         # one never answers while the test runs (released at cleanup).
-        self.useFixture(fixtures.MockPatch(
-            'nova.context.CELL_TIMEOUT', 3))
+        self.flags(cell_timeout=3)
         real = db.instance_sysmeta_value_counts
         slow = self.cells[1].uuid
 
@@ -474,8 +473,9 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
         self.make(host=None, vm_state='shelved_offloaded')
         self.make(host=None, vm_state='building')
         self.make(host='current', machine_type='pc')
-        [(_, report), (_, empty)] = mtu.unset_machine_type_report(
-            self.context)
+        [(_, report), (_, empty)] = [
+            (cell, reports['unset']) for cell, reports in
+            mtu.upgrade_check_reports(self.context, ['unset'])]
         self.assertEqual(mtu.UnsetReport(5, 1, {'current': 1}, {'old': 2},
                                          {'nowhere': 1}), report)
         self.assertEqual(mtu.UnsetReport(0, 0, {}, {}, {}), empty)
@@ -488,8 +488,9 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
         self.make(machine_type='pc')
         self.make(machine_type='pc-q35-7.0', host='silent')
         self.make(machine_type='pc-q35-7.0', host='compute1').destroy()
-        [(_, findings), (_, none)] = mtu.refused_machine_type_report(
-            self.context)
+        [(_, findings), (_, none)] = [
+            (cell, reports['refused']) for cell, reports in
+            mtu.upgrade_check_reports(self.context, ['refused'])]
         self.assertEqual(
             [{'host': 'compute1', 'machine_type': 'pc-i440fx-2.0',
               'problem': 'deprecated', 'count': 2},
