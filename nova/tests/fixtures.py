@@ -89,6 +89,18 @@ def create_database(test, admin_url, db_name, what):
     return admin
 
 
+def poll(check, timeout=120, interval=0.02):
+    """Call ``check`` until it returns something true; return that, or
+    False once ``timeout`` seconds have passed. Tests wait on real state
+    this way, never on a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result or False
+        time.sleep(interval)
+
+
 def wait_for_login(url, timeout, interval):
     """Wait until ``url`` accepts a login; raise its error after
     ``timeout`` seconds."""

@@ -8,7 +8,9 @@ reported as a CellUnavailable result and never hides the others.
 """
 
 import collections
+import queue
 import re
+import threading
 
 from oslo_db import exception as db_exc
 from oslo_utils import timeutils
@@ -35,6 +37,11 @@ UPDATE_VM_STATES = (vm_states.STOPPED, vm_states.SHELVED,
 # Rows fetched at a time from the listing's streamed query, so memory
 # stays flat.
 LIST_CHUNK_SIZE = 1000
+# Cells list_unset_machine_type reads ahead of the one it prints, and how
+# many chunks each may hold in its queue (one keyset page of the listing:
+# db.LIST_ID_RANGE ids, of which at most that many unrecorded).
+LIST_READ_AHEAD = 2
+_LISTING_QUEUE = 50
 # Instances a bulk update changes per transaction.
 BULK_BATCH = 1000
 
@@ -375,7 +382,7 @@ def list_unset_machine_type(ctxt, cell_uuid=None):
     """Yield lists of the UUIDs of instances with no recorded machine type.
 
     Live instances that are not BUILDING, of one cell or of every cell,
-    cell after cell, each from one streamed anti-join read
+    cell after cell (the next cells read meanwhile), keyset pages read
     LIST_CHUNK_SIZE rows at a time, so memory does not grow with the
     number of instances. Raises InvalidUUID or
     CellMappingNotFound for a bad ``cell_uuid`` before yielding anything,
@@ -405,16 +412,85 @@ def list_unset_machine_type_by_cell(ctxt, cell_uuid=None):
 
 
 def _unset_chunks(ctxt, cells):
-    for cell in cells:
+    """(cell, chunk) of each cell in turn; the next cells read meanwhile.
+
+    The cell being yielded and up to LIST_READ_AHEAD cells after it are
+    read by threads of their own (_CellListing), so the cells' anti-joins
+    run side by side while the output stays in cell order and memory
+    stays bounded whatever the number of instances.
+    """
+    cells = iter(cells)
+    listings = collections.deque()
+
+    def start_next():
+        cell = next(cells, None)
+        if cell is not None:
+            listings.append(_CellListing(ctxt, cell))
+
+    for _ in range(LIST_READ_AHEAD + 1):
+        start_next()
+    try:
+        while listings:
+            yield from listings[0].chunks()
+            listings.popleft().stop()
+            start_next()
+    finally:
+        # A consumer that gave up: stop the cells read ahead too.
+        for listing in listings:
+            listing.stop()
+
+
+class _CellListing:
+    """A thread reading one cell's unrecorded instances, chunk by chunk.
+
+    It stays at most _LISTING_QUEUE chunks ahead of the consumer (one
+    keyset page besides the one it holds), and stops when told to: a
+    consumer that gives up (a closed pipe) leaves no reader behind.
+    """
+
+    def __init__(self, ctxt, cell):
+        self.cell = cell
+        self._queue = queue.Queue(maxsize=_LISTING_QUEUE)
+        self._stopped = threading.Event()
+        threading.Thread(target=self._read, args=(ctxt,), daemon=True,
+                         name='list-%s' % cell.uuid).start()
+
+    def _read(self, ctxt):
         try:
-            with nova_context.target_cell(ctxt, cell) as cctxt:
+            with nova_context.target_cell(ctxt, self.cell) as cctxt:
                 for chunk in db.instance_iter_uuids_without_sysmeta(
                         cctxt, SYSMETA_KEY, LIST_CHUNK_SIZE):
-                    yield cell, chunk
+                    if not self._put(chunk):
+                        return
         except Exception as exc:
-            yield cell, exception.CellUnavailable(
-                cell=cell.identity, reason=db_utils.describe_error(
-                    exc).rstrip('.'))
+            self._put(exception.CellUnavailable(
+                cell=self.cell.identity, reason=db_utils.describe_error(
+                    exc).rstrip('.')))
+        self._put(None)
+
+    def _put(self, item):
+        """Queue ``item``; False if the consumer stopped the listing."""
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def chunks(self):
+        """Yield (cell, list of UUIDs) and finally (cell, CellUnavailable)
+        if the cell failed."""
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            yield self.cell, item
+            if isinstance(item, exception.CellUnavailable):
+                return
+
+    def stop(self):
+        self._stopped.set()
 
 
 BulkUpdate = collections.namedtuple('BulkUpdate', ['updated', 'refused'])

@@ -128,16 +128,8 @@ class Process:
             ' '.join(self.argv), self.stdout, self.stderr)
 
 
-def poll(check, timeout=TIMEOUT, interval=0.02):
-    """Call ``check`` until it returns something true; return that, or
-    False once ``timeout`` seconds have passed. Tests wait on real state
-    this way, never on a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result or False
-        time.sleep(interval)
+# Tests wait on real state, never on a fixed sleep.
+poll = nova_fixtures.poll
 
 
 def write_config(directory, sections):

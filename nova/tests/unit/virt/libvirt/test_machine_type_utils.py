@@ -352,11 +352,47 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
         chunks = []
         for chunk in listed:
             # Between two chunks the consumer may take its time: the
-            # listing holds no connection (so no transaction, no cursor).
-            self.assertEqual([], held)
+            # listing's reader (a thread reading ahead) soon holds no
+            # connection (so no transaction, no cursor) while it waits.
+            self.assertTrue(nova_fixtures.poll(lambda: not held),
+                            'the listing kept a connection checked out')
             chunks.append(chunk)
         self.assertEqual([2, 2, 1], [len(c) for c in chunks])
         self.assertEqual(unset, sum(chunks, []))
+
+    def test_list_reads_the_next_cell_ahead_in_cell_order(self):
+        first = [self.make(cell=0).uuid for _ in range(3)]
+        second = [self.make(cell=1).uuid for _ in range(2)]
+        self.assertEqual(first + second, sum(
+            mtu.list_unset_machine_type(self.context), []))
+        with context.target_cell(self.context, self.cells[1]) as cctxt:
+            second_engine = db.get_engine(cctxt)
+        read = []
+        sa.event.listen(second_engine, 'checkout', lambda *a: read.append(1))
+        listed = mtu.list_unset_machine_type(self.context)
+        self.assertEqual(first, next(listed))
+        # The second cell is read while the first one's chunk is consumed.
+        self.assertTrue(nova_fixtures.poll(lambda: read, timeout=10))
+        self.assertEqual([second], list(listed))
+
+    def test_a_consumer_that_stops_leaves_no_reader_behind(self):
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.machine_type_utils.LIST_CHUNK_SIZE', 1))
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.machine_type_utils._LISTING_QUEUE', 1))
+        for _ in range(4):
+            self.make(cell=0)
+
+        def readers():
+            return [t.name for t in threading.enumerate()
+                    if t.name.startswith('list-')]
+        listed = mtu.list_unset_machine_type(self.context)
+        next(listed)
+        # Its reader is blocked on the full queue until told to stop.
+        self.assertIn('list-%s' % self.cells[0].uuid, readers())
+        listed.close()
+        self.assertTrue(nova_fixtures.poll(lambda: not readers(), timeout=10),
+                        'listing threads left behind: %s' % readers())
 
     def test_bulk_update_writes_in_bounded_batches(self):
         self.useFixture(fixtures.MockPatch(
