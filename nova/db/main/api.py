@@ -483,14 +483,19 @@ def _joined_sysmeta(values, with_keys):
             if values['w%d' % index] is not None}
 
 
-def _hostless_order():
+def _hostless_order(context):
     """ORDER BY for host-less instances: by id, as the host index has it.
 
-    The same order as by id (host and deleted are constant), spelled as
-    instances_host_deleted_id_idx's columns: PostgreSQL does not take
-    "host IS NULL" as making host constant, and would otherwise sort.
+    On PostgreSQL spelled as instances_host_deleted_id_idx's columns (the
+    same order, host and deleted being constant): PostgreSQL does not
+    take "host IS NULL" as making host constant, and would otherwise
+    sort. MariaDB, the other way round, sorts for that spelling (a
+    filesort of every host-less instance under a LIMIT of one page) and
+    reads the index in order for ``ORDER BY id``, as SQLite does.
     """
-    return (INSTANCES.c.host, INSTANCES.c.deleted, INSTANCES.c.id)
+    if _dialect(context) == 'postgresql':
+        return (INSTANCES.c.host, INSTANCES.c.deleted, INSTANCES.c.id)
+    return (INSTANCES.c.id,)
 
 
 def _hostless_unrecorded(key):
@@ -524,13 +529,13 @@ def instance_get_hostless_without_sysmeta(context, key, after_id, limit,
     #                     WHERE s.instance_uuid = i.uuid AND s.key = :key
     #                       AND s.deleted = 0)
     #    AND i.id > :after_id [AND i.id < :below_id]
-    #  ORDER BY i.host, i.deleted, i.id LIMIT :limit
+    #  ORDER BY i.id LIMIT :limit  -- PostgreSQL: i.host, i.deleted, i.id
     joined, columns = _outerjoin_sysmeta(
         [INSTANCES.c.id, INSTANCES.c.uuid, INSTANCES.c.architecture],
         with_keys)
     query = (sa.select(*columns).select_from(joined)
              .where(INSTANCES.c.id > after_id, *_hostless_unrecorded(key))
-             .order_by(*_hostless_order()).limit(limit))
+             .order_by(*_hostless_order(context)).limit(limit))
     if below_id is not None:
         query = query.where(INSTANCES.c.id < below_id)
     return [{'id': row.id, 'uuid': row.uuid,
@@ -548,9 +553,9 @@ START_PROBE_WINDOW = 50
 def _hostless_id_bound(context, last):
     """The lowest (``last``: highest) id of a live host-less instance."""
     # SELECT i.id FROM instances i WHERE i.host IS NULL AND i.deleted = 0
-    #  ORDER BY i.host, i.deleted, i.id [DESC] LIMIT 1
-    order = [c.desc() for c in _hostless_order()] if last \
-        else _hostless_order()
+    #  ORDER BY i.id [DESC] LIMIT 1  -- PostgreSQL: see _hostless_order
+    order = [c.desc() for c in _hostless_order(context)] if last \
+        else _hostless_order(context)
     return _execute(context, sa.select(INSTANCES.c.id).where(
         INSTANCES.c.host.is_(None), INSTANCES.c.deleted == 0
     ).order_by(*order).limit(1)).scalar()
@@ -562,12 +567,12 @@ def _hostless_unrecorded_from(context, key, from_id):
     # SELECT 1 FROM instances i
     #   JOIN (SELECT id FROM instances
     #          WHERE host IS NULL AND deleted = 0 AND id >= :from_id
-    #          ORDER BY host, deleted, id LIMIT :window) w ON w.id = i.id
+    #          ORDER BY id LIMIT :window) w ON w.id = i.id
     #  WHERE <the conditions of instance_get_hostless_without_sysmeta>
     #  LIMIT 1
     window = sa.select(INSTANCES.c.id).where(
         INSTANCES.c.host.is_(None), INSTANCES.c.deleted == 0,
-        INSTANCES.c.id >= from_id).order_by(*_hostless_order()).limit(
+        INSTANCES.c.id >= from_id).order_by(*_hostless_order(context)).limit(
         START_PROBE_WINDOW).subquery('w')
     query = sa.select(sa.literal(1)).select_from(
         INSTANCES.join(window, window.c.id == INSTANCES.c.id)).where(
