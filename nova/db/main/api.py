@@ -538,6 +538,13 @@ def instance_get_hostless_without_sysmeta(context, key, after_id, limit,
              .order_by(*_hostless_order(context)).limit(limit))
     if below_id is not None:
         query = query.where(INSTANCES.c.id < below_id)
+    if _dialect(context) == 'postgresql':
+        # PostgreSQL plans a page in parallel (it costs the LIMIT as a
+        # share of the whole anti-join), and starting the workers costs
+        # more than the page: EXPLAIN ANALYZE at 1M, 205 ms against
+        # 102 ms in one process. The setting ends with the transaction.
+        _execute(context, sa.text(
+            'SET LOCAL max_parallel_workers_per_gather = 0'))
     return [{'id': row.id, 'uuid': row.uuid,
              'architecture': row.architecture,
              'system_metadata': _joined_sysmeta(row._mapping, with_keys)}
