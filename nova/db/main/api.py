@@ -555,6 +555,10 @@ def instance_get_hostless_without_sysmeta(context, key, after_id, limit,
 # looks at: enough that a stretch where 1 in 10 instances is unrecorded
 # is all but certainly seen as one (0.9 ** 50 = 0.5%).
 START_PROBE_WINDOW = 50
+# The bisection stops when the boundary is known to this many ids: the
+# walk from there costs at most as many host-less instances, a page's
+# worth, and each halving saved is a probe (10 ms at 1M on PostgreSQL).
+START_PRECISION = 1024
 
 
 def _hostless_id_bound(context, last):
@@ -595,9 +599,10 @@ def instance_get_hostless_start_without_sysmeta(context, key):
     host-less instances in id order, so after a few calls the first ones
     are all recorded; walking them again on every call would cost each
     call the whole prefix. A bisection over the id range finds the
-    boundary instead, with about 20 probes of START_PROBE_WINDOW index
-    entries each: an id before which, as far as the probes saw, nothing
-    is left to record. It is a hint, not a promise (an instance left
+    boundary instead, with about 10 probes of START_PROBE_WINDOW index
+    entries each, to START_PRECISION ids: an id before which, as far as
+    the probes saw, nothing is left to record. It is a hint, not a
+    promise (an instance left
     unrecorded further down, one that cannot be resolved or was offloaded
     since, is not seen): the migration walks from it to the end, then
     from the start up to it. Returns that id, or None when the walk
@@ -609,7 +614,7 @@ def instance_get_hostless_start_without_sysmeta(context, key):
     # Invariant: nothing seen to record from ``low``; something from
     # ``high`` (one past the last host-less instance stands for "yes").
     high = _hostless_id_bound(context, last=True) + 1
-    while high - low > 1:
+    while high - low > START_PRECISION:
         middle = (low + high) // 2
         if _hostless_unrecorded_from(context, key, middle):
             high = middle

@@ -209,11 +209,14 @@ class OnlineDataMigrationsTests(OnlineMigrationTestCase):
                          [self.recorded(i)
                           for i in (unshelved, deleted, rebuilt, kept)])
 
+    def bisect_to_the_instance(self):
+        for name in ('START_PROBE_WINDOW', 'START_PRECISION'):
+            self.useFixture(fixtures.MockPatchObject(db, name, 1))
+
     def test_max_count_loop_starts_past_what_earlier_calls_recorded(self):
-        # One host-less instance per probe: the bisection can tell each
-        # instance apart.
-        self.useFixture(fixtures.MockPatchObject(
-            db, 'START_PROBE_WINDOW', 1))
+        # One host-less instance per probe, bisected to the id: the
+        # bisection can tell each instance apart.
+        self.bisect_to_the_instance()
         offloaded = {'vm_state': 'shelved_offloaded', 'host': None}
         first, second, third = [self.make(**offloaded) for _ in range(3)]
         self.assertEqual(1, self.migrate('--max-count', '2')[0])
@@ -227,8 +230,7 @@ class OnlineDataMigrationsTests(OnlineMigrationTestCase):
         self.assertEqual(0, self.migrate('--max-count', '2')[0])
 
     def test_unrecorded_instance_before_the_start_is_still_recorded(self):
-        self.useFixture(fixtures.MockPatchObject(
-            db, 'START_PROBE_WINDOW', 1))
+        self.bisect_to_the_instance()
         recorded = {'vm_state': 'shelved_offloaded', 'host': None,
                     'machine_type': 'pc'}
         offloaded = {'vm_state': 'shelved_offloaded', 'host': None}
