@@ -266,8 +266,9 @@ def populate_missing_machine_types(context, max_count, progress=None):
     calls recorded. Rows that cannot be resolved are skipped (found, not
     done) so they never block the rows after them.
     ``progress(found, done, remaining)`` is called after each page;
-    ``remaining`` is 0 after the last page, None (unknown: counting would
-    cost as much as the migration) before. Returns (found, done).
+    ``remaining`` is 0 after a page that ends the walk, None otherwise
+    (unknown: counting would cost as much as the migration). Returns
+    (found, done).
     """
     key = resolution.MACHINE_TYPE_SYSMETA_KEY
     # What resolution reads of an instance without a host: its image's.
