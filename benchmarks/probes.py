@@ -7,6 +7,7 @@ peak RSS (read from that child's rusage) compare like with like:
     python -m benchmarks.probes list URL OUT        anti-join, streamed
     python -m benchmarks.probes count_by_host URL OUT
     python -m benchmarks.probes insert_select URL   the online migration
+    python -m benchmarks.probes undo_insert_select URL | undo_migration URL
     python -m benchmarks.probes update URL OLD NEW  the bulk update
     python -m benchmarks.probes domains URI         listing + XML alone
     python -m benchmarks.probes get API_URL UUID    one machine type
@@ -64,6 +65,15 @@ SELECT i.uuid, 'hw_machine_type', COALESCE(p.value, 'pc'), 0,
 UNDO_INSERT_SQL = ("DELETE FROM instance_system_metadata "
                    "WHERE {key} = 'hw_machine_type' AND created_at = '"
                    + SENTINEL + "'")
+
+# created_at of every seeded row (benchmarks/seed.py): the records made
+# later, by the online migration, are the ones created from the next day
+# on (compared as text on SQLite, where the seed's is stored with
+# microseconds: '2026-01-01 00:00:00.000000' > '2026-01-01 00:00:00').
+SEEDED_AT = '2026-01-01 00:00:00'
+UNDO_MIGRATION_SQL = ("DELETE FROM instance_system_metadata "
+                      "WHERE {key} = 'hw_machine_type' "
+                      "AND created_at >= '2026-01-02 00:00:00'")
 
 UPDATE_SQL = """
 UPDATE instance_system_metadata SET value = %(new)s
@@ -429,6 +439,8 @@ def main(argv):
         result = {'rows': execute(args[0], INSERT_SELECT_SQL)}
     elif kind == 'undo_insert_select':
         result = {'rows': execute(args[0], UNDO_INSERT_SQL)}
+    elif kind == 'undo_migration':
+        result = {'rows': execute(args[0], UNDO_MIGRATION_SQL)}
     elif kind == 'update':
         result = {'rows': execute(args[0], UPDATE_SQL,
                                   {'old': args[1], 'new': args[2]})}

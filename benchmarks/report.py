@@ -33,7 +33,20 @@ def _runs(paths, kind='runs'):
     return runs
 
 
+def loop_notes(loop):
+    """The notes of the --max-count loop's line: its start-up share."""
+    return ('--max-count %d until 0: %d calls; lower s = one '
+            'uninterrupted run; start-up %d x %.2f s = %.1f s; work %.1f s, '
+            '%.2fx the run\'s' % (
+                loop['max_count'], loop['calls'], loop['calls'],
+                loop['startup_s'],
+                loop['startup_total_s'], loop['work_s'],
+                loop['work_ratio']))
+
+
 def _notes(row):
+    if 'loop' in row:
+        return loop_notes(row['loop'])
     if 'round_trips' not in row:
         return ''
     small = row['round_trips_small_host']

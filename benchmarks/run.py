@@ -54,6 +54,7 @@ if ROOT not in sys.path:
 import sqlalchemy as sa  # noqa: E402
 
 from benchmarks import probes  # noqa: E402
+from benchmarks import report  # noqa: E402
 from benchmarks import seed as seeding  # noqa: E402
 from nova import config  # noqa: E402
 
@@ -353,28 +354,87 @@ def _count_lines(path):
         return sum(1 for _ in f)
 
 
-def measure_migration(dep):
-    """online_data_migrations vs one INSERT ... SELECT, from one state.
+def measure_migration(dep, repeat):
+    """online_data_migrations vs one INSERT ... SELECT, from one state;
+    then the --max-count loop vs that uninterrupted run.
 
     The INSERT ... SELECT runs first, its rows (marked by their
     created_at) are deleted again, and the statistics refreshed; then
-    the command records the same rows.
+    the command records the same rows, which are deleted in turn (the
+    rows created after the seed), and the loop records them once more.
     """
     before = dep.count_recorded()
     lower = run_child(probe('insert_select', dep.urls['cell']))
     rows = probe_result(lower)['rows']
-    run_child(probe('undo_insert_select', dep.urls['cell']))
-    dep.analyze()
-    if dep.count_recorded() != before:
-        raise SystemExit('undoing the INSERT ... SELECT left rows behind')
+    undo_records(dep, 'undo_insert_select', before)
     op = run_child(dep.nova('nova-manage', 'db', 'online_data_migrations'))
     op.pop('stdout')
+    check_recorded(dep, before, rows, 'online_data_migrations')
+    undo_records(dep, 'undo_migration', before)
+    loop = run_migration_loop(dep, LOOP_MAX_COUNT)
+    check_recorded(dep, before, rows, 'the --max-count loop')
+    dep.analyze()
+    startup = run_repeated(dep.nova('nova-manage', '--help'),
+                           max(repeat, 5))
+    startup.pop('stdout')
+    return [pair('db online_data_migrations', op, lower, rows=rows),
+            loop_pair(loop, op, startup, rows)]
+
+
+# --max-count of the loop operators run (Nova's upgrade notes suggest
+# batches of this size).
+LOOP_MAX_COUNT = 1000
+
+
+def undo_records(dep, undo, before):
+    """Delete the records probe ``undo`` names; refresh the statistics."""
+    run_child(probe(undo, dep.urls['cell']))
+    dep.analyze()
+    if dep.count_recorded() != before:
+        raise SystemExit('%s left rows behind' % undo)
+
+
+def check_recorded(dep, before, rows, what):
+    """SystemExit unless ``what`` recorded the ``rows`` expected."""
     done = dep.count_recorded() - before
     if done != rows:
-        raise SystemExit('online_data_migrations recorded %d rows, the '
-                         'INSERT ... SELECT %d' % (done, rows))
-    dep.analyze()
-    return [pair('db online_data_migrations', op, lower, rows=rows)]
+        raise SystemExit('%s recorded %d rows, the INSERT ... SELECT %d'
+                         % (what, done, rows))
+
+
+def run_migration_loop(dep, max_count):
+    """online_data_migrations --max-count N until it exits 0.
+
+    Returns run_child's figures for the whole loop: wall (the sum of
+    the calls'), rss_mib (the highest), load (when it started), and
+    calls.
+    """
+    calls = []
+    while not calls or calls[-1]['rc'] == 1:
+        call = run_child(dep.nova('nova-manage', 'db',
+                                  'online_data_migrations', '--max-count',
+                                  str(max_count)), expect=(0, 1))
+        call.pop('stdout')
+        calls.append(call)
+    return {'wall': sum(c['wall'] for c in calls),
+            'rss_mib': max(c['rss_mib'] for c in calls),
+            'load': calls[0]['load'], 'rc': 0, 'calls': len(calls)}
+
+
+def loop_pair(loop, op, startup, rows):
+    """The loop beside one uninterrupted run, with its start-up share.
+
+    ``startup`` is the median ``nova-manage --help``: a process that
+    imports what the command does and works on nothing. The work ratio
+    sets the loop less a start-up per call against the run less one.
+    """
+    startup_total = loop['calls'] * startup['wall']
+    work = loop['wall'] - startup_total
+    return pair('online_data_migrations loop', loop, op, rows=rows,
+                loop={'max_count': LOOP_MAX_COUNT, 'calls': loop['calls'],
+                      'startup_s': startup['wall'],
+                      'startup_total_s': startup_total, 'work_s': work,
+                      'work_ratio': work / (op['wall'] - startup['wall'])})
 
 
 def bulk_shape(i):
@@ -543,7 +603,7 @@ def bench(backend, count, args):
                   'seed_seconds': dep.seed(count)}
         log('  seeded in %.1f s' % result['seed_seconds'])
         result['rows'] += measure_listing(dep, args.repeat)
-        result['rows'] += measure_migration(dep)
+        result['rows'] += measure_migration(dep, args.repeat)
         rows, result['bulk_seed_seconds'] = measure_bulk_update(
             dep, count, args.bulk_instances)
         result['rows'] += rows
@@ -573,6 +633,8 @@ def print_table(result):
     for row in result['rows']:
         op, lower = row['op'], row['lower_bound']
         notes = '%d' % row['rows']
+        if 'loop' in row:
+            notes += ', ' + report.loop_notes(row['loop'])
         if 'round_trips' in row:
             small = row['round_trips_small_host']
             notes += ', %d round trips (%d statements); %d-domain host: %d' \

@@ -19,6 +19,7 @@ import uuid as uuid_lib
 
 import sqlalchemy as sa
 
+from benchmarks import probes
 from nova.db.api import models as api_models
 from nova.db.main import models as main_models
 
@@ -94,7 +95,7 @@ def seed(cell_url, api_url, count, cell_uuid=None, start=0, log=print,
         with api_engine.connect() as conn:
             cell_id = conn.execute(sa.select(CELLS.c.id).where(
                 CELLS.c.uuid == cell_uuid)).scalar_one()
-    now = datetime.datetime(2026, 1, 1)
+    now = datetime.datetime.fromisoformat(probes.SEEDED_AT)
     started = time.monotonic()
     sysmeta_rows = 0
     for chunk_start in range(start, start + count, CHUNK):

@@ -45,7 +45,7 @@ def _print_table(headers, rows):
 # Nova's online data migrations, in the order they run: each is
 # f(context, max_count, progress=None) -> (found, done) on the cell
 # ``context`` targets, calling progress(found, done, remaining) after
-# each batch.
+# each batch (remaining None while it is not known).
 online_migrations = (
     instance_obj.populate_missing_machine_types,
 )
@@ -129,10 +129,13 @@ class _MigrationRun:
         totals[0] += found
         totals[1] += done
         elapsed = max(time.monotonic() - self._started, 1e-6)
-        print('%s in cell %s: %d rows matched, %d migrated, %d '
-              'remaining, %.0f rows/s' % (
-                  migrate.__name__, cell_name, found, done,
-                  remaining, totals[1] / elapsed), flush=True)
+        # A migration that does not count what is left (counting would
+        # cost a pass of its own) says None until its last batch.
+        left = 'more may remain' if remaining is None \
+            else '%d remaining' % remaining
+        print('%s in cell %s: %d rows matched, %d migrated, %s, '
+              '%.0f rows/s' % (migrate.__name__, cell_name, found, done,
+                               left, totals[1] / elapsed), flush=True)
 
 
 class DbCommands:

@@ -186,14 +186,15 @@ class InstanceList:
 # -- online data migrations (nova-manage db online_data_migrations) -----------
 
 def _resolve_machine_types(context, rows):
-    """{uuid: machine type} for the rows resolution can decide.
+    """{machine type: [instance id]} of the rows resolution can decide.
 
     Each row goes through the one resolution function, as a spawn would:
     image property, then configuration, then the built-in default for
     the guest arch. Rows with the same architecture and image properties
     resolve alike, so each such combination is resolved once (a batch
-    holds a handful of them). A row it cannot decide (an arch with no
-    default) is left out and logged.
+    holds a handful of them), and the rows are grouped by the value they
+    get: one insert statement per value. A row it cannot decide (an arch
+    with no default) is left out and logged.
     """
     resolved = {}
     by_inputs = {}
@@ -204,7 +205,7 @@ def _resolve_machine_types(context, rows):
             by_inputs[inputs] = _resolve_machine_type(context, row)
         machine_type, guest_arch = by_inputs[inputs]
         if machine_type:
-            resolved[row['uuid']] = machine_type
+            resolved.setdefault(machine_type, []).append(row['id'])
         else:
             LOG.warning('No machine type can be resolved for instance %s '
                         '(architecture %s); set one with nova-manage '
@@ -222,9 +223,29 @@ def _resolve_machine_type(context, row):
             resolution.get_guest_arch(instance.image_meta, instance))
 
 
-# Rows per SELECT and bulk INSERT of an online data migration: each
-# batch is its own short transaction.
+# Rows per page of an online data migration: one keyset read, then one
+# transaction of insert-if-absent statements (one per machine type).
 MIGRATION_BATCH = 1000
+
+
+def _walk(start):
+    """The (after id, below id) ranges a migration reads, in order.
+
+    From ``start`` (instance_get_hostless_start_without_sysmeta's hint)
+    to the end, then from the first instance up to ``start``, so that
+    nothing before the hint is missed; from the first instance to the
+    end when there is no hint.
+    """
+    if start is None:
+        return [(0, None)]
+    return [(start - 1, None), (0, start)]
+
+
+def _record_page(context, key, rows):
+    """Resolve and record one page of rows; return how many resolved."""
+    by_value = _resolve_machine_types(context, rows)
+    db.instance_system_metadata_record_hostless(context, key, by_value)
+    return sum(len(ids) for ids in by_value.values())
 
 
 def populate_missing_machine_types(context, max_count, progress=None):
@@ -233,31 +254,45 @@ def populate_missing_machine_types(context, max_count, progress=None):
     Instances on a host are recorded by that host's nova-compute; live
     instances with no host (shelved offloaded, never scheduled) and no
     record, except BUILDING ones, are recorded here by resolution, up to
-    ``max_count`` of them. One anti-join reads the ids of all of them
-    (which also says how many are left after each batch); then, in
-    batches of MIGRATION_BATCH, one SELECT by id checks each is still
-    host-less and unrecorded and brings its image properties, and one bulk
-    insert-if-absent records them, so a value recorded meanwhile wins.
-    Rows that cannot be resolved are skipped (found, not done) so they
-    never block the rows after them. ``progress(found, done, remaining)``
-    is called after each batch. Returns (found, done).
+    ``max_count`` of them. The work is read a page of MIGRATION_BATCH at
+    a time (a keyset page of the host index, with the image properties
+    resolution needs), and each page recorded straight away by one
+    insert-if-absent ... SELECT per machine type, which checks again that
+    each instance is still host-less, live and not being built; a value
+    recorded meanwhile wins. A page reads one row more than it records,
+    to know whether the walk has ended. The walk starts where a bisection
+    says the unrecorded instances begin, so that each call of a
+    ``--max-count`` loop costs what it records, not the instances earlier
+    calls recorded. Rows that cannot be resolved are skipped (found, not
+    done) so they never block the rows after them.
+    ``progress(found, done, remaining)`` is called after each page;
+    ``remaining`` is 0 after a page that ends the walk, None otherwise
+    (unknown: counting would cost as much as the migration). Returns
+    (found, done).
     """
     key = resolution.MACHINE_TYPE_SYSMETA_KEY
     # What resolution reads of an instance without a host: its image's.
     image_keys = [image_meta_obj.SYSMETA_IMAGE_PREFIX + prop for prop in (
         resolution.MACHINE_TYPE_IMAGE_PROPERTY,
         resolution.ARCH_IMAGE_PROPERTY)]
-    ids = db.instance_get_hostless_ids_without_sysmeta(context, key)
-    found = done = read = 0
-    while done < max_count and read < len(ids):
-        batch = ids[read:read + min(max_count - done, MIGRATION_BATCH)]
-        read += len(batch)
-        rows = db.instance_get_hostless_without_sysmeta(
-            context, key, batch, with_keys=image_keys)
-        resolved = _resolve_machine_types(context, rows)
-        db.instance_system_metadata_record(context, key, resolved)
-        found += len(rows)
-        done += len(resolved)
-        if progress is not None:
-            progress(len(rows), len(resolved), len(ids) - read)
+    walk = _walk(db.instance_get_hostless_start_without_sysmeta(context, key))
+    found = done = 0
+    for number, (after, below) in enumerate(walk, 1):
+        more = True
+        while more and done < max_count:
+            size = min(max_count - done, MIGRATION_BATCH)
+            rows = db.instance_get_hostless_without_sysmeta(
+                context, key, after, size + 1, below_id=below,
+                with_keys=image_keys)
+            more = len(rows) > size
+            rows = rows[:size]
+            if not rows:
+                break
+            recorded = _record_page(context, key, rows)
+            found += len(rows)
+            done += recorded
+            after = rows[-1]['id']
+            if progress is not None:
+                ended = not more and number == len(walk)
+                progress(len(rows), recorded, 0 if ended else None)
     return found, done

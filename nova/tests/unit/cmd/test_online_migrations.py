@@ -21,8 +21,8 @@ from nova.tests.unit.virt.libvirt import test_machine_type_utils
 
 PROGRESS = re.compile(
     r'populate_missing_machine_types in cell (?P<cell>.+): (?P<found>\d+) '
-    r'rows matched, (?P<done>\d+) migrated, (?P<remaining>\d+) remaining, '
-    r'\d+ rows/s')
+    r'rows matched, (?P<done>\d+) migrated, '
+    r'(?:(?P<remaining>\d+) remaining|more may remain), \d+ rows/s')
 
 
 def _table_row(out):
@@ -132,8 +132,10 @@ class OnlineDataMigrationsTests(OnlineMigrationTestCase):
         code, out, _ = self.migrate()
         self.assertEqual(0, code)
         self.assertIn('Running batches of 2 until complete.', out)
+        # What is left is not counted (a pass of its own); the page after
+        # the last batch is read one row long, so the end is known.
         self.assertEqual(
-            [('2', '2', '3'), ('2', '2', '1'), ('1', '1', '0')],
+            [('2', '2', None), ('2', '2', None), ('1', '1', '0')],
             [(m.group('found'), m.group('done'), m.group('remaining'))
              for m in PROGRESS.finditer(out)])
 
@@ -182,6 +184,74 @@ class OnlineDataMigrationsTests(OnlineMigrationTestCase):
         self.assertEqual((1, 1), instance_obj.populate_missing_machine_types(
             self.cell_context(0), 10))
         self.assertEqual('pc-i440fx-8.2', self.recorded(inst))
+
+    def test_instance_changed_after_its_page_was_read_is_not_recorded(self):
+        offloaded = {'vm_state': 'shelved_offloaded', 'host': None}
+        unshelved, deleted, rebuilt, kept = [
+            self.make(**offloaded) for _ in range(4)]
+        real_page = db.instance_get_hostless_without_sysmeta
+
+        def page_then_changes(cctxt, *args, **kwargs):
+            page = real_page(cctxt, *args, **kwargs)
+            if page:
+                unshelved.host = 'compute1'
+                unshelved.vm_state = 'active'
+                unshelved.save()
+                deleted.destroy()
+                rebuilt.vm_state = 'building'
+                rebuilt.save()
+            return page
+        self.useFixture(fixtures.MockPatchObject(
+            db, 'instance_get_hostless_without_sysmeta',
+            side_effect=page_then_changes))
+        instance_obj.populate_missing_machine_types(self.cell_context(0), 10)
+        self.assertEqual([None, None, None, 'pc'],
+                         [self.recorded(i)
+                          for i in (unshelved, deleted, rebuilt, kept)])
+
+    def bisect_to_the_instance(self):
+        for name in ('START_PROBE_WINDOW', 'START_PRECISION'):
+            self.useFixture(fixtures.MockPatchObject(db, name, 1))
+
+    def test_max_count_loop_starts_past_what_earlier_calls_recorded(self):
+        # One host-less instance per probe, bisected to the id: the
+        # bisection can tell each instance apart.
+        self.bisect_to_the_instance()
+        offloaded = {'vm_state': 'shelved_offloaded', 'host': None}
+        first, second, third = [self.make(**offloaded) for _ in range(3)]
+        self.assertEqual(1, self.migrate('--max-count', '2')[0])
+        ctxt = self.cell_context(0)
+        start = db.instance_get_hostless_start_without_sysmeta(
+            ctxt, 'hw_machine_type')
+        # The next call walks from the second instance, not the first.
+        self.assertEqual(second.id, start)
+        self.assertEqual(1, self.migrate('--max-count', '2')[0])
+        self.assertEqual('pc-q35-8.2', self.recorded(third))
+        self.assertEqual(0, self.migrate('--max-count', '2')[0])
+
+    def test_unrecorded_instance_before_the_start_is_still_recorded(self):
+        self.bisect_to_the_instance()
+        recorded = {'vm_state': 'shelved_offloaded', 'host': None,
+                    'machine_type': 'pc'}
+        offloaded = {'vm_state': 'shelved_offloaded', 'host': None}
+        self.make(**recorded)
+        hidden = self.make(**offloaded)
+        self.make(**recorded)
+        self.make(**recorded)
+        last = self.make(**offloaded)
+        # The bisection never probes ``hidden``: it starts past it, ...
+        start = db.instance_get_hostless_start_without_sysmeta(
+            self.cell_context(0), 'hw_machine_type')
+        self.assertGreater(start, hidden.id)
+        # ... and the walk comes back for it after the end.
+        codes = [self.migrate('--max-count', '1')[0] for _ in range(3)]
+        self.assertEqual([1, 1, 0], codes)
+        self.assertEqual(['pc-q35-8.2'] * 2,
+                         [self.recorded(hidden), self.recorded(last)])
+        # Run to completion too.
+        before = self.make(cell=1, **offloaded)
+        self.assertEqual(0, self.migrate()[0])
+        self.assertEqual('pc-q35-8.2', self.recorded(before))
 
     def test_failing_cell_and_nothing_else_to_do_is_2(self):
         broken = self.add_broken_cell()

@@ -545,24 +545,25 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
 
 
 class SQLitePlanTests(MachineTypeTestMixin, nova_fixtures.TestCase):
-    """SQLite's plans of the online migration's two queries.
+    """SQLite's plans of the online migration's page and record statements.
 
     Not run on the other backends (nova/tests/functional/cmd/ does not
     import this class).
     """
 
-    def _plan_of(self, query, *args):
-        """EXPLAIN QUERY PLAN of the statement ``query(ctxt, *args)`` runs."""
+    def _plan_of(self, verb, query, *args, **kwargs):
+        """EXPLAIN QUERY PLAN of the one ``verb`` statement ``query(ctxt,
+        SYSMETA_KEY, *args, **kwargs)`` runs."""
         ctxt = self.cell_context()
         engine = db.get_engine(ctxt)
         seen = []
 
         def record(conn, cursor, statement, parameters, *args):
-            if statement.lstrip().startswith('SELECT'):
+            if statement.lstrip().startswith(verb):
                 seen.append((statement, parameters))
         sa.event.listen(engine, 'before_cursor_execute', record)
         try:
-            query(ctxt, mtu.SYSMETA_KEY, *args)
+            query(ctxt, mtu.SYSMETA_KEY, *args, **kwargs)
         finally:
             sa.event.remove(engine, 'before_cursor_execute', record)
         [(statement, parameters)] = seen
@@ -570,13 +571,16 @@ class SQLitePlanTests(MachineTypeTestMixin, nova_fixtures.TestCase):
             return ' / '.join(row[-1] for row in conn.exec_driver_sql(
                 'EXPLAIN QUERY PLAN ' + statement, parameters))
 
-    def test_hostless_ids_come_from_the_host_index_in_order(self):
-        plan = self._plan_of(db.instance_get_hostless_ids_without_sysmeta)
+    def test_a_page_comes_from_the_host_index_in_order(self):
+        plan = self._plan_of('SELECT',
+                             db.instance_get_hostless_without_sysmeta, 7,
+                             1000, with_keys=['image_hw_machine_type'])
         self.assertIn('instances_host_deleted_id_idx', plan)
         self.assertNotIn('TEMP B-TREE', plan)
 
-    def test_a_batch_is_read_by_primary_key(self):
-        plan = self._plan_of(db.instance_get_hostless_without_sysmeta,
-                             [3, 5, 8])
+    def test_a_page_is_recorded_by_primary_key(self):
+        plan = self._plan_of('INSERT',
+                             db.instance_system_metadata_record_hostless,
+                             {'pc': [3, 5, 8]})
         self.assertIn('USING INTEGER PRIMARY KEY (rowid=?)', plan)
         self.assertNotIn('SCAN', plan.replace('SCAN CONSTANT', ''))
