@@ -5,6 +5,7 @@ doc/source/cli/nova-manage.rst and each one has a test.
 """
 
 import argparse
+import concurrent.futures
 import functools
 import json
 import sys
@@ -89,22 +90,38 @@ class _MigrationRun:
         self.failed = False
         self.last_done = 0
         self._started = time.monotonic()
+        self._lock = threading.Lock()
 
     def run_pass(self, batch, limit_total=False):
         """Run each migration once per cell; return the rows migrated.
 
         With ``limit_total`` the pass migrates at most ``batch`` rows in
-        all, else up to ``batch`` per migration and cell.
+        all, cell after cell. Else up to ``batch`` per migration and cell,
+        with every cell at once in a thread of its own: a cell's
+        migrations run in order, the cells side by side, each on its own
+        database.
         """
-        done_in_pass = 0
-        for migrate in online_migrations:
-            for name, cctxt in self.targets:
-                count = batch - done_in_pass if limit_total else batch
-                if count <= 0:
-                    break
-                done_in_pass += self._run_one(migrate, name, cctxt, count)
-        self.last_done = done_in_pass
-        return done_in_pass
+        if limit_total:
+            done = 0
+            for migrate in online_migrations:
+                for name, cctxt in self.targets:
+                    if done >= batch:
+                        break
+                    done += self._run_one(migrate, name, cctxt, batch - done)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(
+                    max_workers=len(self.targets),
+                    thread_name_prefix='migrate') as pool:
+                done = sum(pool.map(
+                    lambda target: self._run_cell(*target, batch),
+                    self.targets))
+        self.last_done = done
+        return done
+
+    def _run_cell(self, cell_name, cctxt, batch):
+        """Every migration on one cell, in order; the rows migrated."""
+        return sum(self._run_one(migrate, cell_name, cctxt, batch)
+                   for migrate in online_migrations)
 
     def _run_one(self, migrate, cell_name, cctxt, count):
         """Run ``migrate`` for up to ``count`` rows of one cell.
@@ -112,30 +129,35 @@ class _MigrationRun:
         Returns the rows migrated, including those of the batches that
         were committed before an error.
         """
-        done_before = self.totals[migrate.__name__][1]
+        migrated = []
+
+        def progress(found, done, remaining):
+            migrated.append(done)
+            self._batch_done(migrate, cell_name, found, done, remaining)
         try:
-            migrate(cctxt, count, progress=functools.partial(
-                self._batch_done, migrate, cell_name))
+            migrate(cctxt, count, progress=progress)
         except Exception as exc:
             self.failed = True
             common.print_error('%s failed in cell %s: %s' % (
                 migrate.__name__, cell_name,
                 db_utils.describe_error(exc)))
-        return self.totals[migrate.__name__][1] - done_before
+        return sum(migrated)
 
     def _batch_done(self, migrate, cell_name, found, done, remaining):
-        """Count one committed batch and print its progress line."""
-        totals = self.totals[migrate.__name__]
-        totals[0] += found
-        totals[1] += done
-        elapsed = max(time.monotonic() - self._started, 1e-6)
+        """Count one committed batch and print its progress line (cells
+        report from their threads)."""
+        with self._lock:
+            totals = self.totals[migrate.__name__]
+            totals[0] += found
+            totals[1] += done
+            rate = totals[1] / max(time.monotonic() - self._started, 1e-6)
         # A migration that does not count what is left (counting would
         # cost a pass of its own) says None until its last batch.
         left = 'more may remain' if remaining is None \
             else '%d remaining' % remaining
         print('%s in cell %s: %d rows matched, %d migrated, %s, '
               '%.0f rows/s' % (migrate.__name__, cell_name, found, done,
-                               left, totals[1] / elapsed), flush=True)
+                               left, rate), flush=True)
 
 
 class DbCommands:
