@@ -842,19 +842,24 @@ def instance_sysmeta_replace_value(context, key, old, new, only_states=None,
     """
     # UPDATE instance_system_metadata SET value = :new, updated_at = :now
     #  WHERE key = :key AND deleted = 0 AND value = :old
+    #    [AND instance_uuid = :uuid]
     #    AND instance_uuid IN (
     #        SELECT uuid FROM instances
     #         WHERE deleted = 0 [AND uuid = :uuid] [AND vm_state IN (...)])
+    # The outer instance_uuid = :uuid lets the server find the one row by
+    # the unique key, rather than go through every row recorded as :old
+    # (MariaDB does not turn an UPDATE's IN (subquery) into a join).
     instances = sa.select(INSTANCES.c.uuid).where(INSTANCES.c.deleted == 0)
+    rows = [SYSMETA.c.key == key, SYSMETA.c.deleted == 0,
+            SYSMETA.c.value == old]
     if uuid is not None:
         instances = instances.where(INSTANCES.c.uuid == uuid)
+        rows.append(SYSMETA.c.instance_uuid == uuid)
     if only_states is not None:
         instances = instances.where(
             INSTANCES.c.vm_state.in_(list(only_states)))
     stmt = (SYSMETA.update()
-            .where(SYSMETA.c.key == key, SYSMETA.c.deleted == 0,
-                   SYSMETA.c.value == old,
-                   SYSMETA.c.instance_uuid.in_(instances))
+            .where(*rows, SYSMETA.c.instance_uuid.in_(instances))
             .values(value=new, updated_at=timeutils.utcnow()))
     return _execute(context, stmt).rowcount
 
