@@ -119,7 +119,8 @@ class Writer(threading.Thread):
     Each write is one transaction, as an Instance.save() with system
     metadata: a new system metadata row (a key of its own, so never a
     duplicate) and an update of its instance. As every Nova writer does
-    on Galera, a transaction aborted as a deadlock is replayed: a schema
+    on Galera, a transaction aborted as a deadlock is replayed, after the
+    same pauses as theirs: a schema
     change in total order aborts the transactions that other nodes' clients
     hold on its table at that instant (``replayed`` counts them).
     ``written`` holds the (instance_uuid, key) of each commit, ``errors``
@@ -166,6 +167,9 @@ class Writer(threading.Thread):
                     self.errors.append('%s: %s' % (key, exc.orig))
                     return
                 self.replayed += 1
+                # Nova's writers wait between replays (0.1 s, doubling,
+                # at most 2 s: nova.db.transactions); so does this client.
+                time.sleep(min(0.1 * 2 ** replay, 2))
             else:
                 self.written.append((instance_uuid, key))
                 return
