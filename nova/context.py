@@ -7,6 +7,7 @@ or the transaction context manager of a cell set by ``target_cell``.
 
 import contextlib
 import copy
+import functools
 import logging
 import threading
 import uuid as uuid_lib
@@ -165,39 +166,58 @@ def scatter_gather_cells(context, cell_mappings, timeout, fn, *args,
     ``timeout`` seconds (None: however long it takes) maps to
     ``did_not_respond_sentinel``; a cell whose call raised maps to the
     exception. Either way the other cells' answers are returned.
-
-    Each cell runs in a daemon thread: a cell that never answers must
-    not keep the command from exiting once it has reported the others
-    (a ThreadPoolExecutor joins its threads at interpreter exit).
     """
+    def call(cell_mapping):
+        with target_cell(context, cell_mapping) as cctxt:
+            return fn(cctxt, *args, **kwargs)
+
     cell_mappings = list(cell_mappings)
+    results = run_in_parallel(
+        {cell.uuid: functools.partial(call, cell) for cell in cell_mappings},
+        timeout)
+    for cell_mapping in cell_mappings:
+        result = results[cell_mapping.uuid]
+        if result is did_not_respond_sentinel:
+            LOG.warning('Cell %s did not respond within %s seconds',
+                        cell_mapping.identity, timeout)
+        elif isinstance(result, Exception):
+            LOG.warning('Error from cell %s: %s', cell_mapping.identity,
+                        result)
+    return results
+
+
+def run_in_parallel(calls, timeout):
+    """Call every function of ``calls`` ({key: f()}) in a thread of its own.
+
+    Returns {key: what f returned, or the exception it raised}; a call
+    still running after ``timeout`` seconds (None: however long they
+    take) maps to ``did_not_respond_sentinel``.
+
+    The threads are daemons: a call that never returns must not keep
+    the command from exiting once it has reported the others (a
+    ThreadPoolExecutor joins its threads at interpreter exit).
+    """
     answers = {}
     answered = threading.Condition()
 
-    def run(cell_mapping):
+    def run(key, fn):
         try:
-            with target_cell(context, cell_mapping) as cctxt:
-                result = fn(cctxt, *args, **kwargs)
+            result = fn()
         except Exception as exc:
-            LOG.warning('Error from cell %s: %s', cell_mapping.identity, exc)
             result = exc
         with answered:
-            answers[cell_mapping.uuid] = result
+            answers[key] = result
             answered.notify_all()
 
-    for cell_mapping in cell_mappings:
-        threading.Thread(target=run, args=(cell_mapping,), daemon=True,
-                         name='cell-%s' % cell_mapping.uuid).start()
+    for key, fn in calls.items():
+        threading.Thread(target=run, args=(key, fn), daemon=True,
+                         name='parallel-%s' % key).start()
     with answered:
-        answered.wait_for(lambda: len(answers) == len(cell_mappings),
-                          timeout)
-        # A copy: a cell answering later must not change what is returned.
+        answered.wait_for(lambda: len(answers) == len(calls), timeout)
+        # A copy: a call returning later must not change what is returned.
         results = dict(answers)
-    for cell_mapping in cell_mappings:
-        if cell_mapping.uuid not in results:
-            LOG.warning('Cell %s did not respond within %s seconds',
-                        cell_mapping.identity, timeout)
-            results[cell_mapping.uuid] = did_not_respond_sentinel
+    for key in calls:
+        results.setdefault(key, did_not_respond_sentinel)
     return results
 
 

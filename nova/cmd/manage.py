@@ -5,7 +5,6 @@ doc/source/cli/nova-manage.rst and each one has a test.
 """
 
 import argparse
-import concurrent.futures
 import functools
 import json
 import sys
@@ -109,12 +108,12 @@ class _MigrationRun:
                         break
                     done += self._run_one(migrate, name, cctxt, batch - done)
         else:
-            with concurrent.futures.ThreadPoolExecutor(
-                    max_workers=len(self.targets),
-                    thread_name_prefix='migrate') as pool:
-                done = sum(pool.map(
-                    lambda target: self._run_cell(*target, batch),
-                    self.targets))
+            # No time-out: a migration takes as long as its rows do, and
+            # _run_one reports its own errors.
+            done = sum(context.run_in_parallel(
+                {number: functools.partial(self._run_cell, name, cctxt, batch)
+                 for number, (name, cctxt) in enumerate(self.targets)},
+                None).values())
         self.last_done = done
         return done
 
