@@ -14,6 +14,7 @@ peak RSS (read from that child's rusage) compare like with like:
     python -m benchmarks.probes update_one API_URL UUID OLD NEW
     python -m benchmarks.probes floor_get CONF UUID      (SQLAlchemy Core
     python -m benchmarks.probes floor_update CONF UUID OLD NEW  + oslo.config)
+    python -m benchmarks.probes floor_start CONF    a call that does nothing
     python -m benchmarks.probes init_host HOST CONF...   (prints JSON)
     python -m benchmarks.probes cells KIND OUT URL...   (see run_cells)
 
@@ -383,6 +384,27 @@ def floor(config_file, uuid, old=None, new=None):
                write=True)
 
 
+def floor_start(config_file):
+    """What any call of a command over cells pays before its work.
+
+    A fresh Python with SQLAlchemy's core, oslo.config reading
+    ``[api_database]connection``, the cells' URLs read from the API
+    database, and one connection to each cell. Returns how many cells.
+    """
+    from oslo_config import cfg
+    import sqlalchemy as sa
+    conf = cfg.ConfigOpts()
+    conf.register_opts([cfg.StrOpt('connection')], group='api_database')
+    conf(['--config-file', config_file], project='nova')
+    with sa.create_engine(conf.api_database.connection).connect() as conn:
+        urls = conn.execute(sa.text(
+            'SELECT database_connection FROM cell_mappings')).scalars().all()
+    for url in urls:
+        with sa.create_engine(url).connect() as conn:
+            conn.execute(sa.text('SELECT 1'))
+    return len(urls)
+
+
 def _now():
     import datetime
     return datetime.datetime.now(datetime.timezone.utc).replace(
@@ -454,6 +476,8 @@ def main(argv):
         result = {'machine_type': floor(*args)}
     elif kind == 'floor_update':
         result = {'rows': floor(*args)}
+    elif kind == 'floor_start':
+        result = {'cells': floor_start(*args)}
     elif kind == 'cells':
         # cells KIND OUT URL... [OLD NEW]
         urls = [arg for arg in args[2:] if '://' in arg]

@@ -37,16 +37,22 @@ def loop_notes(loop):
     """The notes of the --max-count loop's line: its start-up share."""
     return ('--max-count %d until 0: %d calls; lower s = one '
             'uninterrupted run; start-up %d x %.2f s = %.1f s; work %.1f s, '
-            '%.2fx the run\'s' % (
+            '%.2fx the run\'s; floor %.2f s a call: at best %.2fx' % (
                 loop['max_count'], loop['calls'], loop['calls'],
                 loop['startup_s'],
                 loop['startup_total_s'], loop['work_s'],
-                loop['work_ratio']))
+                loop['work_ratio'], loop['floor_start_s'],
+                loop['floor_ratio']))
 
 
-def _notes(row):
+def notes(row):
+    """The notes column of one line: what its figures do not say."""
     if 'loop' in row:
         return loop_notes(row['loop'])
+    if 'writer_requests' in row:
+        return ('a writer on its rows: %d requests, worst %.0f ms, '
+                '%d failed' % (row['writer_requests'],
+                               row['writer_worst_ms'], row['writer_failed']))
     if 'round_trips' not in row:
         return ''
     small = row['round_trips_small_host']
@@ -70,7 +76,7 @@ def run_table(run):
                          row['operation'], op['wall'], op['rss_mib'],
                          lower['wall'], lower['rss_mib'], row['ratio'],
                          max(op['load'], lower['load']),
-                         '{:,}'.format(row['rows']), _notes(row)))
+                         '{:,}'.format(row['rows']), notes(row)))
     return '\n'.join(lines)
 
 

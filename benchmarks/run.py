@@ -354,20 +354,25 @@ def _count_lines(path):
         return sum(1 for _ in f)
 
 
-def measure_migration(dep, repeat):
+def measure_migration(dep, count, repeat):
     """online_data_migrations vs one INSERT ... SELECT, from one state;
     then the --max-count loop vs that uninterrupted run.
 
     The INSERT ... SELECT runs first, its rows (marked by their
     created_at) are deleted again, and the statistics refreshed; then
-    the command records the same rows, which are deleted in turn (the
-    rows created after the seed), and the loop records them once more.
+    the command records the same rows while a RowWriter writes the
+    instances it records (``count`` seeded), which are deleted in turn
+    (the rows created after the seed), and the loop records them once
+    more.
     """
     before = dep.count_recorded()
     lower = run_child(probe('insert_select', dep.urls['cell']))
     rows = probe_result(lower)['rows']
     undo_records(dep, 'undo_insert_select', before)
-    op = run_child(dep.nova('nova-manage', 'db', 'online_data_migrations'))
+    writer = RowWriter(dep.urls['cell'], migrated_uuids(count),
+                       RowWriter.INSTANCE_SQL)
+    op = writer.run_beside(dep.backend, dep.nova(
+        'nova-manage', 'db', 'online_data_migrations'))
     op.pop('stdout')
     check_recorded(dep, before, rows, 'online_data_migrations')
     undo_records(dep, 'undo_migration', before)
@@ -376,9 +381,19 @@ def measure_migration(dep, repeat):
     dep.analyze()
     startup = run_repeated(dep.nova('nova-manage', '--help'),
                            max(repeat, 5))
-    startup.pop('stdout')
-    return [pair('db online_data_migrations', op, lower, rows=rows),
-            loop_pair(loop, op, startup, rows)]
+    floor = run_repeated(probe('floor_start', dep.conf), max(repeat, 5))
+    for measured in (startup, floor):
+        measured.pop('stdout')
+    return [pair('db online_data_migrations', op, lower, rows=rows,
+                 **writer.figures()),
+            loop_pair(loop, op, startup, floor, rows)]
+
+
+def migrated_uuids(count):
+    """The uuids of the ``count`` seeded instances the online migration
+    records: live, host-less (shelved offloaded) and unrecorded."""
+    return [seeding.str_uuid(i) for i in range(count)
+            if seeding.instance_shape(i)[1:] == (None, None, False)]
 
 
 # --max-count of the loop operators run (Nova's upgrade notes suggest
@@ -421,20 +436,26 @@ def run_migration_loop(dep, max_count):
             'load': calls[0]['load'], 'rc': 0, 'calls': len(calls)}
 
 
-def loop_pair(loop, op, startup, rows):
+def loop_pair(loop, op, startup, floor, rows):
     """The loop beside one uninterrupted run, with its start-up share.
 
     ``startup`` is the median ``nova-manage --help``: a process that
     imports what the command does and works on nothing. The work ratio
     sets the loop less a start-up per call against the run less one.
+    ``floor`` is the median floor_start probe, what any Python call over
+    the cells pays before its work; the floor ratio is the best a loop
+    of as many calls could do: one run plus a floor per extra call.
     """
     startup_total = loop['calls'] * startup['wall']
     work = loop['wall'] - startup_total
+    floor_loop = op['wall'] + (loop['calls'] - 1) * floor['wall']
     return pair('online_data_migrations loop', loop, op, rows=rows,
                 loop={'max_count': LOOP_MAX_COUNT, 'calls': loop['calls'],
                       'startup_s': startup['wall'],
                       'startup_total_s': startup_total, 'work_s': work,
-                      'work_ratio': work / (op['wall'] - startup['wall'])})
+                      'work_ratio': work / (op['wall'] - startup['wall']),
+                      'floor_start_s': floor['wall'],
+                      'floor_ratio': floor_loop / op['wall']})
 
 
 def bulk_shape(i):
@@ -443,38 +464,69 @@ def bulk_shape(i):
 
 
 class RowWriter(threading.Thread):
-    """A client writing the rows a bulk update moves, every 50 ms.
+    """A client writing rows a command works on, every 50 ms.
 
-    It touches the hw_machine_type row of a random instance of the bulk
-    set in a transaction of its own, through the driver alone, and
-    records each request's latency and any failure (not retried): what
-    another service sees of the bulk update's locks.
+    Each request runs ``sql`` (``{m}``: the driver's placeholder, ``{k}``:
+    the quoted ``key`` column) for a random uuid of ``uuids`` in a
+    transaction of its own, through the driver alone, and records its
+    latency and any failure (not retried): what another service sees of
+    the command's locks.
     """
 
-    def __init__(self, url, uuids):
+    # The bulk update's rows: the hw_machine_type records it changes.
+    SYSMETA_SQL = ('UPDATE instance_system_metadata SET updated_at = '
+                   'updated_at WHERE instance_uuid = {m} AND {k} = '
+                   "'hw_machine_type' AND deleted = 0")
+    # The online migration's: the instances whose type it records (a
+    # user's unshelve or a task state change).
+    INSTANCE_SQL = ('UPDATE instances SET updated_at = updated_at '
+                    'WHERE uuid = {m}')
+
+    def __init__(self, url, uuids, sql):
         super().__init__(daemon=True)
-        self.url, self.uuids = url, uuids
+        self.url, self.uuids, self.sql = url, uuids, sql
         self.latencies, self.failures = [], []
         self.done = threading.Event()
 
     def run(self):
         conn, dialect = probes.connect(self.url)
-        mark = '?' if dialect == 'sqlite' else '%s'
-        sql = ('UPDATE instance_system_metadata SET updated_at = updated_at '
-               'WHERE instance_uuid = {m} AND {k} = {m} AND deleted = 0'
-               .format(m=mark, k=probes.quoted_key(dialect)))
+        sql = self.sql.format(m='?' if dialect == 'sqlite' else '%s',
+                              k=probes.quoted_key(dialect))
         rng = random.Random(0)
         while not self.done.wait(0.05):
             began = time.perf_counter()
             try:
-                conn.cursor().execute(sql, (rng.choice(self.uuids),
-                                            'hw_machine_type'))
+                conn.cursor().execute(sql, (rng.choice(self.uuids),))
                 conn.commit()
             except Exception as exc:
                 self.failures.append('%s: %s' % (type(exc).__name__, exc))
                 conn.rollback()
             self.latencies.append(time.perf_counter() - began)
         conn.close()
+
+    def run_beside(self, backend, argv):
+        """run_child(argv) while this writer writes; its figures.
+
+        SQLite, the embedded single-writer database, locks the whole
+        file: other services' writes during a command are a server's
+        matter, so there the command runs alone.
+        """
+        if backend != 'sqlite':
+            self.start()
+        try:
+            return run_child(argv)
+        finally:
+            self.done.set()
+            if self.is_alive():
+                self.join()
+
+    def figures(self):
+        """What the table reports of the writer: requests, worst, failed."""
+        return {'writer_requests': len(self.latencies),
+                'writer_worst_ms': round(
+                    1000 * max(self.latencies, default=0), 1),
+                'writer_failures': self.failures[:3],
+                'writer_failed': len(self.failures)}
 
 
 def measure_bulk_update(dep, start, count):
@@ -491,31 +543,18 @@ def measure_bulk_update(dep, start, count):
     run_child(probe('update', dep.urls['cell'], BULK_NEW, BULK_OLD))
     dep.analyze()
     writer = RowWriter(dep.urls['cell'], [
-        seeding.str_uuid(i) for i in range(start, start + count)])
-    # SQLite, the embedded single-writer database, locks the whole file:
-    # other services' writes during a bulk update are a server's matter.
-    if dep.backend != 'sqlite':
-        writer.start()
-    try:
-        op = run_child(dep.nova('nova-manage', 'libvirt',
-                                'bulk_update_machine_type', '--from',
-                                BULK_OLD, '--to', BULK_NEW, '--cell-uuid',
-                                dep.cell_uuid))
-    finally:
-        writer.done.set()
-        if writer.is_alive():
-            writer.join()
+        seeding.str_uuid(i) for i in range(start, start + count)],
+        RowWriter.SYSMETA_SQL)
+    op = writer.run_beside(dep.backend, dep.nova(
+        'nova-manage', 'libvirt', 'bulk_update_machine_type', '--from',
+        BULK_OLD, '--to', BULK_NEW, '--cell-uuid', dep.cell_uuid))
     output = op.pop('stdout')
     updated = re.search(r'updated\s*\|\s*(\d+)', output)
     if not updated or int(updated.group(1)) != rows:
         raise SystemExit('bulk_update_machine_type did not update the %d '
                          'rows the UPDATE did:\n%s' % (rows, output))
     return [pair('bulk_update_machine_type', op, lower, rows=rows,
-                 writer_requests=len(writer.latencies),
-                 writer_worst_ms=round(1000 * max(writer.latencies,
-                                                  default=0), 1),
-                 writer_failures=writer.failures[:3],
-                 writer_failed=len(writer.failures))], seeded
+                 **writer.figures())], seeded
 
 
 def host_shape(host):
@@ -603,7 +642,7 @@ def bench(backend, count, args):
                   'seed_seconds': dep.seed(count)}
         log('  seeded in %.1f s' % result['seed_seconds'])
         result['rows'] += measure_listing(dep, args.repeat)
-        result['rows'] += measure_migration(dep, args.repeat)
+        result['rows'] += measure_migration(dep, count, args.repeat)
         rows, result['bulk_seed_seconds'] = measure_bulk_update(
             dep, count, args.bulk_instances)
         result['rows'] += rows
@@ -632,15 +671,8 @@ def print_table(result):
     log('-' * len(header))
     for row in result['rows']:
         op, lower = row['op'], row['lower_bound']
-        notes = '%d' % row['rows']
-        if 'loop' in row:
-            notes += ', ' + report.loop_notes(row['loop'])
-        if 'round_trips' in row:
-            small = row['round_trips_small_host']
-            notes += ', %d round trips (%d statements); %d-domain host: %d' \
-                % (row['round_trips']['round_trips'],
-                   row['round_trips']['statements'], small['domains'],
-                   small['round_trips'])
+        notes = ', '.join(filter(None, ['%d' % row['rows'],
+                                        report.notes(row)]))
         log('%-30s %9.3f %8.1f %9.3f %8.1f %6.2fx %6.2f  %s' % (
             row['operation'], op['wall'], op['rss_mib'], lower['wall'],
             lower['rss_mib'], row['ratio'], max(op['load'], lower['load']),

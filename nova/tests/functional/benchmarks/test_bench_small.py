@@ -78,6 +78,17 @@ class SmallBenchmarkTest(testtools.TestCase):
         # that records them, one that finds nothing and exits 0.
         self.assertEqual(2, loop['calls'])
         self.assertGreater(loop['startup_s'], 0)
+        self.assertGreater(loop['floor_start_s'], 0)
+        # One run plus a floor per further call: more than one run.
+        self.assertGreater(loop['floor_ratio'], 1)
+        migration = run['rows'][2]
+        if run['backend'] == 'sqlite':
+            # One writer locks the whole file: nobody writes beside it.
+            self.assertEqual(0, migration['writer_requests'])
+        else:
+            self.assertGreater(migration['writer_requests'], 0)
+            self.assertEqual(0, migration['writer_failed'],
+                             migration['writer_failures'])
         init_host = run['rows'][5]
         trips = init_host['round_trips']['round_trips']
         self.assertGreater(trips, 0)
