@@ -186,7 +186,7 @@ class InstanceList:
 # -- online data migrations (nova-manage db online_data_migrations) -----------
 
 def _resolve_machine_types(context, rows):
-    """{machine type: [instance id]} of the rows resolution can decide.
+    """{machine type: [instance uuid]} of the rows resolution can decide.
 
     Each row goes through the one resolution function, as a spawn would:
     image property, then configuration, then the built-in default for
@@ -205,7 +205,7 @@ def _resolve_machine_types(context, rows):
             by_inputs[inputs] = _resolve_machine_type(context, row)
         machine_type, guest_arch = by_inputs[inputs]
         if machine_type:
-            resolved.setdefault(machine_type, []).append(row['id'])
+            resolved.setdefault(machine_type, []).append(row['uuid'])
         else:
             LOG.warning('No machine type can be resolved for instance %s '
                         '(architecture %s); set one with nova-manage '
@@ -245,7 +245,7 @@ def _record_page(context, key, rows):
     """Resolve and record one page of rows; return how many resolved."""
     by_value = _resolve_machine_types(context, rows)
     db.instance_system_metadata_record_hostless(context, key, by_value)
-    return sum(len(ids) for ids in by_value.values())
+    return sum(len(uuids) for uuids in by_value.values())
 
 
 def populate_missing_machine_types(context, max_count, progress=None):

@@ -647,32 +647,44 @@ def instance_get_hostless_start_without_sysmeta(context, key):
 
 
 @pick_context_manager_writer
-def instance_system_metadata_record_hostless(context, key, ids_by_value):
+def instance_system_metadata_record_hostless(context, key, uuids_by_value):
     """Record ``key`` for host-less instances, one statement per value.
 
-    ``ids_by_value`` is {value: [instance id]}, the values the online
+    ``uuids_by_value`` is {value: [instance uuid]}, the values the online
     migration resolved for a page. Each statement is an insert-if-absent
-    from a SELECT by primary key that checks the instances again: one
-    unshelved (host set), deleted or being built since the page was read
-    is not recorded, and a value recorded meanwhile wins. All in one
-    transaction, which holds its row locks for the few milliseconds a
-    page takes. Returns nothing (see instance_system_metadata_record).
+    from a SELECT by uuid that checks the instances again: one unshelved
+    (host set), deleted or being built since the page was read is not
+    recorded, and a value recorded meanwhile wins. All in one
+    transaction. Returns nothing (see instance_system_metadata_record).
+
+    On MySQL the instances are read through their uuid index, whatever
+    the planner would pick. The SELECT share-locks each row it reads,
+    and the foreign key check of each insert the instance's uuid index
+    entry. Read by primary key (as the planner does on a small table, or
+    for ``id IN``), the statement would hold a row and then wait for its
+    uuid entry, while a client updating that instance by uuid (as every
+    instance save does) holds the entry and waits for the row: a
+    deadlock, the client's transaction rolled back. Through the uuid
+    index both lock the entry first, then the row.
     """
     now = timeutils.utcnow()
     dialect = _dialect(context)
-    for value, ids in sorted(ids_by_value.items()):
+    for value, uuids in sorted(uuids_by_value.items()):
         # INSERT INTO instance_system_metadata
         #        (instance_uuid, key, value, deleted, created_at)
         # SELECT i.uuid, :key, :value, 0, :now FROM instances i
-        #  WHERE i.id IN (:ids) AND i.host IS NULL AND i.deleted = 0
+        #  WHERE i.uuid IN (:uuids) AND i.host IS NULL AND i.deleted = 0
         #    AND i.vm_state != 'building'
         #  ORDER BY i.uuid
         # ON CONFLICT DO NOTHING  -- MySQL: ON DUPLICATE KEY UPDATE id = id
+        # MySQL: FROM instances i FORCE INDEX (uniq_instances0uuid)
         rows = sa.select(
             INSTANCES.c.uuid, sa.literal(key), sa.literal(value),
             sa.literal(0), sa.literal(now, SYSMETA.c.created_at.type)
-        ).where(INSTANCES.c.id.in_(list(ids)), INSTANCES.c.host.is_(None),
-                *_live_not_building()).order_by(INSTANCES.c.uuid)
+        ).where(INSTANCES.c.uuid.in_(sorted(uuids)),
+                INSTANCES.c.host.is_(None),
+                *_live_not_building()).order_by(INSTANCES.c.uuid).with_hint(
+            INSTANCES, 'FORCE INDEX (uniq_instances0uuid)', 'mysql')
         stmt = db_utils.insert_if_absent(dialect, SYSMETA).from_select(
             ['instance_uuid', 'key', 'value', 'deleted', 'created_at'], rows)
         _execute(context, stmt)

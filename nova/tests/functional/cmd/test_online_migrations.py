@@ -5,12 +5,14 @@ upgraded with Alembic, then migrated.
 """
 
 import subprocess
+import threading
 
 import sqlalchemy as sa
 
 from nova import context
 from nova.db.main import api as db
 from nova.tests import fixtures
+from nova.tests.unit.virt.libvirt import test_machine_type_utils as mtu_tests
 from nova.tests.unit.cmd import test_manage_db
 from nova.tests.unit.cmd import test_online_migrations as unit
 
@@ -70,3 +72,100 @@ class ParallelCellsTests(unit.OnlineMigrationTestCase):
 
 globals().update(fixtures.backend_variants(ParallelCellsTests))
 del ParallelCellsTests
+
+
+class RecordingBesideInstanceSavesTests(mtu_tests.MachineTypeTestMixin,
+                                        fixtures.TestCase):
+    """A page of the online migration and a save of one of its instances
+    on MariaDB: both succeed, neither rolled back as a deadlock.
+
+    A save updates the instance by uuid: InnoDB locks the uuid index
+    entry, then the row. The page's INSERT ... SELECT share-locks the
+    rows it reads, and each insert's foreign key check the instance's
+    uuid entry. The interleaving that deadlocked when the page read its
+    instances by id is set up step by step: the page's insert for the
+    first instance waits for a lock another client holds on its record's
+    key, while the second instance's save starts.
+    """
+
+    DATABASE = None
+    KEY = 'hw_machine_type'
+    POLL_INTERVAL = 0.25
+
+    def connect(self):
+        engine = sa.create_engine(self.db.cell_urls[0])
+        self.addCleanup(engine.dispose)
+        conn = engine.connect()
+        self.addCleanup(conn.close)
+        return conn
+
+    def waiting(self, conn, statement):
+        """Is a transaction waiting for a lock with ``statement``?
+
+        InnoDB refreshes innodb_trx only when it was last read more than
+        0.1 s before: poll it less often than that (POLL_INTERVAL).
+        """
+        return conn.execute(sa.text(
+            "SELECT count(*) FROM information_schema.innodb_trx "
+            "WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE :statement"),
+            {'statement': statement + '%'}).scalar()
+
+    def test_a_save_during_a_page_is_not_a_deadlock_victim(self):
+        offloaded = {'vm_state': 'shelved_offloaded', 'host': None}
+        first, second = sorted(
+            (self.make(**offloaded).uuid for _ in range(2)))
+        observer = self.connect()
+        # A client holds the gap where the first record goes.
+        holder = self.connect()
+        holder.begin()
+        holder.execute(sa.text(
+            'SELECT id FROM instance_system_metadata WHERE instance_uuid '
+            '= :uuid AND `key` = :key AND deleted = 0 FOR UPDATE'),
+            {'uuid': first, 'key': self.KEY})
+        errors = []
+
+        def run(call):
+            try:
+                call()
+            except Exception as exc:
+                errors.append(exc)
+
+        page = threading.Thread(target=run, args=(
+            lambda: db.instance_system_metadata_record_hostless(
+                self.cell_context(0), self.KEY,
+                {'pc-q35-8.2': [first, second]}),))
+        page.start()
+        self.addCleanup(page.join, 60)
+        self.assertTrue(fixtures.poll(lambda: self.waiting(
+            observer, 'INSERT INTO instance_system_metadata'), timeout=30,
+            interval=self.POLL_INTERVAL))
+        saver = self.connect()
+
+        def save():
+            with saver.begin():
+                saver.execute(sa.text(
+                    'UPDATE instances SET updated_at = updated_at '
+                    'WHERE uuid = :uuid'), {'uuid': second})
+
+        save_thread = threading.Thread(target=run, args=(save,))
+        save_thread.start()
+        self.addCleanup(save_thread.join, 60)
+        # The save either finished or waits for the page's locks.
+        self.assertTrue(fixtures.poll(
+            lambda: not save_thread.is_alive()
+            or self.waiting(observer, 'UPDATE instances'), timeout=30,
+            interval=self.POLL_INTERVAL))
+        holder.rollback()
+        page.join(60)
+        save_thread.join(60)
+        self.assertEqual([], errors)
+        recorded = db.instance_system_metadata_get_many(
+            self.cell_context(0), [first, second])
+        self.assertEqual(['pc-q35-8.2'] * 2,
+                         [recorded[uuid].get(self.KEY)
+                          for uuid in (first, second)])
+
+
+globals().update(fixtures.backend_variants(
+    RecordingBesideInstanceSavesTests, ('mysql', 'mariadb')))
+del RecordingBesideInstanceSavesTests

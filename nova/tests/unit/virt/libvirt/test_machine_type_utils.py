@@ -578,9 +578,12 @@ class SQLitePlanTests(MachineTypeTestMixin, nova_fixtures.TestCase):
         self.assertIn('instances_host_deleted_id_idx', plan)
         self.assertNotIn('TEMP B-TREE', plan)
 
-    def test_a_page_is_recorded_by_primary_key(self):
+    def test_a_page_is_recorded_through_the_uuid_index(self):
         plan = self._plan_of('INSERT',
                              db.instance_system_metadata_record_hostless,
-                             {'pc': [3, 5, 8]})
-        self.assertIn('USING INTEGER PRIMARY KEY (rowid=?)', plan)
+                             {'pc': [str(uuid_lib.uuid4())
+                                     for _ in range(3)]})
+        # SQLite names the unique key's index sqlite_autoindex_...
+        self.assertRegex(plan, r'SEARCH instances USING INDEX \S+ '
+                               r'\(uuid=\?\)')
         self.assertNotIn('SCAN', plan.replace('SCAN CONSTANT', ''))
