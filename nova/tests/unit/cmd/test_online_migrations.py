@@ -142,6 +142,27 @@ class OnlineDataMigrationsTests(OnlineMigrationTestCase):
             [(m.group('found'), m.group('done'), m.group('remaining'))
              for m in PROGRESS.finditer(out)])
 
+    def test_a_page_is_written_a_chunk_a_transaction(self):
+        # A service saving one of these instances waits for the write
+        # transaction that holds it: at most RECORD_CHUNK rows long.
+        self.useFixture(fixtures.MockPatchObject(
+            instance_obj, 'RECORD_CHUNK', 2))
+        made = [self.make(vm_state='shelved_offloaded', host=None)
+                for _ in range(5)]
+        real_write = db.instance_system_metadata_record_hostless
+        written = []
+
+        def count_and_write(cctxt, key, uuids_by_value):
+            written.append(sum(map(len, uuids_by_value.values())))
+            return real_write(cctxt, key, uuids_by_value)
+        self.useFixture(fixtures.MockPatchObject(
+            db, 'instance_system_metadata_record_hostless',
+            side_effect=count_and_write))
+        self.assertEqual(0, self.migrate()[0])
+        self.assertEqual([2, 2, 1], written)
+        self.assertEqual(['pc-q35-8.2'] * 5,
+                         [self.recorded(inst) for inst in made])
+
     def test_invalid_max_count_is_127_and_changes_nothing(self):
         self.make(vm_state='shelved_offloaded', host=None)
         before = self.snapshot()
