@@ -4,10 +4,11 @@ The online data migration and nova-compute's start-up are killed with
 SIGKILL in the middle of their run, on MariaDB and PostgreSQL: the
 migration after a random number of batches (at least two left), the
 start-up while its second statement waits for another writer's row. What
-was written at the kill is read from the database: whole batches, or
-the live records alone. A rerun then completes and leaves exactly the
-records of an uninterrupted run. Between rounds the records written
-since seeding are deleted, so every round starts from the same state.
+was written at the kill is read from the database: whole write
+transactions, or the live records alone. A rerun then completes and
+leaves exactly the records of an uninterrupted run. Between rounds the
+records written since seeding are deleted, so every round starts from
+the same state.
 """
 
 import logging
@@ -24,7 +25,8 @@ from nova.tests.functional.reliability import base
 
 LOG = logging.getLogger(__name__)
 KILLS = 10
-BATCH = 1000   # nova.objects.instance.MIGRATION_BATCH
+BATCH = 1000   # nova.objects.instance.MIGRATION_BATCH: a progress line
+CHUNK = 250    # nova.objects.instance.RECORD_CHUNK: a write transaction
 HOST = 'crash-a'
 DOMAINS = 5
 
@@ -87,8 +89,9 @@ class MigrationCrashTests(CrashTestCase):
             process.signal(signal.SIGSTOP)
             at_kill = self.new_records()
             process.kill()
-            # Whole batches only, at least the ones announced, not all.
-            self.assertEqual(0, at_kill % BATCH, at_kill)
+            # Whole write transactions only, at least the batches
+            # announced, not all.
+            self.assertEqual(0, at_kill % CHUNK, at_kill)
             self.assertLessEqual(after * BATCH, at_kill)
             self.assertLess(at_kill, total)
             self.assertClean(self.migrate())
