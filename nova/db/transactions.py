@@ -109,9 +109,25 @@ def reader(transaction_of):
 # either server, or Galera's certification, may pick one of them as a
 # deadlock victim (oslo.db raises DBDeadlock). The whole transaction is
 # replayed, from outside it, so the operator never sees them.
+# InnoDB reports a deadlock (or lock wait time-out) on a table's AUTO-INC
+# lock, which an INSERT ... SELECT takes, as error 1467 "Failed to read
+# auto-increment value from storage engine", which oslo.db leaves as a
+# plain DBError: it is replayed as a deadlock.
+MYSQL_AUTOINC_READ_FAILED = 1467
+
+
+def _autoinc_lock_failed(exc):
+    """Is ``exc`` MySQL's error 1467 (see MYSQL_AUTOINC_READ_FAILED)?"""
+    inner = getattr(exc, 'inner_exception', None)
+    orig = getattr(inner, 'orig', None)
+    args = getattr(orig, 'args', ())
+    return bool(args) and args[0] == MYSQL_AUTOINC_READ_FAILED
+
+
 _retry_on_deadlock = oslo_db_api.wrap_db_retry(
     max_retries=5, retry_on_deadlock=True, retry_interval=0.1,
-    inc_retry_interval=True, max_retry_interval=2)
+    inc_retry_interval=True, max_retry_interval=2,
+    exception_checker=_autoinc_lock_failed)
 
 
 def replayed_writer(transaction_of):
