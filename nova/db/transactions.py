@@ -103,12 +103,6 @@ def reader(transaction_of):
     return decorator
 
 
-# Writers race with each other (compute start-ups replacing their hosts'
-# machine types side by side in one index, spawns, several online
-# migrations recording the same instances, two cells mapped at once) and
-# either server, or Galera's certification, may pick one of them as a
-# deadlock victim (oslo.db raises DBDeadlock). The whole transaction is
-# replayed, from outside it, so the operator never sees them.
 # InnoDB reports a deadlock (or lock wait time-out) on a table's AUTO-INC
 # lock, which an INSERT ... SELECT takes, as error 1467 "Failed to read
 # auto-increment value from storage engine", which oslo.db leaves as a
@@ -124,6 +118,12 @@ def _autoinc_lock_failed(exc):
     return bool(args) and args[0] == MYSQL_AUTOINC_READ_FAILED
 
 
+# Writers race with each other (compute start-ups replacing their hosts'
+# machine types side by side in one index, spawns, several online
+# migrations recording the same instances, two cells mapped at once) and
+# either server, or Galera's certification, may pick one of them as a
+# deadlock victim (oslo.db raises DBDeadlock). The whole transaction is
+# replayed, from outside it, so the operator never sees them.
 _retry_on_deadlock = oslo_db_api.wrap_db_retry(
     max_retries=5, retry_on_deadlock=True, retry_interval=0.1,
     inc_retry_interval=True, max_retry_interval=2,
