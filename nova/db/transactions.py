@@ -104,17 +104,18 @@ def reader(transaction_of):
 
 
 # InnoDB reports a deadlock (or lock wait time-out) on a table's AUTO-INC
-# lock, which an INSERT ... SELECT takes, as error 1467 "Failed to read
-# auto-increment value from storage engine", which oslo.db leaves as a
-# plain DBError: it is replayed as a deadlock.
+# lock, which an INSERT ... SELECT holds for the whole statement, as error
+# 1467 "Failed to read auto-increment value from storage engine". oslo.db
+# hands every OperationalError it does not recognise on untranslated (not
+# as a DBError), so this one reaches the replay as SQLAlchemy raised it.
 MYSQL_AUTOINC_READ_FAILED = 1467
 
 
 def _autoinc_lock_failed(exc):
     """Is ``exc`` MySQL's error 1467 (see MYSQL_AUTOINC_READ_FAILED)?"""
-    inner = getattr(exc, 'inner_exception', None)
-    orig = getattr(inner, 'orig', None)
-    args = getattr(orig, 'args', ())
+    if not isinstance(exc, sa.exc.OperationalError):
+        return False
+    args = getattr(exc.orig, 'args', ())
     return bool(args) and args[0] == MYSQL_AUTOINC_READ_FAILED
 
 

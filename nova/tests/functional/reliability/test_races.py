@@ -265,8 +265,113 @@ class StartUpDeadlockTests(nova_fixtures.TestCase):
                       retries.output)
 
 
+class AutoincLockDeadlockTests(nova_fixtures.TestCase):
+    """A deadlock on InnoDB's AUTO-INC lock is replayed too.
+
+    An INSERT ... SELECT holds the table's AUTO-INC lock until the
+    statement ends. Here another client's INSERT ... SELECT holds it and
+    waits for a row the online migration's writer inserted, while the
+    writer's next statement waits for that AUTO-INC lock. InnoDB rolls
+    the lighter transaction (the writer's) back and reports it as error
+    1467, "Failed to read auto-increment value", which oslo.db hands on
+    untranslated. The writer replays it and both clients' rows land.
+    """
+
+    def _record_in_thread(self, ctxt, uuids_by_value, errors):
+        def record():
+            try:
+                db.instance_system_metadata_record_hostless(
+                    ctxt, base.KEY, uuids_by_value)
+            except Exception as exc:
+                errors.append(exc)
+        thread = threading.Thread(target=record)
+        thread.start()
+        return thread
+
+    def _other_client(self, connection, key_of_weight, uuids, errors):
+        """A heavier transaction whose INSERT ... SELECT records 'other'
+        for ``uuids``, in a thread: it blocks on the writer's row."""
+        def insert():
+            try:
+                with connection.begin():
+                    # Many rows make this transaction the heavier one, so
+                    # InnoDB picks the writer under test as the victim.
+                    connection.execute(db.SYSMETA.insert(), [
+                        {'instance_uuid': uuids[0], 'key': '%s-%d' % (
+                            key_of_weight, i), 'value': 'w', 'deleted': 0}
+                        for i in range(100)])
+                    connection.execute(sa.text(
+                        "INSERT INTO instance_system_metadata "
+                        "(instance_uuid, `key`, value, deleted) "
+                        "SELECT uuid, :key, 'other', 0 FROM instances "
+                        "WHERE uuid IN :uuids ORDER BY uuid").bindparams(
+                            sa.bindparam('uuids', expanding=True)),
+                        {'key': base.KEY, 'uuids': uuids})
+            except Exception as exc:
+                errors.append(exc)
+        thread = threading.Thread(target=insert)
+        thread.start()
+        return thread
+
+    def _wait_for_lock_waits(self, connection, count):
+        """Wait until ``count`` transactions wait for a lock."""
+        query = sa.text('SELECT COUNT(*) FROM information_schema.'
+                        'innodb_lock_waits')
+        for _ in range(200):
+            if connection.execute(query).scalar() >= count:
+                return
+            # InnoDB refreshes this view at most every 0.1 s.
+            time.sleep(0.25)
+        self.fail('never %d lock waits' % count)
+
+    def test_migration_replays_an_autoinc_lock_deadlock(self):
+        retries = self.useFixture(fixtures.FakeLogger(
+            name='oslo_db.api', level=logging.DEBUG))
+        ctxt = self.cell_context()
+        first, mine, blocked = sorted(
+            self.create_instance(ctxt).uuid for _ in range(3))
+        errors, other_errors = [], []
+        engine = db.get_engine(ctxt)
+        with engine.connect() as holder, engine.connect() as other:
+            # The writer's second statement (q35) first waits for this
+            # row lock, after its first (pc) has inserted ``mine``.
+            holder.begin()
+            holder.execute(sa.text(
+                'SELECT id FROM instances WHERE uuid = :uuid FOR UPDATE'),
+                {'uuid': blocked})
+            writer = self._record_in_thread(
+                ctxt, {'pc': [mine], 'q35': [blocked]}, errors)
+            self._wait_for_lock_waits(holder, 1)
+            # Inserts ``first`` (taking the AUTO-INC lock), then waits for
+            # the writer's uncommitted row of ``mine``.
+            inserter = self._other_client(other, 'weight', [first, mine],
+                                          other_errors)
+            self._wait_for_lock_waits(holder, 2)
+            # The writer reads ``blocked`` and waits for the AUTO-INC lock:
+            # the deadlock.
+            holder.rollback()
+            inserter.join(60)
+            writer.join(60)
+        self.assertFalse(writer.is_alive() or inserter.is_alive())
+        self.assertEqual([], errors)
+        self.assertEqual([], other_errors)
+        recorded = db.instance_system_metadata_get_many(
+            ctxt, [first, mine, blocked])
+        self.assertEqual(('other', 'other', 'q35'), tuple(
+            recorded[uuid][base.KEY] for uuid in (first, mine, blocked)))
+        # The server did pick the writer as its victim, and it replayed
+        # an error oslo.db left untranslated (a DBDeadlock would be logged
+        # as 'DB error: ...'): the 1467.
+        self.assertIn('Performing DB retry for function nova.db.main.api.'
+                      'instance_system_metadata_record_hostless',
+                      retries.output)
+        self.assertNotIn('DB error', retries.output)
+
+
 for _base in (RaceTests, DeadlockRetryTests):
     globals().update(nova_fixtures.backend_variants(_base))
-globals().update(nova_fixtures.backend_variants(
-    StartUpDeadlockTests, backends=('mysql',)))
-del RaceTests, DeadlockRetryTests, StartUpDeadlockTests, _base
+for _base in (StartUpDeadlockTests, AutoincLockDeadlockTests):
+    globals().update(nova_fixtures.backend_variants(
+        _base, backends=('mysql',)))
+del RaceTests, DeadlockRetryTests, StartUpDeadlockTests
+del AutoincLockDeadlockTests, _base

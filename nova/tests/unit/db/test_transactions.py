@@ -130,32 +130,3 @@ class InstanceObjectDirectTests(test_instance_object.InstanceObjectTests):
     """Every Instance object test, on a command's direct transactions."""
 
     DIRECT_TRANSACTIONS = True
-
-
-class AutoincLockReplayTests(nova_fixtures.TestCase):
-    """InnoDB's error 1467 (its AUTO-INC lock lost to a deadlock) is
-    replayed like a deadlock; other database errors are not."""
-
-    def failing_once(self, code):
-        """A writer body that raises MySQL error ``code`` on its first
-        call, as oslo.db hands it on; the list of its calls."""
-        calls = []
-
-        def body():
-            calls.append(1)
-            if len(calls) == 1:
-                raise db_exc.DBError(sa.exc.OperationalError(
-                    'INSERT ...', {}, Exception(code, 'server error')))
-            return 'done'
-        return body, calls
-
-    def test_error_1467_is_replayed(self):
-        body, calls = self.failing_once(1467)
-        self.assertEqual('done', transactions._retry_on_deadlock(body)())
-        self.assertEqual(2, len(calls))
-
-    def test_other_errors_are_not_replayed(self):
-        body, calls = self.failing_once(1146)
-        self.assertRaises(db_exc.DBError,
-                          transactions._retry_on_deadlock(body))
-        self.assertEqual(1, len(calls))
