@@ -79,7 +79,7 @@ SYSMETA_COLUMNS = ('id', 'instance_uuid', 'key', 'value', 'created_at',
 HEAD_SCHEMA = {
     'instance_system_metadata': (
         'uniq_instance_system_metadata0instance_uuid0key0deleted',
-        'instance_system_metadata_key_value_idx'),
+        'instance_system_metadata_key_value_id_idx'),
     'instances': ('instances_host_deleted_id_idx',),
 }
 

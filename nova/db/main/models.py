@@ -48,8 +48,8 @@ INSTANCE_SYSTEM_METADATA = sa.Table(
         'instance_uuid', 'key', 'deleted',
         name='uniq_instance_system_metadata0instance_uuid0key0deleted'),
     sa.Index('instance_uuid', 'instance_uuid'),
-    sa.Index('instance_system_metadata_key_value_idx',
-             'key', 'deleted', 'value'),
+    sa.Index('instance_system_metadata_key_value_id_idx',
+             'key', 'deleted', 'value', 'id'),
 )
 
 # Why an operation on an instance failed, as the operator sees it.

@@ -26,7 +26,7 @@ UNIQUE = 'uniq_instance_system_metadata0instance_uuid0key0deleted'
 NEW_INSTANCES_IDX = 'instances_host_deleted_id_idx'
 INDEXES = {
     'instance_system_metadata': {UNIQUE,
-                                 'instance_system_metadata_key_value_idx',
+                                 'instance_system_metadata_key_value_id_idx',
                                  'instance_uuid'},
     'instances': {NEW_INSTANCES_IDX, 'instances_deleted_vm_state_idx',
                   'uniq_instances0uuid'},

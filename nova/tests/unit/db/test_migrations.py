@@ -19,7 +19,8 @@ from nova.tests import fixtures
 
 MAIN_REVISIONS = ['001_baseline', '002_machine_type_unique_sysmeta',
                   '003_host_machine_types', '004_instances_host_id_idx',
-                  '005_machine_type_drift', '006_migrations']
+                  '005_machine_type_drift', '006_migrations',
+                  '007_sysmeta_key_value_id_idx']
 
 
 class MigrationTests(fixtures.TestCase):
