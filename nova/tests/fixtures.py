@@ -328,6 +328,24 @@ class TestCase(testtools.TestCase):
         return inst
 
 
+def statement_of(engine, verb, call):
+    """(SQL, parameters) of the one ``verb`` statement ``call()`` sends
+    through ``engine``, for a test to read its plan (a SELECT nested in
+    an UPDATE is the UPDATE's)."""
+    seen = []
+
+    def record(conn, cursor, statement, parameters, *args):
+        if statement.lstrip().startswith(verb):
+            seen.append((statement, parameters))
+    sa.event.listen(engine, 'before_cursor_execute', record)
+    try:
+        call()
+    finally:
+        sa.event.remove(engine, 'before_cursor_execute', record)
+    [captured] = seen
+    return captured
+
+
 def backend_variants(base, backends=('mysql', 'postgresql')):
     """Classes running ``base``'s tests on each of ``backends``.
 

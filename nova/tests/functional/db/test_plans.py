@@ -53,18 +53,9 @@ class PostgreSQLPlanTests(nova_fixtures.TestCase):
 
     def _plan_of(self, verb, query, *args, **kwargs):
         """EXPLAIN of the one ``verb`` statement ``query(ctxt, *args,
-        **kwargs)`` runs (a SELECT nested in an UPDATE is the UPDATE's)."""
-        seen = []
-
-        def record(conn, cursor, statement, parameters, *args):
-            if statement.lstrip().startswith(verb):
-                seen.append((statement, parameters))
-        sa.event.listen(self.engine, 'before_cursor_execute', record)
-        try:
-            query(self.ctxt, *args, **kwargs)
-        finally:
-            sa.event.remove(self.engine, 'before_cursor_execute', record)
-        [(statement, parameters)] = seen
+        **kwargs)`` runs."""
+        statement, parameters = nova_fixtures.statement_of(
+            self.engine, verb, lambda: query(self.ctxt, *args, **kwargs))
         with self.engine.connect() as conn:
             return '\n'.join(row[0] for row in conn.exec_driver_sql(
                 'EXPLAIN ' + statement, parameters))

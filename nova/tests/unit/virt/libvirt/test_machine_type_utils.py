@@ -556,17 +556,9 @@ class SQLitePlanTests(MachineTypeTestMixin, nova_fixtures.TestCase):
         SYSMETA_KEY, *args, **kwargs)`` runs."""
         ctxt = self.cell_context()
         engine = db.get_engine(ctxt)
-        seen = []
-
-        def record(conn, cursor, statement, parameters, *args):
-            if statement.lstrip().startswith(verb):
-                seen.append((statement, parameters))
-        sa.event.listen(engine, 'before_cursor_execute', record)
-        try:
-            query(ctxt, mtu.SYSMETA_KEY, *args, **kwargs)
-        finally:
-            sa.event.remove(engine, 'before_cursor_execute', record)
-        [(statement, parameters)] = seen
+        statement, parameters = nova_fixtures.statement_of(
+            engine, verb, lambda: query(ctxt, mtu.SYSMETA_KEY, *args,
+                                        **kwargs))
         with engine.connect() as conn:
             return ' / '.join(row[-1] for row in conn.exec_driver_sql(
                 'EXPLAIN QUERY PLAN ' + statement, parameters))
