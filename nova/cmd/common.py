@@ -7,12 +7,14 @@ argparse sub-commands. A command returns its exit code.
 
 import argparse
 import logging
+import os
 import sys
 
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
 
 from nova import config
+from nova.db import transactions
 from nova.db import utils as db_utils
 from nova import exception
 
@@ -134,3 +136,39 @@ def quiet_logging():
     root = logging.getLogger()
     if not any(isinstance(h, logging.NullHandler) for h in root.handlers):
         root.addHandler(logging.NullHandler())
+
+
+def console_script(main):
+    """Run ``main()`` as a console script: exit with its code, at once.
+
+    The code is main's return value or SystemExit's (None is 0; a
+    message is printed to stderr and is 1, as Python does).
+    """
+    try:
+        code = main()
+    except SystemExit as exc:
+        code = exc.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    exit_now(code or 0)
+
+
+def exit_now(code):
+    """End the process with ``code`` without the interpreter's clean-up.
+
+    At exit Python frees every object of the 460 modules a command
+    imports, one by one: 0.1-0.2 s here, a third of a one-instance
+    command, for nothing the operator gets. What an exit must still do
+    is done first: the database connections closed, the log handlers
+    and the standard streams flushed. A stream that cannot be flushed
+    (its reader went away) makes the code 120, as Python does.
+    """
+    transactions.close_direct_connections()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            code = code or 120
+    os._exit(code)

@@ -825,3 +825,8 @@ def main(argv=None):
     # A command's transactions: plain engines, no ORM (nova.db.transactions).
     transactions.use_direct(True)
     sys.exit(common.run('nova-manage', CATEGORIES, argv))
+
+
+def console_main():
+    """The nova-manage console script: main(), exited at once."""
+    common.console_script(main)

@@ -331,3 +331,8 @@ def main(argv=None):
         if exc.code in (0, None):
             raise
         return EXIT_ERROR
+
+
+def console_main():
+    """The nova-status console script: main(), exited at once."""
+    common.console_script(main)

@@ -33,9 +33,8 @@ class MySQLSessionTests(fixtures.TestCase):
         self.assertIn('NO_ZERO_DATE', mode.split(','))
 
 
-class ReconnectionTests(fixtures.TestCase):
-    """A long command survives a connection the server dropped between
-    two of its transactions (a restart, a failover, an idle time-out)."""
+class ServerConnectionTests(fixtures.TestCase):
+    """What the server sees of a command's connections."""
 
     DATABASE = None
     DIRECT_TRANSACTIONS = True
@@ -43,24 +42,50 @@ class ReconnectionTests(fixtures.TestCase):
               'postgresql': 'SELECT pg_backend_pid()'}
     KILL = {'mysql': 'KILL CONNECTION %d',
             'postgresql': 'SELECT pg_terminate_backend(%d)'}
+    STILL_THERE = {
+        'mysql': 'SELECT COUNT(*) FROM information_schema.processlist '
+                 'WHERE id = %d',
+        'postgresql': 'SELECT COUNT(*) FROM pg_stat_activity '
+                      'WHERE pid = %d'}
+
+    def setUp(self):
+        super().setUp()
+        self.ctxt = self.cell_context()
+        self.manager = db.get_context_manager(self.ctxt)
+        self.family = 'mysql' if self.DATABASE in ('mysql', 'mariadb') \
+            else self.DATABASE
+        self.admin = sa.create_engine(self.db.cell_urls[0])
+        self.addCleanup(self.admin.dispose)
+
+    def own_connection(self):
+        with transactions.using(self.ctxt, self.manager.reader):
+            return self.ctxt.session.execute(
+                sa.text(self.OWN_ID[self.family])).scalar()
+
+    def server_has(self, connection_id):
+        with self.admin.connect() as conn:
+            return conn.execute(sa.text(
+                self.STILL_THERE[self.family] % connection_id)).scalar()
 
     def test_next_transaction_reconnects(self):
-        ctxt = self.cell_context()
-        manager = db.get_context_manager(ctxt)
-        family = 'mysql' if self.DATABASE in ('mysql', 'mariadb') \
-            else self.DATABASE
-        with transactions.using(ctxt, manager.reader):
-            own = ctxt.session.execute(sa.text(self.OWN_ID[family])).scalar()
-        killer = sa.create_engine(self.db.cell_urls[0])
-        with killer.begin() as conn:
-            conn.execute(sa.text(self.KILL[family] % own))
-        killer.dispose()
-        with transactions.using(ctxt, manager.reader):
-            again = ctxt.session.execute(
-                sa.text(self.OWN_ID[family])).scalar()
-        self.assertNotEqual(own, again)
+        # A long command survives a connection the server dropped between
+        # two of its transactions (a restart, a failover, an idle
+        # time-out).
+        own = self.own_connection()
+        with self.admin.begin() as conn:
+            conn.execute(sa.text(self.KILL[self.family] % own))
+        self.assertNotEqual(own, self.own_connection())
+
+    def test_a_command_s_connections_are_closed_before_it_exits(self):
+        # The console scripts end with os._exit: the connections must be
+        # closed before (nova.cmd.common.exit_now).
+        own = self.own_connection()
+        self.assertEqual(1, self.server_has(own))
+        transactions.close_direct_connections()
+        self.assertTrue(fixtures.poll(lambda: not self.server_has(own),
+                                      timeout=10))
 
 
-globals().update(fixtures.backend_variants(ReconnectionTests,
+globals().update(fixtures.backend_variants(ServerConnectionTests,
                                            fixtures.WITH_MARIADB_URL))
-del ReconnectionTests
+del ServerConnectionTests

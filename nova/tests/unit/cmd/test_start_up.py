@@ -9,8 +9,11 @@ measures the time itself).
 """
 
 import json
+import os
 import subprocess
 import sys
+
+import testtools
 
 from nova.tests.unit.cmd import test_manage_libvirt
 
@@ -72,3 +75,64 @@ class StartUpImportTests(test_manage_libvirt.LibvirtCommandTestCase):
 
     def test_help_loads_nothing_heavy(self):
         self.assertEqual((0, []), self.run_and_list('--help'))
+
+
+# A console script in a fresh Python: its main prints sys.argv[2] lines,
+# then does sys.argv[1].
+CONSOLE_SCRIPT = '''
+import sys
+from nova.cmd import common
+
+def main():
+    action = sys.argv[1]
+    for n in range(int(sys.argv[2])):
+        print('line %d' % n)
+    print('done', file=sys.stderr)
+    if action == 'return':
+        return 3
+    if action == 'exit-message':
+        sys.exit('the message')
+    if action == 'exit-none':
+        sys.exit()
+
+common.console_script(main)
+'''
+
+
+class ConsoleScriptTests(testtools.TestCase):
+    """The console scripts end with os._exit (common.exit_now): what the
+    interpreter's clean-up would have done for the operator still
+    happens."""
+
+    def run_script(self, action, lines=100000, stdout=subprocess.PIPE):
+        # stdout buffered, as an operator's is by default.
+        env = dict(os.environ)
+        env.pop('PYTHONUNBUFFERED', None)
+        return subprocess.run([sys.executable, '-c', CONSOLE_SCRIPT, action,
+                               str(lines)],
+                              stdout=stdout, stderr=subprocess.PIPE,
+                              text=True, timeout=120, env=env)
+
+    def test_every_line_reaches_a_pipe_and_the_code_is_main_s(self):
+        done = self.run_script('return')
+        self.assertEqual(3, done.returncode)
+        lines = done.stdout.splitlines()
+        self.assertEqual(100000, len(lines))
+        self.assertEqual('line 99999', lines[-1])
+        self.assertEqual('done\n', done.stderr)
+
+    def test_sys_exit_codes_are_python_s(self):
+        no_code = self.run_script('exit-none')
+        self.assertEqual(0, no_code.returncode)
+        message = self.run_script('exit-message')
+        self.assertEqual(1, message.returncode)
+        self.assertEqual('done\nthe message\n', message.stderr)
+
+    def test_a_reader_gone_makes_the_code_120(self):
+        # One line, still in the buffer when main returns; the pipe's
+        # reader is gone, so flushing it fails.
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        with os.fdopen(write_end, 'w') as reader_gone:
+            done = self.run_script('exit-none', lines=1, stdout=reader_gone)
+        self.assertEqual(120, done.returncode)
