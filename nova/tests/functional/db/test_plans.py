@@ -1,4 +1,4 @@
-"""PostgreSQL's plans of the statements whose cost rests on an index.
+"""The plans of the statements whose cost rests on an index.
 
 InnoDB's secondary indexes end with the primary key, so on MySQL an
 index on (a, b) also serves ``a = ? AND b = ? AND id > ? ORDER BY id``;
@@ -7,6 +7,7 @@ walks the primary key and filters, or sorts every matching row. These
 tests read the plan PostgreSQL picks on a table with several keys per
 instance, as a cell has, whose statistics are out of date as a bulk
 update leaves them: analysed before the rows got the value read.
+MariaDB's plan of a batch's UPDATE is read too (MySQLPlanTests).
 """
 
 import sqlalchemy as sa
@@ -68,12 +69,55 @@ class PostgreSQLPlanTests(nova_fixtures.TestCase):
         self.assertNotIn('Sort', plan)
         self.assertNotIn('pkey', plan)
 
-    def test_a_bulk_update_batch_updates_through_its_ids(self):
+    def test_a_bulk_update_batch_updates_its_id_range_alone(self):
         plan = self._plan_of('UPDATE', db.instance_sysmeta_replace_value_batch,
                              KEY, OLD, NEW, 1000, 100)
-        # The scan of instance_system_metadata: by the batch's ids (the
-        # primary key, or the value index's id range), never every row
-        # recorded as OLD.
+        # The scan of instance_system_metadata: bounded by the batch's id
+        # range, never every row recorded as OLD.
         scan = plan.split('on instance_system_metadata', 1)[1]
         condition = scan.split('Index Cond: ', 1)[1].splitlines()[0]
         self.assertRegex(condition, r'\bid\b')
+
+
+class MySQLPlanTests(nova_fixtures.TestCase):
+    """MariaDB's plan of a bulk update batch's UPDATE.
+
+    The batch is an id range of the rows recorded as the old value. The
+    same range of the primary key holds every key of every instance in
+    it (ten times the rows here); read that way, the UPDATE would read
+    and lock all of them.
+    """
+
+    DATABASE = 'mysql'
+
+    def setUp(self):
+        super().setUp()
+        self.ctxt = self.cell_context()
+        self.engine = db.get_engine(self.ctxt)
+        uuids = ['00000000-0000-0000-0000-%012d' % n
+                 for n in range(INSTANCES)]
+        with self.engine.begin() as conn:
+            conn.execute(db.INSTANCES.insert(), [
+                {'uuid': uuid, 'project_id': 'p', 'user_id': 'u',
+                 'vm_state': 'stopped', 'deleted': 0} for uuid in uuids])
+            conn.execute(db.SYSMETA.insert(), [
+                {'instance_uuid': uuid,
+                 'key': KEY if k == 0 else 'image_prop_%d' % k,
+                 'value': OLD, 'deleted': 0}
+                for uuid in uuids for k in range(OTHER_KEYS + 1)])
+            conn.execute(sa.text('ANALYZE TABLE instances, '
+                                 'instance_system_metadata'))
+
+    def test_a_bulk_update_batch_updates_a_range_of_the_value_index(self):
+        statement, parameters = nova_fixtures.statement_of(
+            self.engine, 'UPDATE',
+            lambda: db.instance_sysmeta_replace_value_batch(
+                self.ctxt, KEY, OLD, NEW, 1000, 100))
+        with self.engine.connect() as conn:
+            plan = conn.exec_driver_sql('EXPLAIN ' + statement,
+                                        parameters).mappings().all()
+        [scan] = [row for row in plan
+                  if row['table'] == 'instance_system_metadata']
+        self.assertEqual('range', scan['type'])
+        self.assertEqual('instance_system_metadata_key_value_id_idx',
+                         scan['key'])
