@@ -11,7 +11,6 @@ value that beat a live one would show.
 import logging
 import signal
 import threading
-import time
 import uuid as uuid_lib
 
 import fixtures
@@ -221,11 +220,9 @@ class StartUpDeadlockTests(nova_fixtures.TestCase):
             "SELECT COUNT(*) FROM information_schema.processlist "
             "WHERE id <> CONNECTION_ID() "
             "AND info LIKE 'INSERT INTO host_machine_types%'")
-        for _ in range(200):
-            if connection.execute(query).scalar():
-                return
-            time.sleep(0.05)
-        self.fail('the writer never reached its INSERT')
+        self.assertTrue(nova_fixtures.poll(
+            lambda: connection.execute(query).scalar(), timeout=10,
+            interval=0.05), 'the writer never reached its INSERT')
 
     def test_start_up_replays_a_real_deadlock(self):
         # oslo.db's retry logs the error it caught and each replay.
@@ -288,7 +285,7 @@ class AutoincLockDeadlockTests(nova_fixtures.TestCase):
         thread.start()
         return thread
 
-    def _other_client(self, connection, key_of_weight, uuids, errors):
+    def _other_client(self, connection, uuids, errors):
         """A heavier transaction whose INSERT ... SELECT records 'other'
         for ``uuids``, in a thread: it blocks on the writer's row."""
         def insert():
@@ -297,8 +294,8 @@ class AutoincLockDeadlockTests(nova_fixtures.TestCase):
                     # Many rows make this transaction the heavier one, so
                     # InnoDB picks the writer under test as the victim.
                     connection.execute(db.SYSMETA.insert(), [
-                        {'instance_uuid': uuids[0], 'key': '%s-%d' % (
-                            key_of_weight, i), 'value': 'w', 'deleted': 0}
+                        {'instance_uuid': uuids[0], 'key': 'weight-%d' % i,
+                         'value': 'w', 'deleted': 0}
                         for i in range(100)])
                     connection.execute(sa.text(
                         "INSERT INTO instance_system_metadata "
@@ -317,12 +314,10 @@ class AutoincLockDeadlockTests(nova_fixtures.TestCase):
         """Wait until ``count`` transactions wait for a lock."""
         query = sa.text('SELECT COUNT(*) FROM information_schema.'
                         'innodb_lock_waits')
-        for _ in range(200):
-            if connection.execute(query).scalar() >= count:
-                return
-            # InnoDB refreshes this view at most every 0.1 s.
-            time.sleep(0.25)
-        self.fail('never %d lock waits' % count)
+        # InnoDB refreshes this view at most every 0.1 s.
+        self.assertTrue(nova_fixtures.poll(
+            lambda: connection.execute(query).scalar() >= count,
+            timeout=50, interval=0.25), 'never %d lock waits' % count)
 
     def test_migration_replays_an_autoinc_lock_deadlock(self):
         retries = self.useFixture(fixtures.FakeLogger(
@@ -344,7 +339,7 @@ class AutoincLockDeadlockTests(nova_fixtures.TestCase):
             self._wait_for_lock_waits(holder, 1)
             # Inserts ``first`` (taking the AUTO-INC lock), then waits for
             # the writer's uncommitted row of ``mine``.
-            inserter = self._other_client(other, 'weight', [first, mine],
+            inserter = self._other_client(other, [first, mine],
                                           other_errors)
             self._wait_for_lock_waits(holder, 2)
             # The writer reads ``blocked`` and waits for the AUTO-INC lock:
