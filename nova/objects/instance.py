@@ -230,7 +230,8 @@ MIGRATION_BATCH = 1000
 # Rows per write transaction. A client saving one of them waits until
 # that transaction ends: at 1M on MariaDB a whole page's took 0.6-1.1 s
 # (the benchmark's writer beside the migration), against the one second
-# any client may wait (contributor guide, "Database changes").
+# any client may wait (contributor guide, "Changing the cell
+# database").
 RECORD_CHUNK = 250
 
 
