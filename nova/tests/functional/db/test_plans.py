@@ -22,6 +22,15 @@ INSTANCES = 2000
 OTHER_KEYS = 9
 
 
+def explain(engine, verb, call):
+    """The rows of EXPLAIN of the one ``verb`` statement ``call()`` runs
+    through ``engine``, as mappings."""
+    statement, parameters = nova_fixtures.statement_of(engine, verb, call)
+    with engine.connect() as conn:
+        return conn.exec_driver_sql('EXPLAIN ' + statement,
+                                    parameters).mappings().all()
+
+
 class PostgreSQLPlanTests(nova_fixtures.TestCase):
 
     DATABASE = 'postgresql'
@@ -55,11 +64,8 @@ class PostgreSQLPlanTests(nova_fixtures.TestCase):
     def _plan_of(self, verb, query, *args, **kwargs):
         """EXPLAIN of the one ``verb`` statement ``query(ctxt, *args,
         **kwargs)`` runs."""
-        statement, parameters = nova_fixtures.statement_of(
-            self.engine, verb, lambda: query(self.ctxt, *args, **kwargs))
-        with self.engine.connect() as conn:
-            return '\n'.join(row[0] for row in conn.exec_driver_sql(
-                'EXPLAIN ' + statement, parameters))
+        return '\n'.join(row['QUERY PLAN'] for row in explain(
+            self.engine, verb, lambda: query(self.ctxt, *args, **kwargs)))
 
     def test_a_bulk_update_batch_is_a_range_of_the_value_index(self):
         plan = self._plan_of('SELECT', db.instance_sysmeta_replace_value_batch,
@@ -109,13 +115,9 @@ class MySQLPlanTests(nova_fixtures.TestCase):
                                  'instance_system_metadata'))
 
     def test_a_bulk_update_batch_updates_a_range_of_the_value_index(self):
-        statement, parameters = nova_fixtures.statement_of(
-            self.engine, 'UPDATE',
-            lambda: db.instance_sysmeta_replace_value_batch(
-                self.ctxt, KEY, OLD, NEW, 1000, 100))
-        with self.engine.connect() as conn:
-            plan = conn.exec_driver_sql('EXPLAIN ' + statement,
-                                        parameters).mappings().all()
+        plan = explain(self.engine, 'UPDATE',
+                       lambda: db.instance_sysmeta_replace_value_batch(
+                           self.ctxt, KEY, OLD, NEW, 1000, 100))
         [scan] = [row for row in plan
                   if row['table'] == 'instance_system_metadata']
         self.assertEqual('range', scan['type'])

@@ -4,6 +4,7 @@ import sqlalchemy as sa
 
 from nova.db.main import api as db
 from nova.db import transactions
+from nova.db import utils as db_utils
 from nova.tests import fixtures
 from nova.tests.unit.db import test_transactions as unit
 
@@ -52,8 +53,7 @@ class ServerConnectionTests(fixtures.TestCase):
         super().setUp()
         self.ctxt = self.cell_context()
         self.manager = db.get_context_manager(self.ctxt)
-        self.family = 'mysql' if self.DATABASE in ('mysql', 'mariadb') \
-            else self.DATABASE
+        self.family = db_utils.backend_family(self.DATABASE)
         self.admin = sa.create_engine(self.db.cell_urls[0])
         self.addCleanup(self.admin.dispose)
 
