@@ -5,6 +5,8 @@ the cell (see ``nova.context.target_cell``), ``[database]`` otherwise.
 Anything that touches many rows is one set-based statement.
 """
 
+import functools
+
 from oslo_config import cfg
 from oslo_utils import timeutils
 import sqlalchemy as sa
@@ -902,19 +904,41 @@ def instance_sysmeta_replace_value_batch(context, key, old, new, after_id,
     range is open-ended: this is the last batch. Returns (the last id of
     the range, or None for the last batch; the number of rows updated).
     """
+    range_end, bounded, open_ended = _replace_value_batch_statements(
+        None if only_states is None else tuple(only_states),
+        skip_refusing_hosts)
+    params = {'key_name': key, 'old_value': old, 'after_id': after_id}
+    # EXPLAIN ANALYZE at 1M: 71 ms with workers, 17 ms without.
+    _without_parallel_workers(context)
+    last_id = _execute(context, range_end,
+                       dict(params, range_offset=limit - 1)).scalar()
+    update = open_ended if last_id is None else bounded
+    params.update(new_value=new, now=timeutils.utcnow(), last_id=last_id)
+    return last_id, _execute(context, update, params).rowcount
+
+
+@functools.lru_cache(maxsize=None)
+def _replace_value_batch_statements(only_states, skip_refusing_hosts):
+    """(range end, bounded UPDATE, open-ended UPDATE) of a bulk update batch.
+
+    Built once per process with bind parameters (key_name, old_value,
+    new_value, after_id, last_id, range_offset, now), rather than per
+    batch: SQLAlchemy keys its compiled-statement cache on a traversal
+    of the statement, which it memoizes on the statement object, and
+    building and keying these statements anew cost about 2 ms of client
+    CPU per batch, a third of a bulk update's client time across cells.
+    """
     # SELECT id FROM instance_system_metadata
     #  WHERE key = :key AND deleted = 0 AND value = :old AND id > :after_id
     #  ORDER BY id LIMIT 1 OFFSET :limit - 1
-    current = [SYSMETA.c.key == key, SYSMETA.c.deleted == 0,
-               SYSMETA.c.value == old]
-    # EXPLAIN ANALYZE at 1M: 71 ms with workers, 17 ms without.
-    _without_parallel_workers(context)
-    last_id = _execute(context, sa.select(SYSMETA.c.id).where(
-        *current, SYSMETA.c.id > after_id).order_by(SYSMETA.c.id)
-        .offset(limit - 1).limit(1)).scalar()
-    batch = [SYSMETA.c.id > after_id]
-    if last_id is not None:
-        batch.append(SYSMETA.c.id <= last_id)
+    current = [SYSMETA.c.key == sa.bindparam('key_name'),
+               SYSMETA.c.deleted == 0,
+               SYSMETA.c.value == sa.bindparam('old_value')]
+    after = SYSMETA.c.id > sa.bindparam('after_id')
+    range_end = (sa.select(SYSMETA.c.id).where(*current, after)
+                 .order_by(SYSMETA.c.id)
+                 .offset(sa.bindparam('range_offset')).limit(1))
+    new = sa.bindparam('new_value')
     qualifies = [INSTANCES.c.uuid == SYSMETA.c.instance_uuid,
                  INSTANCES.c.deleted == 0]
     if only_states is not None:
@@ -938,11 +962,13 @@ def instance_sysmeta_replace_value_batch(context, key, old, new, after_id,
     # Its ends rather than a list of the batch's ids: PostgreSQL checked
     # each row it read against the 1,000 ids of the list, which also
     # crossed the wire twice, from the server and back.
-    updated = _execute(context, SYSMETA.update().where(
-        *batch, *current,
-        sa.select(sa.literal(1)).where(*qualifies).exists())
-        .values(value=new, updated_at=timeutils.utcnow())).rowcount
-    return last_id, updated
+    open_ended = SYSMETA.update().where(
+        after, *current,
+        sa.select(sa.literal(1)).where(*qualifies).exists()).values(
+            value=new,
+            updated_at=sa.bindparam('now', type_=SYSMETA.c.updated_at.type))
+    bounded = open_ended.where(SYSMETA.c.id <= sa.bindparam('last_id'))
+    return range_end, bounded, open_ended
 
 
 def _host_reports(host, machine_type=None, arch=None):
