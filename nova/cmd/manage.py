@@ -44,8 +44,9 @@ def _print_table(headers, rows):
 
 # Nova's online data migrations, in the order they run: each is
 # f(context, max_count, progress=None) -> (found, done) on the cell
-# ``context`` targets, calling progress(found, done, remaining) after
-# each batch (remaining None while it is not known).
+# ``context`` targets (max_count None: every row), calling
+# progress(found, done, remaining) after each batch (remaining None
+# while it is not known).
 online_migrations = (
     instance_obj.populate_missing_machine_types,
 )
@@ -95,10 +96,10 @@ class _MigrationRun:
         """Run each migration once per cell; return the rows migrated.
 
         With ``limit_total`` the pass migrates at most ``batch`` rows in
-        all, cell after cell. Else up to ``batch`` per migration and cell,
-        with every cell at once in a thread of its own: a cell's
-        migrations run in order, the cells side by side, each on its own
-        database.
+        all, cell after cell. Else up to ``batch`` (None: every row) per
+        migration and cell, with every cell at once in a thread of its
+        own: a cell's migrations run in order, the cells side by side,
+        each on its own database.
         """
         if limit_total:
             done = 0
@@ -123,7 +124,7 @@ class _MigrationRun:
                    for migrate in online_migrations)
 
     def _run_one(self, migrate, cell_name, cctxt, count):
-        """Run ``migrate`` for up to ``count`` rows of one cell.
+        """Run ``migrate`` for up to ``count`` rows (None: all) of one cell.
 
         Returns the rows migrated, including those of the batches that
         were committed before an error.
@@ -209,7 +210,7 @@ class DbCommands:
                   % instance_obj.MIGRATION_BATCH)
             # One call per migration and cell walks all its rows; a row
             # it could not resolve stays, so there is no second pass.
-            run.run_pass(MAX_COUNT_LIMIT)
+            run.run_pass(None)
         else:
             run.run_pass(max_count, limit_total=True)
         _print_table(['Migration', 'Total Needed', 'Completed'],

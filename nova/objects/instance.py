@@ -266,18 +266,20 @@ def populate_missing_machine_types(context, max_count, progress=None):
     Instances on a host are recorded by that host's nova-compute; live
     instances with no host (shelved offloaded, never scheduled) and no
     record, except BUILDING ones, are recorded here by resolution, up to
-    ``max_count`` of them. The work is read a page of MIGRATION_BATCH at
-    a time (a keyset page of the host index, with the image properties
-    resolution needs), and each page recorded straight away, in
-    transactions of RECORD_CHUNK rows, by one insert-if-absent ... SELECT
-    per machine type, which checks again that
+    ``max_count`` of them (None: all of them). The work is read a page
+    of MIGRATION_BATCH at a time (a keyset page of the host index, with
+    the image properties resolution needs), and each page recorded
+    straight away, in transactions of RECORD_CHUNK rows, by one
+    insert-if-absent ... SELECT per machine type, which checks again that
     each instance is still host-less, live and not being built; a value
     recorded meanwhile wins. A page reads one row more than it records,
-    to know whether the walk has ended. The walk starts where a bisection
-    says the unrecorded instances begin, so that each call of a
-    ``--max-count`` loop costs what it records, not the instances earlier
-    calls recorded. Rows that cannot be resolved are skipped (found, not
-    done) so they never block the rows after them.
+    to know whether the walk has ended. With a ``max_count`` the walk
+    starts where a bisection says the unrecorded instances begin, so that
+    each call of a ``--max-count`` loop costs what it records, not the
+    instances earlier calls recorded; without one it reads every range
+    anyway, and starts at the first instance. Rows that cannot be
+    resolved are skipped (found, not done) so they never block the rows
+    after them.
     ``progress(found, done, remaining)`` is called after each page;
     ``remaining`` is 0 after a page that ends the walk, None otherwise
     (unknown: counting would cost as much as the migration). Returns
@@ -288,12 +290,14 @@ def populate_missing_machine_types(context, max_count, progress=None):
     image_keys = [image_meta_obj.SYSMETA_IMAGE_PREFIX + prop for prop in (
         resolution.MACHINE_TYPE_IMAGE_PROPERTY,
         resolution.ARCH_IMAGE_PROPERTY)]
-    walk = _walk(db.instance_get_hostless_start_without_sysmeta(context, key))
+    walk = _walk(None if max_count is None else
+                 db.instance_get_hostless_start_without_sysmeta(context, key))
     found = done = 0
     for number, (after, below) in enumerate(walk, 1):
         more = True
-        while more and done < max_count:
-            size = min(max_count - done, MIGRATION_BATCH)
+        while more and (max_count is None or done < max_count):
+            size = MIGRATION_BATCH if max_count is None else \
+                min(max_count - done, MIGRATION_BATCH)
             rows = db.instance_get_hostless_without_sysmeta(
                 context, key, after, size + 1, below_id=below,
                 with_keys=image_keys)
