@@ -13,7 +13,10 @@ cells share an instance uuid, plus its instance mappings.
 Then each cross-cell command runs in a process of its own (wall time and
 peak RSS through GNU time, as benchmarks/run.py measures), beside its
 lower bound: the same per-cell SQL run one cell after another through
-the bare driver in one process (benchmarks/probes.py ``cells``):
+the bare driver in one process (benchmarks/probes.py ``cells``). Every
+command and bound runs --repeat times, in rounds (each round runs them
+all once, so that a machine busy for a while slows both sides); the
+table gives each one's median wall time, and the ratio of the medians:
 
   nova-status upgrade check        unrecorded by host, refused, drift
   list_unset_machine_type          the anti-join, streamed to a file
@@ -47,6 +50,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -310,6 +314,29 @@ def measure(cloud):
     return rows
 
 
+def median_rows(rounds):
+    """One table of rows from ``rounds`` of measure(): median walls.
+
+    Each row's op and lower_bound keep their samples in ``walls``; the
+    peak RSS and load are the highest seen; the ratio is of the medians.
+    """
+    rows = []
+    for samples in zip(*rounds):
+        row = dict(samples[-1])
+        for side in ('op', 'lower_bound'):
+            measured = dict(row[side])
+            measured['walls'] = [s[side]['wall'] for s in samples]
+            measured['wall'] = statistics.median(measured['walls'])
+            for peak in ('rss_mib', 'load'):
+                measured[peak] = max(s[side][peak] for s in samples)
+            row[side] = measured
+        rows.append(run.pair(row.pop('operation'), row.pop('op'),
+                             row.pop('lower_bound'),
+                             **{k: v for k, v in row.items()
+                                if k != 'ratio'}))
+    return rows
+
+
 def measure_bulk_update(cloud):
     """The real bulk update vs GROUP BY + UPDATE; both undone after."""
     lower = lower_bound(cloud, 'bulk', BULK_OLD, BULK_NEW)
@@ -535,7 +562,8 @@ def bench(backend, args):
                   'cell_timeout': args.cell_timeout,
                   'seed_seconds': cloud.seed(args.instances_per_cell)}
         log('  seeded in %.0f s' % result['seed_seconds'])
-        result['rows'] = measure(cloud)
+        result['rows'] = median_rows(
+            [measure(cloud) for _ in range(args.repeat)])
         print_table(result)
         healthy = {row['operation']: row['op']['wall']
                    for row in result['rows']}
@@ -599,6 +627,9 @@ def parse_args(argv):
     parser.add_argument('--cells', type=int, default=20)
     parser.add_argument('--instances-per-cell', type=int, default=50000,
                         metavar='N')
+    parser.add_argument('--repeat', type=int, default=3, metavar='N',
+                        help='rounds of measurements; the table gives '
+                        'medians (default: 3)')
     parser.add_argument('--cell-timeout', type=int, default=60,
                         metavar='SECONDS', help='[DEFAULT]cell_timeout of '
                         'the commands (their documented default: 60)')
@@ -611,6 +642,8 @@ def parse_args(argv):
     args.backend = args.backend or ['mysql', 'postgresql']
     if args.cells < 3:
         parser.error('--cells must be at least 3 (one stopped, one slow)')
+    if args.repeat < 1:
+        parser.error('--repeat must be at least 1')
     return args
 
 
