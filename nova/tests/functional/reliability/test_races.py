@@ -33,6 +33,55 @@ DOMAINS_PER_HOST = 10
 SPAWNS_PER_HOST = 4
 
 
+def start_thread(fn, errors):
+    """Run ``fn()`` in a new thread; what it raises goes to ``errors``."""
+    def run():
+        try:
+            fn()
+        except Exception as exc:
+            errors.append(exc)
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+class LockWaitsMixin:
+    """Tests that build a deadlock step by step, waiting for lock waits."""
+
+    def wait_for_lock_waits(self, engine, count=1):
+        """Wait until ``count`` sessions on this test's database wait for
+        a lock.
+
+        The servers' views are server-wide, so narrowed to the database:
+        the other test worker runs on the same servers, and may build a
+        deadlock of its own at the same time.
+        """
+        if engine.dialect.name == 'postgresql':
+            query = ("SELECT COUNT(*) FROM pg_stat_activity "
+                     "WHERE datname = current_database() "
+                     "AND wait_event_type = 'Lock'")
+        else:
+            query = ("SELECT COUNT(*) FROM information_schema.innodb_trx t "
+                     "JOIN information_schema.processlist p "
+                     "ON p.id = t.trx_mysql_thread_id "
+                     "WHERE t.trx_state = 'LOCK WAIT' AND p.db = DATABASE()")
+        with engine.connect() as watcher:
+            def waiting():
+                try:
+                    return watcher.execute(sa.text(query)).scalar() >= count
+                finally:
+                    # PostgreSQL keeps one statistics snapshot for a
+                    # whole transaction.
+                    watcher.rollback()
+            # InnoDB refreshes its transaction views only when they were
+            # last read, by any session, more than 0.1 s before: polled
+            # every 0.15 s here and in the other worker, they never were.
+            # Well within PostgreSQL's 1 s deadlock_timeout too.
+            self.assertTrue(nova_fixtures.poll(
+                waiting, timeout=50, interval=0.25),
+                'never %d lock waits' % count)
+
+
 class RaceTests(base.ReliabilityTestCase):
 
     def setUp(self):
@@ -146,47 +195,114 @@ class RaceTests(base.ReliabilityTestCase):
                               ctxt.session.execute, insert)
 
 
-class DeadlockRetryTests(nova_fixtures.TestCase):
-    """A deadlock in a recording writer is replayed, not surfaced."""
+class DeadlockRetryTests(LockWaitsMixin, nova_fixtures.TestCase):
+    """A real deadlock in a recording writer is replayed, not surfaced.
 
-    def _fail_once(self, real_execute):
-        calls = []
+    Another client, in one transaction, locks a row the writer needs
+    next, waits until the writer waits for it, then asks for a row the
+    writer holds. The server breaks the cycle by rolling one of the two
+    back; the writer must be the one, and replay:
 
-        def execute(context, stmt, params=None):
-            if isinstance(stmt, sa.sql.dml.Insert) and not calls:
-                calls.append(stmt)
-                raise db_exc.DBDeadlock()
-            return real_execute(context, stmt, params)
-        return execute, calls
+    - MariaDB rolls back the lighter transaction: the other client
+      writes 100 rows first, the writer a few;
+    - PostgreSQL rolls back the transaction whose deadlock check finds
+      the cycle, run once ``deadlock_timeout`` after it began to wait:
+      the other client's is set to 30 s, so the writer's (1 s) finds it,
+      whichever of the two waited first.
+    """
 
-    def test_record_is_retried_after_a_deadlock(self):
-        ctxt = context.get_admin_context()
-        context.set_target_cell(ctxt, self.cells[0])
-        instance = self.create_instance(ctxt)
-        execute, calls = self._fail_once(db._execute)
-        self.useFixture(fixtures.MockPatchObject(
-            db, '_execute', side_effect=execute))
-        db.instance_system_metadata_record(ctxt, base.KEY,
-                                           {instance.uuid: 'q35'})
-        self.assertEqual(1, len(calls))
-        self.assertEqual({base.KEY: 'q35'},
-                         db.instance_system_metadata_get_many(
-                             ctxt, [instance.uuid])[instance.uuid])
+    def _survivor(self, connection, ballast_uuid):
+        """Make the other client's transaction the one the server keeps.
 
-    def test_save_is_retried_after_a_deadlock(self):
-        ctxt = context.get_admin_context()
-        context.set_target_cell(ctxt, self.cells[0])
-        instance = self.create_instance(ctxt)
-        execute, calls = self._fail_once(db._execute)
-        self.useFixture(fixtures.MockPatchObject(
-            db, '_execute', side_effect=execute))
-        instance.system_metadata[base.KEY] = 'pc-q35-7.2'
-        instance.vm_state = vm_states.ACTIVE
-        instance.save()
-        self.assertEqual(1, len(calls))
+        100 rows of an instance the writer does not touch (InnoDB's
+        foreign key check share-locks the instance row) make it the
+        heavier; the test user is a PostgreSQL superuser, who may set
+        deadlock_timeout.
+        """
+        if connection.dialect.name == 'postgresql':
+            connection.execute(sa.text("SET LOCAL deadlock_timeout = '30s'"))
+        connection.execute(db.SYSMETA.insert(), [
+            {'instance_uuid': ballast_uuid, 'key': 'weight-%d' % i,
+             'value': 'w', 'deleted': 0} for i in range(100)])
+
+    def _assert_replayed(self, retries, writer):
+        """The server chose the writer as its victim, and it replayed."""
+        self.assertRegex(retries.output,
+                         'Deadlock found|deadlock detected')
+        self.assertIn('Performing DB retry for function '
+                      'nova.db.main.api.%s' % writer, retries.output)
+
+    def test_record_replays_a_real_deadlock(self):
+        retries = self.useFixture(fixtures.FakeLogger(
+            name='oslo_db.api', level=logging.DEBUG))
+        ctxt = self.cell_context()
+        first, second = sorted(self.create_instance(ctxt).uuid
+                               for _ in range(2))
+        ballast = self.create_instance(ctxt)
+        errors = []
+        with db.get_engine(ctxt).connect() as other:
+            with other.begin():
+                self._survivor(other, ballast.uuid)
+                other.execute(db.SYSMETA.insert().values(
+                    instance_uuid=second, key=base.KEY, value='other',
+                    deleted=0))
+                # The writer records ``first``, then waits for ``second``.
+                writer = start_thread(
+                    lambda: db.instance_system_metadata_record(
+                        ctxt, base.KEY, {first: 'q35', second: 'q35'}),
+                    errors)
+                self.wait_for_lock_waits(other.engine)
+                # Now the other client waits for the writer's ``first``.
+                other.execute(db.SYSMETA.insert().values(
+                    instance_uuid=first, key=base.KEY, value='other',
+                    deleted=0))
+            writer.join(60)
+        self.assertFalse(writer.is_alive())
+        self.assertEqual([], errors)
+        self._assert_replayed(retries, 'instance_system_metadata_record')
+        # Replayed as insert-if-absent: the other client's values stand.
+        recorded = db.instance_system_metadata_get_many(
+            ctxt, [first, second])
+        self.assertEqual(['other', 'other'],
+                         [recorded[uuid][base.KEY]
+                          for uuid in (first, second)])
+
+    def test_save_replays_a_real_deadlock(self):
+        retries = self.useFixture(fixtures.FakeLogger(
+            name='oslo_db.api', level=logging.DEBUG))
+        ctxt = self.cell_context()
+        instance = self.create_instance(
+            ctxt, system_metadata={base.KEY: 'pc-q35-7.1'})
+        ballast = self.create_instance(ctxt)
+        errors = []
+        with db.get_engine(ctxt).connect() as other:
+            with other.begin():
+                self._survivor(other, ballast.uuid)
+                other.execute(db.SYSMETA.update().where(
+                    db.SYSMETA.c.instance_uuid == instance.uuid,
+                    db.SYSMETA.c.key == base.KEY).values(value='other'))
+                instance.system_metadata[base.KEY] = 'pc-q35-7.2'
+                instance.vm_state = vm_states.STOPPED
+                # The save updates the instance row, then waits for the
+                # system metadata row.
+                writer = start_thread(instance.save, errors)
+                self.wait_for_lock_waits(other.engine)
+                # Now the other client waits for the instance row.
+                other.execute(db.INSTANCES.update().where(
+                    db.INSTANCES.c.uuid == instance.uuid).values(
+                        display_name='renamed'))
+            writer.join(60)
+        self.assertFalse(writer.is_alive())
+        self.assertEqual([], errors)
+        self._assert_replayed(retries, 'instance_update')
+        # The replay ran after the other client committed: both writes
+        # are there, the save's value last.
         saved = objects.Instance.get_by_uuid(
             ctxt, instance.uuid, expected_attrs=['system_metadata'])
-        self.assertEqual('pc-q35-7.2', saved.system_metadata[base.KEY])
+        self.assertEqual(
+            ('pc-q35-7.2', vm_states.STOPPED, 'renamed'),
+            (saved.system_metadata[base.KEY], saved.vm_state,
+             saved.display_name))
 
 
 class StartUpDeadlockTests(nova_fixtures.TestCase):
@@ -203,16 +319,6 @@ class StartUpDeadlockTests(nova_fixtures.TestCase):
         return [{'arch': 'x86_64', 'name': 'pc-i440fx-%d.0' % i,
                  'canonical': None, 'deprecated': False}
                 for i in range(count)]
-
-    def _replace_in_thread(self, ctxt, host, machine_types, errors):
-        def replace():
-            try:
-                db.host_machine_types_replace(ctxt, host, machine_types)
-            except Exception as exc:
-                errors.append(exc)
-        thread = threading.Thread(target=replace)
-        thread.start()
-        return thread
 
     def _wait_for_insert(self, connection):
         """Wait until another session of ours runs its INSERT."""
@@ -245,8 +351,9 @@ class StartUpDeadlockTests(nova_fixtures.TestCase):
                 # Many rows make this transaction the heavier one, so
                 # InnoDB picks the writer under test as the victim.
                 other.execute(table.insert(), other_host[:100])
-                thread = self._replace_in_thread(ctxt, 'host-b', mine,
-                                                 errors)
+                thread = start_thread(
+                    lambda: db.host_machine_types_replace(ctxt, 'host-b',
+                                                          mine), errors)
                 self._wait_for_insert(other)
                 other.execute(table.insert(), other_host[100:])
             thread.join(60)
@@ -262,7 +369,7 @@ class StartUpDeadlockTests(nova_fixtures.TestCase):
                       retries.output)
 
 
-class AutoincLockDeadlockTests(nova_fixtures.TestCase):
+class AutoincLockDeadlockTests(LockWaitsMixin, nova_fixtures.TestCase):
     """A deadlock on InnoDB's AUTO-INC lock is replayed too.
 
     An INSERT ... SELECT holds the table's AUTO-INC lock until the
@@ -274,50 +381,25 @@ class AutoincLockDeadlockTests(nova_fixtures.TestCase):
     untranslated. The writer replays it and both clients' rows land.
     """
 
-    def _record_in_thread(self, ctxt, uuids_by_value, errors):
-        def record():
-            try:
-                db.instance_system_metadata_record_hostless(
-                    ctxt, base.KEY, uuids_by_value)
-            except Exception as exc:
-                errors.append(exc)
-        thread = threading.Thread(target=record)
-        thread.start()
-        return thread
-
     def _other_client(self, connection, uuids, errors):
         """A heavier transaction whose INSERT ... SELECT records 'other'
         for ``uuids``, in a thread: it blocks on the writer's row."""
         def insert():
-            try:
-                with connection.begin():
-                    # Many rows make this transaction the heavier one, so
-                    # InnoDB picks the writer under test as the victim.
-                    connection.execute(db.SYSMETA.insert(), [
-                        {'instance_uuid': uuids[0], 'key': 'weight-%d' % i,
-                         'value': 'w', 'deleted': 0}
-                        for i in range(100)])
-                    connection.execute(sa.text(
-                        "INSERT INTO instance_system_metadata "
-                        "(instance_uuid, `key`, value, deleted) "
-                        "SELECT uuid, :key, 'other', 0 FROM instances "
-                        "WHERE uuid IN :uuids ORDER BY uuid").bindparams(
-                            sa.bindparam('uuids', expanding=True)),
-                        {'key': base.KEY, 'uuids': uuids})
-            except Exception as exc:
-                errors.append(exc)
-        thread = threading.Thread(target=insert)
-        thread.start()
-        return thread
-
-    def _wait_for_lock_waits(self, connection, count):
-        """Wait until ``count`` transactions wait for a lock."""
-        query = sa.text('SELECT COUNT(*) FROM information_schema.'
-                        'innodb_lock_waits')
-        # InnoDB refreshes this view at most every 0.1 s.
-        self.assertTrue(nova_fixtures.poll(
-            lambda: connection.execute(query).scalar() >= count,
-            timeout=50, interval=0.25), 'never %d lock waits' % count)
+            with connection.begin():
+                # Many rows make this transaction the heavier one, so
+                # InnoDB picks the writer under test as the victim.
+                connection.execute(db.SYSMETA.insert(), [
+                    {'instance_uuid': uuids[0], 'key': 'weight-%d' % i,
+                     'value': 'w', 'deleted': 0}
+                    for i in range(100)])
+                connection.execute(sa.text(
+                    "INSERT INTO instance_system_metadata "
+                    "(instance_uuid, `key`, value, deleted) "
+                    "SELECT uuid, :key, 'other', 0 FROM instances "
+                    "WHERE uuid IN :uuids ORDER BY uuid").bindparams(
+                        sa.bindparam('uuids', expanding=True)),
+                    {'key': base.KEY, 'uuids': uuids})
+        return start_thread(insert, errors)
 
     def test_migration_replays_an_autoinc_lock_deadlock(self):
         retries = self.useFixture(fixtures.FakeLogger(
@@ -334,14 +416,16 @@ class AutoincLockDeadlockTests(nova_fixtures.TestCase):
             holder.execute(sa.text(
                 'SELECT id FROM instances WHERE uuid = :uuid FOR UPDATE'),
                 {'uuid': blocked})
-            writer = self._record_in_thread(
-                ctxt, {'pc': [mine], 'q35': [blocked]}, errors)
-            self._wait_for_lock_waits(holder, 1)
+            writer = start_thread(
+                lambda: db.instance_system_metadata_record_hostless(
+                    ctxt, base.KEY, {'pc': [mine], 'q35': [blocked]}),
+                errors)
+            self.wait_for_lock_waits(engine, 1)
             # Inserts ``first`` (taking the AUTO-INC lock), then waits for
             # the writer's uncommitted row of ``mine``.
             inserter = self._other_client(other, [first, mine],
                                           other_errors)
-            self._wait_for_lock_waits(holder, 2)
+            self.wait_for_lock_waits(engine, 2)
             # The writer reads ``blocked`` and waits for the AUTO-INC lock:
             # the deadlock.
             holder.rollback()
