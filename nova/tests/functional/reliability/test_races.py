@@ -45,6 +45,15 @@ def start_thread(fn, errors):
     return thread
 
 
+def add_weight(connection, instance_uuid):
+    """100 system metadata rows of ``instance_uuid`` in ``connection``'s
+    transaction: they make it the heavier one, so InnoDB picks the other
+    transaction of a deadlock (the writer under test) as its victim."""
+    connection.execute(db.SYSMETA.insert(), [
+        {'instance_uuid': instance_uuid, 'key': 'weight-%d' % i,
+         'value': 'w', 'deleted': 0} for i in range(100)])
+
+
 class LockWaitsMixin:
     """Tests that build a deadlock step by step, waiting for lock waits."""
 
@@ -221,9 +230,7 @@ class DeadlockRetryTests(LockWaitsMixin, nova_fixtures.TestCase):
         """
         if connection.dialect.name == 'postgresql':
             connection.execute(sa.text("SET LOCAL deadlock_timeout = '30s'"))
-        connection.execute(db.SYSMETA.insert(), [
-            {'instance_uuid': ballast_uuid, 'key': 'weight-%d' % i,
-             'value': 'w', 'deleted': 0} for i in range(100)])
+        add_weight(connection, ballast_uuid)
 
     def _assert_replayed(self, retries, writer):
         """The server chose the writer as its victim, and it replayed."""
@@ -321,10 +328,11 @@ class StartUpDeadlockTests(nova_fixtures.TestCase):
                 for i in range(count)]
 
     def _wait_for_insert(self, connection):
-        """Wait until another session of ours runs its INSERT."""
+        """Wait until another session of ours runs its INSERT (on this
+        test's database: the other worker may run one of its own)."""
         query = sa.text(
             "SELECT COUNT(*) FROM information_schema.processlist "
-            "WHERE id <> CONNECTION_ID() "
+            "WHERE id <> CONNECTION_ID() AND db = DATABASE() "
             "AND info LIKE 'INSERT INTO host_machine_types%'")
         self.assertTrue(nova_fixtures.poll(
             lambda: connection.execute(query).scalar(), timeout=10,
@@ -386,12 +394,7 @@ class AutoincLockDeadlockTests(LockWaitsMixin, nova_fixtures.TestCase):
         for ``uuids``, in a thread: it blocks on the writer's row."""
         def insert():
             with connection.begin():
-                # Many rows make this transaction the heavier one, so
-                # InnoDB picks the writer under test as the victim.
-                connection.execute(db.SYSMETA.insert(), [
-                    {'instance_uuid': uuids[0], 'key': 'weight-%d' % i,
-                     'value': 'w', 'deleted': 0}
-                    for i in range(100)])
+                add_weight(connection, uuids[0])
                 connection.execute(sa.text(
                     "INSERT INTO instance_system_metadata "
                     "(instance_uuid, `key`, value, deleted) "
