@@ -56,6 +56,9 @@ LOCK_ATTEMPTS = 60
 # deadlock, serialization failure and lock time-out.
 _MYSQL_RETRY = (1205, 1213)
 _MYSQL_DUPLICATE = 1062
+# ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON): the algorithm asked for
+# cannot do this change.
+_MYSQL_UNSUPPORTED_ALGORITHM = (1845, 1846)
 _PG_RETRY = ('40P01', '40001', '55P03')
 _PG_DUPLICATE = '23505'
 RETRY_PAUSE = 0.2
@@ -134,6 +137,69 @@ def table_rows(connection, table):
         query = 'SELECT count(*) FROM %s' % table
     rows = connection.execute(sa.text(query), {'table': table}).scalar()
     return max(int(rows or 0), 0)
+
+
+# -- exact keys --------------------------------------------------------------
+
+# Binary collations that compare trailing spaces too (NO PAD), the first
+# one the server has: MariaDB's, then MySQL 8's.
+EXACT_COLLATIONS = ('utf8mb4_nopad_bin', 'utf8mb4_0900_bin')
+
+
+def _mysql_column_collation(connection, table, column):
+    return connection.execute(sa.text(
+        'SELECT collation_name FROM information_schema.columns'
+        ' WHERE table_schema = DATABASE() AND table_name = :table'
+        '   AND column_name = :column'),
+        {'table': table, 'column': column}).scalar()
+
+
+def _mysql_exact_collation(connection):
+    """The server's binary NO PAD utf8mb4 collation."""
+    have = set(connection.execute(sa.text(
+        'SELECT collation_name FROM information_schema.collations'
+        ' WHERE collation_name IN :names').bindparams(
+            sa.bindparam('names', expanding=True)),
+        {'names': list(EXACT_COLLATIONS)}).scalars())
+    for name in EXACT_COLLATIONS:
+        if name in have:
+            return name
+    raise exception.MigrationError(reason=(
+        'the server has none of the collations %s that compare system '
+        'metadata keys exactly; MariaDB 10.2 or MySQL 8.0 is needed'
+        % ', '.join(EXACT_COLLATIONS)))
+
+
+def make_column_exact(connection, table, column, length, report=None):
+    """Make ``column`` compare as Python compares strings, on MySQL.
+
+    MySQL and MariaDB create the cell's tables with a case-insensitive,
+    PAD SPACE collation (utf8mb4_general_ci): ``image_Foo``,
+    ``image_foo`` and ``image_foo `` would be one key to a unique index
+    and to ``WHERE key = ...``, while Nova's objects and PostgreSQL keep
+    them apart. A binary NO PAD collation makes every comparison exact.
+    On a column no index covers (the baseline's ``key``) the change is
+    metadata only (ALGORITHM=INSTANT); otherwise the indexes on it are
+    rebuilt online. A no-op on other servers and when already done.
+    """
+    if _family(connection) != 'mysql':
+        return
+    collation = _mysql_exact_collation(connection)
+    if _mysql_column_collation(connection, table, column) == collation:
+        return
+    Progress(report, table_rows(connection, table)).say(
+        'making %s.%s compare exactly (collation %s)', table, column,
+        collation, force=True)
+    change = 'MODIFY %s VARCHAR(%d) CHARACTER SET utf8mb4 COLLATE %s ' \
+        'NOT NULL' % (_quoted(connection, [column]), length, collation)
+    try:
+        _mysql_alter(connection, table, change, algorithm='INSTANT')
+    except sa.exc.DBAPIError as exc:
+        if _error_code(exc) not in _MYSQL_UNSUPPORTED_ALGORITHM:
+            raise
+        # Indexed already (a database upgraded by an earlier release of
+        # this revision): the indexes on it are rebuilt, online.
+        _mysql_alter(connection, table, change)
 
 
 # -- de-duplication ----------------------------------------------------------
@@ -371,20 +437,21 @@ def _pg_lock_timeout(connection, statement):
         connection.execute(sa.text('SET lock_timeout = 0'))
 
 
-def _mysql_alter(connection, table, clause):
+def _mysql_alter(connection, table, clause, algorithm='INPLACE'):
     """One online ALTER TABLE on MySQL/MariaDB.
 
-    ``ALGORITHM=INPLACE, LOCK=NONE`` makes the server refuse an ALTER it
-    cannot do without blocking writes. The short lock_wait_timeout
+    ``ALGORITHM=INPLACE, LOCK=NONE`` (or ``ALGORITHM=INSTANT``) makes the
+    server refuse an ALTER it cannot do without blocking writes. The short lock_wait_timeout
     bounds how long the ALTER waits for its metadata lock (and so how
     long other clients queue behind it); it is asked again on a time-out.
     """
     connection.execute(sa.text('SET SESSION lock_wait_timeout = %d'
                                % MYSQL_LOCK_WAIT_S))
     try:
+        lock = ', LOCK=NONE' if algorithm == 'INPLACE' else ''
         execute_with_retry(connection, sa.text(
-            'ALTER TABLE %s %s, ALGORITHM=INPLACE, LOCK=NONE'
-            % (table, clause)))
+            'ALTER TABLE %s %s, ALGORITHM=%s%s'
+            % (table, clause, algorithm, lock)))
     finally:
         connection.execute(sa.text('SET SESSION lock_wait_timeout = '
                                    'DEFAULT'))

@@ -5,6 +5,7 @@ tables describe the head revision, and a test checks that they agree.
 """
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 from nova.db import models_base
 
@@ -32,6 +33,13 @@ INSTANCES = sa.Table(
     sa.Index('instances_deleted_vm_state_idx', 'deleted', 'vm_state'),
 )
 
+# Keys compare exactly, as Python compares them: on MySQL/MariaDB a
+# binary NO PAD collation (revision 002 sets it; MySQL 8 names it
+# utf8mb4_0900_bin, see nova.db.online_schema.EXACT_COLLATIONS).
+EXACT_KEY = sa.String(255).with_variant(
+    mysql.VARCHAR(255, charset='utf8mb4', collation='utf8mb4_nopad_bin'),
+    'mysql', 'mariadb')
+
 # One key of an instance's system metadata. The machine type revision
 # made (instance_uuid, key, deleted) unique: an instance has at most one
 # live row per key, so concurrent recorders can insert-if-absent without
@@ -41,7 +49,7 @@ INSTANCE_SYSTEM_METADATA = sa.Table(
     sa.Column('id', sa.Integer, primary_key=True, autoincrement=True),
     sa.Column('instance_uuid', sa.String(36),
               sa.ForeignKey('instances.uuid'), nullable=False),
-    sa.Column('key', sa.String(255), nullable=False),
+    sa.Column('key', EXACT_KEY, nullable=False),
     sa.Column('value', sa.String(255)),
     *models_base.nova_columns(),
     sa.UniqueConstraint(

@@ -141,3 +141,40 @@ class MigrationTests(fixtures.TestCase):
             conn.execute(sysmeta.insert().values(
                 instance_uuid='b', key='k', value='old', deleted=12345))
             conn.commit()
+
+    def test_upgrade_keeps_keys_that_differ_in_case_or_spaces(self):
+        """Keys are compared as Python compares them, on every server:
+        only the exact duplicate goes, and each lookalike stays a key of
+        its own for the unique key too."""
+        migration.db_sync(migration.MAIN, version='001_baseline',
+                          url=self.url)
+        meta = sa.MetaData()
+        instances = sa.Table('instances', meta, autoload_with=self.engine)
+        sysmeta = sa.Table('instance_system_metadata', meta,
+                           autoload_with=self.engine)
+        t0 = datetime.datetime(2020, 1, 1)
+        keys = ['image_Foo', 'image_foo', 'image_bar', 'image_bar ',
+                'image_bär', 'image_bar']
+        with self.engine.begin() as conn:
+            conn.execute(instances.insert().values(uuid='c', deleted=0))
+            for i, key in enumerate(keys):
+                conn.execute(sysmeta.insert().values(
+                    instance_uuid='c', key=key, value='v%d' % i,
+                    created_at=t0 + datetime.timedelta(days=i), deleted=0))
+        migration.db_sync(migration.MAIN, url=self.url)
+        with self.engine.connect() as conn:
+            live = conn.execute(
+                sa.select(sysmeta.c.key, sysmeta.c.value)
+                .where(sysmeta.c.deleted == 0)).all()
+        self.assertEqual({'image_Foo': 'v0', 'image_foo': 'v1',
+                          'image_bar ': 'v3', 'image_bär': 'v4',
+                          'image_bar': 'v5'}, dict(live))
+        self.assertEqual(5, len(live))
+        with self.engine.connect() as conn:
+            conn.execute(sysmeta.insert().values(
+                instance_uuid='c', key='IMAGE_FOO', value='new', deleted=0))
+            conn.commit()
+            self.assertRaises(
+                sa_exc.IntegrityError, conn.execute, sysmeta.insert().values(
+                    instance_uuid='c', key='image_foo', value='second',
+                    deleted=0))

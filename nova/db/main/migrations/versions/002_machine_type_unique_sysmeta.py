@@ -12,6 +12,11 @@ those races. Deployments may already hold duplicated live rows (the
 baseline schema allowed them), so they are soft-deleted first, keeping the
 newest row of each (instance_uuid, key): the latest updated_at (or
 created_at), then the highest id.
+
+Keys are compared exactly, as Nova's objects compare them: on MySQL and
+MariaDB the ``key`` column first gets a binary NO PAD collation, so that
+``image_Foo``, ``image_foo`` and ``image_foo `` stay three keys for the
+de-duplication, the unique key and every query.
 """
 
 from alembic import op
@@ -47,6 +52,8 @@ def _upgrade_online(connection, report):
     Each step is skipped if done already, so a run that was interrupted
     is finished by running it again.
     """
+    # First, while no index covers ``key``: a metadata-only change.
+    online_schema.make_column_exact(connection, TABLE, 'key', 255, report)
     for attempt in range(1, UNIQUE_ATTEMPTS + 1):
         if not online_schema.index_exists(connection, TABLE, UNIQUE):
             online_schema.create_index(connection, TABLE, DEDUP_HELPER,
