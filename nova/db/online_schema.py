@@ -441,8 +441,8 @@ def _mysql_alter(connection, table, clause, algorithm='INPLACE'):
     """One online ALTER TABLE on MySQL/MariaDB.
 
     ``ALGORITHM=INPLACE, LOCK=NONE`` (or ``ALGORITHM=INSTANT``) makes the
-    server refuse an ALTER it cannot do without blocking writes. The short lock_wait_timeout
-    bounds how long the ALTER waits for its metadata lock (and so how
+    server refuse an ALTER it cannot do without blocking writes. The
+    short lock_wait_timeout bounds how long the ALTER waits for its metadata lock (and so how
     long other clients queue behind it); it is asked again on a time-out.
     """
     connection.execute(sa.text('SET SESSION lock_wait_timeout = %d'
