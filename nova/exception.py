@@ -66,6 +66,13 @@ class DBDuplicatesDuringIndexBuild(NovaException):
                'stopped.')
 
 
+class DBSyncWaitTimeout(NovaException):
+    msg_fmt = ('db sync stopped after waiting %(waited)d s for %(what)s: '
+               '%(holders)s. Run it again once that session has ended (it '
+               'resumes where it stopped), or raise '
+               '[database]sync_wait_timeout.')
+
+
 class WriterInTransaction(NovaException):
     msg_fmt = ('%(name)s replays its transaction after a deadlock and must '
                'not be called inside another transaction.')

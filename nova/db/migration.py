@@ -15,6 +15,7 @@ from oslo_config import cfg
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
 
+from nova.db import online_schema
 from nova.db import utils as db_utils
 from nova import exception
 
@@ -105,9 +106,14 @@ def db_sync(database=MAIN, version=None, url=None, progress=None):
     ``progress``, if given, is called with a line of text as revisions
     that work on many rows advance.
 
-    Raises DBVersionNotFound for a revision that does not exist and
-    DBConnectionError when the database cannot be reached; a database
-    already at ``version`` is left untouched.
+    One sync at a time per database: a second one waits for the first
+    (online_schema.sync_lock) and then finds its revisions done.
+
+    Raises DBVersionNotFound for a revision that does not exist,
+    DBConnectionError when the database cannot be reached and
+    DBSyncWaitTimeout when another session held it up for longer than
+    [database]sync_wait_timeout; a database already at ``version`` is
+    left untouched.
     """
     from alembic import command as alembic_command
     from alembic import script as alembic_script
@@ -120,7 +126,11 @@ def db_sync(database=MAIN, version=None, url=None, progress=None):
     except (alembic_exc.CommandError, KeyError):
         raise exception.DBVersionNotFound(version=version, database=database)
     try:
-        with _connect(engine, url) as connection:
+        with _connect(engine, url) as lock_connection, \
+                online_schema.sync_lock(
+                    lock_connection.execution_options(
+                        isolation_level='AUTOCOMMIT'), progress), \
+                _connect(engine, url) as connection:
             config = _alembic_config(database, connection, progress)
             alembic_command.upgrade(config, target)
             connection.commit()

@@ -15,8 +15,13 @@ instead:
   refuses rather than silently copying the table;
 * the short exclusive locks that remain (PostgreSQL's ``ALTER TABLE``,
   the metadata lock at the start and end of a MySQL online ``ALTER``) are
-  asked for with a lock time-out, and asked for again if they time out,
-  so that other clients never queue behind a waiting migration for long;
+  asked for with a lock time-out, so that other clients never queue
+  behind a waiting migration for long; when one times out, the
+  transactions that held the table are waited for (saying who they
+  are) before it is asked again;
+* every wait for another session (another ``db sync``, a long
+  transaction, an earlier build still running) is bounded by
+  ``[database]sync_wait_timeout``;
 * every step checks what is already there first, so a revision that was
   interrupted (kill -9, a lost connection) is finished by running
   ``db sync`` again; an INVALID index left by an interrupted PostgreSQL
@@ -28,13 +33,19 @@ embedded single-user database, is not handled here; its revisions use
 Alembic's batch mode.
 """
 
+import contextlib
 import datetime
+import threading
 import time
+import zlib
 
 import sqlalchemy as sa
 
+import nova.conf
 from nova.db import utils as db_utils
 from nova import exception
+
+CONF = nova.conf.CONF
 
 # Index entries read per de-duplication batch. The reads take no lock;
 # the UPDATE that follows touches only the duplicates found.
@@ -46,10 +57,11 @@ REPORT_ROWS = 100000
 # Seconds between two progress lines of one step.
 REPORT_EVERY = 10.0
 # How long a DDL statement may wait for a table lock before it gives way
-# to other clients and tries again (PostgreSQL in milliseconds; MySQL's
+# to other clients (PostgreSQL in milliseconds; MySQL's
 # lock_wait_timeout is whole seconds, 1 the shortest wait there is).
 PG_LOCK_TIMEOUT_MS = 200
 MYSQL_LOCK_WAIT_S = 1
+# Attempts of a de-duplication UPDATE that meets deadlocks or lock waits.
 LOCK_ATTEMPTS = 60
 # Errors worth replaying a statement for: MySQL deadlock (also how Galera
 # reports a certification failure) and lock wait time-out; PostgreSQL
@@ -60,8 +72,14 @@ _MYSQL_DUPLICATE = 1062
 # cannot do this change.
 _MYSQL_UNSUPPORTED_ALGORITHM = (1845, 1846)
 _PG_RETRY = ('40P01', '40001', '55P03')
+# MySQL's lock wait time-out, PostgreSQL's lock_not_available.
+_LOCK_TIME_OUTS = (1205, '55P03')
 _PG_DUPLICATE = '23505'
 RETRY_PAUSE = 0.2
+# Seconds between two lines saying whom db sync waits for, and between
+# two looks at whether they are done.
+WAIT_REPORT_EVERY = 10.0
+WAIT_POLL = 1.0
 
 
 def _family(connection):
@@ -139,6 +157,195 @@ def table_rows(connection, table):
     return max(int(rows or 0), 0)
 
 
+# -- waiting for other sessions ---------------------------------------------
+
+class Wait:
+    """A wait for other sessions, bounded by [database]sync_wait_timeout.
+
+    Every WAIT_REPORT_EVERY seconds it says for whom it waits; past the
+    limit it raises DBSyncWaitTimeout naming them.
+    """
+
+    def __init__(self, what, report):
+        self.what = what
+        self.report = report or (lambda message: None)
+        self.limit = CONF.database.sync_wait_timeout
+        self.started = time.monotonic()
+        self.reported = None
+
+    def remaining(self):
+        return max(self.limit - (time.monotonic() - self.started), 0.0)
+
+    def still(self, holders):
+        """Note that ``holders`` (descriptions) still hold us up."""
+        now = time.monotonic()
+        waited = now - self.started
+        if waited >= self.limit:
+            raise exception.DBSyncWaitTimeout(
+                what=self.what, waited=waited, holders='; '.join(holders))
+        if self.reported is None or now - self.reported >= WAIT_REPORT_EVERY:
+            self.reported = now
+            self.report('  waiting for %s (%.0f s so far): %s'
+                        % (self.what, waited, '; '.join(holders)))
+
+    def until_none(self, holders_of, poll=WAIT_POLL):
+        """Return once ``holders_of()`` lists nobody."""
+        while True:
+            holders = holders_of()
+            if not holders:
+                return
+            self.still(holders)
+            time.sleep(poll)
+
+
+def _describe_session(session, user, host, age, activity):
+    """One line about another client's session, for the operator."""
+    activity = ' '.join((activity or 'idle in its transaction').split())
+    if len(activity) > 80:
+        activity = activity[:77] + '...'
+    return 'session %s (%s@%s, in a transaction for %d s: %s)' % (
+        session, user, host, age or 0, activity)
+
+
+def open_transactions(connection, sessions=None):
+    """Other sessions' open transactions: {session id: description},
+    oldest first; with ``sessions``, only those.
+
+    On MySQL/MariaDB a transaction holds a metadata lock on every table
+    it has read or written until it ends, and an online ALTER needs the
+    table to itself at its start and at its end; on PostgreSQL a
+    concurrent index build waits for every transaction older than it.
+    Seeing other users' sessions needs MySQL's PROCESS privilege
+    (PostgreSQL's pg_read_all_stats).
+    """
+    if _family(connection) == 'postgresql':
+        query = sa.text(
+            "SELECT pid, usename, coalesce(client_addr::text, 'local'),"
+            "       extract(epoch FROM now() - xact_start)::int,"
+            "       CASE WHEN state = 'active' THEN query END"
+            "  FROM pg_stat_activity"
+            " WHERE pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+            "   AND datname = current_database()"
+            " ORDER BY xact_start")
+    else:
+        query = sa.text(
+            "SELECT p.id, p.user, p.host,"
+            "       TIMESTAMPDIFF(SECOND, t.trx_started, NOW()),"
+            "       CASE WHEN p.command = 'Query' THEN p.info END"
+            "  FROM information_schema.innodb_trx t"
+            "  JOIN information_schema.processlist p"
+            "    ON p.id = t.trx_mysql_thread_id"
+            " WHERE p.id <> CONNECTION_ID()"
+            " ORDER BY t.trx_started")
+    return {row[0]: _describe_session(*row)
+            for row in connection.execute(query)
+            if sessions is None or row[0] in sessions}
+
+
+def run_when_table_free(connection, statement, what, report=None):
+    """Run DDL that needs ``what`` to itself for an instant.
+
+    The statement asks for its lock with a short time-out (set by the
+    caller), so that other clients never queue behind it for long. When
+    it times out, the transactions open at that moment (one of them
+    holds the table) are waited for, saying who they are, and only then
+    is the statement sent again: a long transaction (a backup, a client
+    idle in a transaction) costs one more attempt, not one a second.
+    Deadlocks are replayed after a pause. Bounded by a Wait.
+    """
+    wait = Wait('the open transactions on %s to end' % what, report)
+    while True:
+        try:
+            return connection.execute(statement)
+        except sa.exc.DBAPIError as exc:
+            code = _error_code(exc)
+            if code not in _MYSQL_RETRY + _PG_RETRY:
+                raise
+            if code not in _LOCK_TIME_OUTS:
+                wait.still(['a deadlock with another session'])
+                time.sleep(RETRY_PAUSE)
+                continue
+        holders = open_transactions(connection)
+        if not holders:
+            # Ended meanwhile, or this user may not see them.
+            wait.still(['a transaction this user cannot see'])
+            time.sleep(WAIT_POLL)
+            continue
+        wait.until_none(
+            lambda: list(open_transactions(connection, holders).values()))
+
+
+# -- one db sync at a time ---------------------------------------------------
+
+SYNC_LOCK = 'nova-db-sync'
+
+
+def _pg_lock_key(name):
+    """A stable 31-bit key for pg_advisory_lock (locks are per database)."""
+    return zlib.crc32(name.encode()) & 0x7fffffff
+
+
+def _sync_lock_holders(connection):
+    """Who holds the db sync lock of this database, as descriptions."""
+    if _family(connection) == 'postgresql':
+        rows = connection.execute(sa.text(
+            "SELECT a.pid, a.usename, coalesce(a.client_addr::text, 'local')"
+            "  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted"
+            "   AND l.objid = :key AND l.database = ("
+            "       SELECT oid FROM pg_database"
+            "        WHERE datname = current_database())"),
+            {'key': _pg_lock_key(SYNC_LOCK)}).all()
+    else:
+        rows = connection.execute(sa.text(
+            "SELECT id, user, host FROM information_schema.processlist"
+            " WHERE id = IS_USED_LOCK(CONCAT(:name, '.', DATABASE()))"),
+            {'name': SYNC_LOCK}).all()
+    return ['db sync in session %s (%s@%s)' % tuple(row) for row in rows]
+
+
+def _try_sync_lock(connection):
+    if _family(connection) == 'postgresql':
+        return connection.execute(sa.text(
+            'SELECT pg_try_advisory_lock(:key)'),
+            {'key': _pg_lock_key(SYNC_LOCK)}).scalar()
+    return connection.execute(sa.text(
+        "SELECT GET_LOCK(CONCAT(:name, '.', DATABASE()), 0)"),
+        {'name': SYNC_LOCK}).scalar() == 1
+
+
+@contextlib.contextmanager
+def sync_lock(connection, report=None):
+    """Hold this database's db sync lock for the block.
+
+    Configuration management often runs ``db sync`` from every
+    controller at once; the first holds the lock and the others wait
+    for it (saying for whom, bounded by [database]sync_wait_timeout),
+    then find the revisions done. The lock is the server's (MySQL's
+    GET_LOCK, PostgreSQL's advisory lock), tied to ``connection``'s
+    session: a killed db sync releases it with its connection. A no-op
+    on SQLite, an embedded single-user database.
+    """
+    if _family(connection) == 'sqlite':
+        yield
+        return
+    wait = Wait('another db sync of this database to finish', report)
+    while not _try_sync_lock(connection):
+        wait.still(_sync_lock_holders(connection)
+                   or ['a db sync whose session this user cannot see'])
+        time.sleep(WAIT_POLL)
+    try:
+        yield
+    finally:
+        if _family(connection) == 'postgresql':
+            connection.execute(sa.text('SELECT pg_advisory_unlock(:key)'),
+                               {'key': _pg_lock_key(SYNC_LOCK)})
+        else:
+            connection.execute(sa.text(
+                "SELECT RELEASE_LOCK(CONCAT(:name, '.', DATABASE()))"),
+                {'name': SYNC_LOCK})
+
+
 # -- exact keys --------------------------------------------------------------
 
 # Binary collations that compare trailing spaces too (NO PAD), the first
@@ -193,13 +400,14 @@ def make_column_exact(connection, table, column, length, report=None):
     change = 'MODIFY %s VARCHAR(%d) CHARACTER SET utf8mb4 COLLATE %s ' \
         'NOT NULL' % (_quoted(connection, [column]), length, collation)
     try:
-        _mysql_alter(connection, table, change, algorithm='INSTANT')
+        _mysql_alter(connection, table, change, algorithm='INSTANT',
+                     report=report)
     except sa.exc.DBAPIError as exc:
         if _error_code(exc) not in _MYSQL_UNSUPPORTED_ALGORITHM:
             raise
         # Indexed already (a database upgraded by an earlier release of
         # this revision): the indexes on it are rebuilt, online.
-        _mysql_alter(connection, table, change)
+        _mysql_alter(connection, table, change, report=report)
 
 
 # -- de-duplication ----------------------------------------------------------
@@ -371,7 +579,8 @@ def _other_builds(connection, table):
 
     A db sync killed in the middle of an index build leaves the server
     building it (it notices the lost client only when it next writes to
-    it). A rerun waits for that build instead of racing it.
+    it), and holds no sync lock any more. A rerun waits for that build
+    instead of racing it.
     """
     if _family(connection) == 'postgresql':
         query = (
@@ -389,19 +598,12 @@ def _other_builds(connection, table):
                               {'pattern': pattern}).scalars().all()
 
 
-def wait_for_other_builds(connection, table, report=None, poll=1.0):
-    """Return once no other session runs DDL on ``table``."""
-    announced = False
-    while True:
-        sessions = _other_builds(connection, table)
-        if not sessions:
-            return
-        if report and not announced:
-            report('  waiting for session(s) %s, still changing %s '
-                   '(an interrupted earlier run?)'
-                   % (', '.join(map(str, sessions)), table))
-            announced = True
-        time.sleep(poll)
+def wait_for_other_builds(connection, table, report=None):
+    """Return once no other session runs DDL on ``table`` (bounded)."""
+    Wait('an earlier, interrupted build on %s to end' % table,
+         report).until_none(
+        lambda: ['session %s' % session
+                 for session in _other_builds(connection, table)])
 
 
 def _quoted(connection, names):
@@ -409,52 +611,151 @@ def _quoted(connection, names):
     return ', '.join(prep.quote(name) for name in names)
 
 
-def _pg_create_index(connection, table, name, columns, unique):
-    if _pg_index_state(connection, name) == 'invalid':
-        # Left by an interrupted or failed build: it is maintained by every
-        # write but serves no read. Drop it and build it again.
-        execute_with_retry(connection, sa.text(
-            'DROP INDEX CONCURRENTLY IF EXISTS %s' % name))
-    if _pg_index_state(connection, name) is None:
-        connection.execute(sa.text(
-            'CREATE %sINDEX CONCURRENTLY %s ON %s (%s)' % (
-                'UNIQUE ' if unique else '', name, table,
-                _quoted(connection, columns))))
+@contextlib.contextmanager
+def _pg_settings(connection, **settings):
+    """Session settings for the block; the session's own afterwards.
 
-
-def _pg_lock_timeout(connection, statement):
-    """Run a statement that needs an ACCESS EXCLUSIVE lock for an instant.
-
-    With a lock time-out, a statement that would wait behind a long
-    transaction gives up instead of making every client queue behind it;
-    it is asked again until it gets its turn.
+    A role or database may set statement_timeout or lock_timeout; a
+    build must not be cancelled by them, and the operator's values come
+    back once it is done (SET ... = 0 would not bring them back).
     """
-    connection.execute(sa.text("SET lock_timeout = '%dms'"
-                               % PG_LOCK_TIMEOUT_MS))
+    names = sorted(settings)
+    saved = connection.execute(sa.text('SELECT %s' % ', '.join(
+        "current_setting('%s')" % name for name in names))).one()
     try:
-        execute_with_retry(connection, sa.text(statement))
+        for name in names:
+            connection.execute(sa.text('SELECT set_config(:n, :v, false)'),
+                               {'n': name, 'v': settings[name]})
+        yield
     finally:
-        connection.execute(sa.text('SET lock_timeout = 0'))
+        for name, value in zip(names, saved):
+            connection.execute(sa.text('SELECT set_config(:n, :v, false)'),
+                               {'n': name, 'v': value})
 
 
-def _mysql_alter(connection, table, clause, algorithm='INPLACE'):
+class _PgWaitReporter(threading.Thread):
+    """Says whom a concurrent index build waits for, while it runs.
+
+    CREATE INDEX CONCURRENTLY waits, inside the one statement, for every
+    transaction older than its phases; only another session can see for
+    whom (pg_blocking_pids). Reports through ``wait`` every
+    WAIT_REPORT_EVERY seconds; the server's lock_timeout bounds the wait.
+    """
+
+    def __init__(self, connection, wait):
+        super().__init__(daemon=True)
+        self.engine = connection.engine
+        self.pid = connection.execute(
+            sa.text('SELECT pg_backend_pid()')).scalar()
+        self.wait = wait
+        self.done = threading.Event()
+        self.holders = []
+
+    def run(self):
+        with self.engine.connect() as conn:
+            while not self.done.wait(WAIT_POLL):
+                blocking = conn.execute(sa.text(
+                    'SELECT unnest(pg_blocking_pids(:pid))'),
+                    {'pid': self.pid}).scalars().all()
+                conn.rollback()
+                self.holders = list(open_transactions(
+                    conn, set(blocking)).values()) if blocking else []
+                if self.holders:
+                    try:
+                        self.wait.still(self.holders)
+                    except exception.DBSyncWaitTimeout:
+                        pass
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.done.set()
+        self.join()
+
+
+def _pg_build(connection, statement, what, report):
+    """Run a concurrent build or drop of an index on PostgreSQL.
+
+    statement_timeout is lifted for it (a large table takes minutes),
+    and the waits inside it for older transactions are bounded by what
+    is left of [database]sync_wait_timeout, reported as they happen. A
+    build that fails leaves an INVALID index, dropped here before the
+    error goes up: left, it would be maintained by every write and, for
+    a unique one, reject rows until the next run.
+    """
+    wait = Wait('the open transactions older than %s to end' % what, report)
+    limit = '%dms' % max(wait.remaining() * 1000, 1)
+    with _pg_settings(connection, statement_timeout='0', lock_timeout=limit):
+        with _PgWaitReporter(connection, wait) as reporter:
+            try:
+                connection.execute(sa.text(statement))
+            except sa.exc.DBAPIError as exc:
+                if _error_code(exc) in _LOCK_TIME_OUTS:
+                    raise exception.DBSyncWaitTimeout(
+                        what=wait.what, waited=wait.limit,
+                        holders='; '.join(reporter.holders)
+                        or 'a transaction older than the build') from exc
+                raise
+
+
+def _pg_create_index(connection, table, name, columns, unique, report):
+    if _pg_index_state(connection, name) == 'invalid':
+        # Left by an interrupted build: maintained by every write but
+        # serving no read. Dropped and built again.
+        _pg_build(connection, 'DROP INDEX CONCURRENTLY IF EXISTS %s' % name,
+                  name, report)
+    if _pg_index_state(connection, name) is not None:
+        return
+    try:
+        _pg_build(connection, 'CREATE %sINDEX CONCURRENTLY %s ON %s (%s)' % (
+            'UNIQUE ' if unique else '', name, table,
+            _quoted(connection, columns)), 'the build of ' + name, report)
+    except Exception:
+        if _pg_index_state(connection, name) == 'invalid':
+            _pg_build(connection,
+                      'DROP INDEX CONCURRENTLY IF EXISTS %s' % name,
+                      name, report)
+        raise
+
+
+def _pg_alter(connection, table, clause, report):
+    """An ALTER TABLE that needs ``table`` to itself for an instant.
+
+    Asked for with a short lock_timeout, so that clients never queue
+    behind it for long, and again once the transactions that held the
+    table have ended (run_when_table_free).
+    """
+    with _pg_settings(connection, statement_timeout='0',
+                      lock_timeout='%dms' % PG_LOCK_TIMEOUT_MS):
+        run_when_table_free(connection, sa.text(
+            'ALTER TABLE %s %s' % (table, clause)), table, report)
+
+
+def _mysql_alter(connection, table, clause, algorithm='INPLACE',
+                 report=None):
     """One online ALTER TABLE on MySQL/MariaDB.
 
     ``ALGORITHM=INPLACE, LOCK=NONE`` (or ``ALGORITHM=INSTANT``) makes the
     server refuse an ALTER it cannot do without blocking writes. The
-    short lock_wait_timeout bounds how long the ALTER waits for its metadata lock (and so how
-    long other clients queue behind it); it is asked again on a time-out.
+    ALTER needs the table's metadata lock to itself at its start and at
+    its end; a 1 s lock_wait_timeout bounds how long other clients
+    queue behind it, and run_when_table_free waits for the transactions
+    that held the table before sending it again.
     """
+    lock = ', LOCK=NONE' if algorithm == 'INPLACE' else ''
+    saved = connection.execute(
+        sa.text('SELECT @@SESSION.lock_wait_timeout')).scalar()
     connection.execute(sa.text('SET SESSION lock_wait_timeout = %d'
                                % MYSQL_LOCK_WAIT_S))
     try:
-        lock = ', LOCK=NONE' if algorithm == 'INPLACE' else ''
-        execute_with_retry(connection, sa.text(
+        run_when_table_free(connection, sa.text(
             'ALTER TABLE %s %s, ALGORITHM=%s%s'
-            % (table, clause, algorithm, lock)))
+            % (table, clause, algorithm, lock)), table, report)
     finally:
-        connection.execute(sa.text('SET SESSION lock_wait_timeout = '
-                                   'DEFAULT'))
+        connection.execute(sa.text('SET SESSION lock_wait_timeout = %d'
+                                   % saved))
 
 
 def create_index(connection, table, name, columns, unique=False,
@@ -479,27 +780,28 @@ def create_index(connection, table, name, columns, unique=False,
                  rows, force=True)
     try:
         if postgresql:
-            _pg_create_index(connection, table, name, columns, unique)
+            _pg_create_index(connection, table, name, columns, unique,
+                             report)
         else:
             _mysql_alter(connection, table, 'ADD %sINDEX %s (%s)' % (
                 'UNIQUE ' if unique else '', name,
-                _quoted(connection, columns)))
+                _quoted(connection, columns)), report=report)
     except sa.exc.DBAPIError as exc:
         if unique and _is_duplicate(exc):
             raise exception.DBDuplicatesDuringIndexBuild(
                 index=name, table=table, attempts=1) from exc
         raise
     if postgresql and unique:
-        _pg_lock_timeout(
-            connection, 'ALTER TABLE %s ADD CONSTRAINT %s UNIQUE '
-            'USING INDEX %s' % (table, name, name))
+        _pg_alter(connection, table, 'ADD CONSTRAINT %s UNIQUE USING '
+                  'INDEX %s' % (name, name), report)
     progress.say('built index %s', name, force=True)
 
 
-def drop_index(connection, table, name):
+def drop_index(connection, table, name, report=None):
     """Drop index ``name`` of ``table`` if it exists, without blocking."""
     if _family(connection) == 'postgresql':
-        execute_with_retry(connection, sa.text(
-            'DROP INDEX CONCURRENTLY IF EXISTS %s' % name))
+        _pg_build(connection, 'DROP INDEX CONCURRENTLY IF EXISTS %s' % name,
+                  name, report)
     elif _mysql_has_index(connection, table, name):
-        _mysql_alter(connection, table, 'DROP INDEX %s' % name)
+        _mysql_alter(connection, table, 'DROP INDEX %s' % name,
+                     report=report)
