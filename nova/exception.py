@@ -66,6 +66,11 @@ class DBDuplicatesDuringIndexBuild(NovaException):
                'stopped.')
 
 
+class DBSchemaBehind(NovaException):
+    msg_fmt = ('The cell database is at schema revision %(revision)s; this '
+               'code needs %(needed)s. Run nova-manage db sync first.')
+
+
 class DBSyncWaitTimeout(NovaException):
     msg_fmt = ('db sync stopped after waiting %(waited)d s for %(what)s: '
                '%(holders)s. Run it again once that session has ended (it '

@@ -112,15 +112,18 @@ class ComputeManager:
     def init_host(self):
         """Start the service: register it and record what the host holds.
 
-        Opens libvirt first (HypervisorUnavailable if it cannot be reached,
-        before anything is written), creates or updates the nova-compute
-        service row, replaces the machine types the host reports supporting
-        and records the machine type of every instance of the host that has
-        none. An instance RESIZED by a cold migration is the destination's
-        (its host column names it): recorded from its domain there. Returns
-        nothing.
+        Refuses (DBSchemaBehind) a cell database that needs
+        ``nova-manage db sync``. Opens libvirt first (HypervisorUnavailable
+        if it cannot be reached, before anything is written), creates or
+        updates the nova-compute service row, replaces the machine types
+        the host reports supporting and records the machine type of every
+        instance of the host that has none. An instance RESIZED by a cold
+        migration is the destination's (its host column names it): recorded
+        from its domain there. Returns nothing.
         """
         context = nova_context.get_admin_context()
+        # Before anything is written: code ahead of its schema refuses.
+        db.check_schema(context)
         self.driver.init_host()
         objects.Service.register(context, self.host, BINARY)
         db.host_machine_types_replace(context, self.host,

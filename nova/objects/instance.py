@@ -283,8 +283,10 @@ def populate_missing_machine_types(context, max_count, progress=None):
     ``progress(found, done, remaining)`` is called after each page;
     ``remaining`` is 0 after a page that ends the walk, None otherwise
     (unknown: counting would cost as much as the migration). Returns
-    (found, done).
+    (found, done); raises DBSchemaBehind on a cell that needs db sync.
     """
+    # Before anything is written: code ahead of its schema refuses.
+    db.check_schema(context)
     key = resolution.MACHINE_TYPE_SYSMETA_KEY
     # What resolution reads of an instance without a host: its image's.
     image_keys = [image_meta_obj.SYSMETA_IMAGE_PREFIX + prop for prop in (

@@ -8,6 +8,7 @@ Anything that touches many rows is one set-based statement.
 import functools
 
 from oslo_config import cfg
+from oslo_db import exception as db_exc
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
@@ -136,6 +137,34 @@ def _without_parallel_workers(context):
 def _execute(context, stmt, params=None):
     return context.session.execute(stmt, params) if params is not None \
         else context.session.execute(stmt)
+
+
+# -- schema ------------------------------------------------------------------
+
+@pick_context_manager_reader
+def _schema_revision(context):
+    # SELECT version_num FROM alembic_version
+    return _execute(context, sa.text(
+        'SELECT version_num FROM alembic_version')).scalar()
+
+
+def check_schema(context):
+    """Refuse to work on a cell whose schema is older than this code.
+
+    Called before a service or command writes to a cell: a writer ahead
+    of its schema would fail on a table that is not there yet, or (before
+    the unique key of revision 002) write a second live row of a key.
+    Raises DBSchemaBehind, which names nova-manage db sync. One short
+    read of the revision table.
+    """
+    try:
+        revision = _schema_revision(context)
+    except db_exc.DBNonExistentTable:
+        revision = None
+    if revision is None or revision in models.REVISIONS[:-1]:
+        raise exception.DBSchemaBehind(
+            revision=revision or 'none (never synced)',
+            needed=models.REVISIONS[-1])
 
 
 # -- instances ---------------------------------------------------------------

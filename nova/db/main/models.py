@@ -5,11 +5,19 @@ tables describe the head revision, and a test checks that they agree.
 """
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 
 from nova.db import models_base
 
 METADATA = sa.MetaData()
+
+# The revisions of migrations/versions, oldest first: these tables are the
+# last one's. Code that finds an earlier one in a cell refuses to work on
+# it (nova.db.main.api.check_schema); a later one is a newer release's,
+# which only adds.
+REVISIONS = ('001_baseline', '002_machine_type_unique_sysmeta',
+             '003_host_machine_types', '004_instances_host_id_idx',
+             '005_machine_type_drift', '006_migrations',
+             '007_sysmeta_key_value_id_idx')
 
 INSTANCES = sa.Table(
     'instances', METADATA,
@@ -37,8 +45,7 @@ INSTANCES = sa.Table(
 # binary NO PAD collation (revision 002 sets it; MySQL 8 names it
 # utf8mb4_0900_bin, see nova.db.online_schema.EXACT_COLLATIONS).
 EXACT_KEY = sa.String(255).with_variant(
-    mysql.VARCHAR(255, charset='utf8mb4', collation='utf8mb4_nopad_bin'),
-    'mysql', 'mariadb')
+    sa.String(255, collation='utf8mb4_nopad_bin'), 'mysql', 'mariadb')
 
 # One key of an instance's system metadata. The machine type revision
 # made (instance_uuid, key, deleted) unique: an instance has at most one

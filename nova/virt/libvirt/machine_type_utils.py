@@ -310,6 +310,7 @@ def update_machine_type(ctxt, instance_uuid, machine_type, force=False):
     """
     check_syntax(machine_type)
     cctxt, instance = _get_instance(ctxt, instance_uuid)
+    db.check_schema(cctxt)
     existing = instance.system_metadata.get(SYSMETA_KEY)
     if existing == machine_type:
         return machine_type, existing
@@ -539,6 +540,8 @@ def _bulk_update_cell(cctxt, old, new, dry_run, force, progress):
             allowed += count
     if dry_run or not allowed:
         return BulkUpdate(allowed, dict(refused))
+    # Before anything is written: code ahead of its schema refuses.
+    db.check_schema(cctxt)
     updated = 0
     after_id = 0
     while after_id is not None:

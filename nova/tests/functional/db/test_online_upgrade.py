@@ -13,6 +13,7 @@ import datetime
 import sqlalchemy as sa
 
 from nova.db import migration
+from nova.db import online_schema
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.functional.reliability import base
 
@@ -171,11 +172,15 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
         transaction's connection).
 
         MySQL's ALTER TABLE waits for every open transaction on the table,
-        so there the temporary index is built first, as an earlier
-        interrupted run leaves it, and the run starts with it in place;
-        PostgreSQL's concurrent build ignores a row lock.
+        so there the exact collation and the temporary index come first,
+        as an earlier interrupted run leaves them, and the run starts with
+        them in place; PostgreSQL's concurrent build ignores a row lock.
         """
         if self.DATABASE != 'postgresql':
+            self.execute(
+                'ALTER TABLE instance_system_metadata MODIFY {k} '
+                'VARCHAR(255) CHARACTER SET utf8mb4 COLLATE '
+                'utf8mb4_nopad_bin NOT NULL'.format(k=self.key_col))
             self.execute(
                 'ALTER TABLE instance_system_metadata ADD INDEX '
                 'instance_system_metadata_dedup_tmp_idx '
@@ -300,6 +305,99 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
             "SELECT id FROM instance_system_metadata WHERE instance_uuid = "
             ":uuid AND {k} = :key AND deleted = 0".format(k=self.key_col),
             uuid=first, key=DUP_KEY)[0][0])
+
+    # -- other sessions -------------------------------------------------------
+
+    def hold_sync_lock(self):
+        """Take this cell's db sync lock as a running db sync holds it;
+        returns (its connection, its server session id)."""
+        conn = self.engine.connect().execution_options(
+            isolation_level='AUTOCOMMIT')
+        self.addCleanup(conn.close)
+        self.assertTrue(online_schema._try_sync_lock(conn))
+        session = conn.execute(sa.text(
+            'SELECT pg_backend_pid()' if self.DATABASE == 'postgresql'
+            else 'SELECT CONNECTION_ID()')).scalar()
+        return conn, session
+
+    def test_second_sync_waits_for_the_first_then_finds_it_done(self):
+        survivors = self.seed_with_duplicates()
+        first, lock = self.sync_paused_in_dedup(survivors)
+        base.poll(self.dedup_underway, self.TIMEOUT)
+        second = self.sync()
+        # The first run holds the sync lock (the server says so) and the
+        # second names that session while it waits.
+        holder = self.sync_lock_holder()
+        self.assertIsNotNone(holder)
+        self.assertTrue(second.wait_for(
+            'waiting for another db sync of this database to finish'),
+            second.describe())
+        self.assertIn('db sync in session %s ' % holder, second.stdout)
+        self.assertIsNone(second.proc.poll())
+        self.assertNotIn('de-duplicating', second.stdout)
+        lock.rollback()
+        self.assertClean(first)
+        self.assertClean(second)
+        # The second found every revision done.
+        self.assertNotIn('building index', second.stdout)
+        self.assertUpgraded(survivors)
+
+    def sync_lock_holder(self):
+        if self.DATABASE == 'postgresql':
+            rows = self.execute(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
+                "AND granted AND objid = :key",
+                key=online_schema._pg_lock_key(online_schema.SYNC_LOCK))
+        else:
+            rows = self.execute(
+                "SELECT IS_USED_LOCK(CONCAT(:name, '.', DATABASE()))",
+                name=online_schema.SYNC_LOCK)
+        return rows[0][0] if rows else None
+
+    def test_sync_gives_up_after_its_wait_naming_the_holder(self):
+        self.seed_with_duplicates(count=DUPLICATE_EVERY * 5)
+        before = self.digest()
+        _, session = self.hold_sync_lock()
+        self.conf_path = self.config(database={'sync_wait_timeout': 2})
+        process = self.sync()
+        self.assertEqual(1, process.finish(), process.describe())
+        [line] = process.stderr.splitlines()
+        self.assertIn('ERROR: db sync stopped after waiting', line)
+        self.assertIn('db sync in session %s ' % session, line)
+        self.assertIn('[database]sync_wait_timeout', line)
+        self.assertEqual('001_baseline', migration.db_version(
+            migration.MAIN, url=self.cell_url))
+        self.assertEqual(before, self.digest())
+
+    def test_long_transaction_is_waited_for_and_named(self):
+        """A client's transaction open on the table when a build needs
+        it: db sync says which session it waits for, every 10 s, and
+        builds once it has ended."""
+        survivors = self.seed_with_duplicates(count=DUPLICATE_EVERY * 5)
+        held = self.hold_table('instance_system_metadata')
+        holder = held.execute(sa.text(
+            'SELECT pg_backend_pid()' if self.DATABASE == 'postgresql'
+            else 'SELECT CONNECTION_ID()')).scalar()
+        process = self.sync()
+        waiting = 'session %s (' % holder
+        self.assertTrue(process.wait_for(waiting), process.describe())
+        # Said again ten seconds on, and still not built meanwhile.
+        self.assertTrue(process.wait_for(waiting, times=2, timeout=30),
+                        process.describe())
+        self.assertIsNone(process.proc.poll())
+        self.assertIn(holder, self.open_sessions())
+        held.rollback()
+        self.assertClean(process)
+        self.assertUpgraded(survivors)
+
+    def open_sessions(self):
+        """Server session ids with an open transaction."""
+        if self.DATABASE == 'postgresql':
+            return [row[0] for row in self.execute(
+                'SELECT pid FROM pg_stat_activity '
+                'WHERE xact_start IS NOT NULL')]
+        return [row[0] for row in self.execute(
+            'SELECT trx_mysql_thread_id FROM information_schema.innodb_trx')]
 
 
 globals().update(nova_fixtures.backend_variants(

@@ -49,6 +49,7 @@ class MigrationTests(fixtures.TestCase):
                                                   url=self.url))
         self.assertEqual(MAIN_REVISIONS[-1],
                          migration.head_revision(migration.MAIN))
+        self.assertEqual(tuple(MAIN_REVISIONS), main_models.REVISIONS)
 
     def test_second_sync_is_a_no_op(self):
         migration.db_sync(migration.MAIN, url=self.url)
