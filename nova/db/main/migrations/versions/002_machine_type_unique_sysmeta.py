@@ -34,31 +34,31 @@ TABLE = 'instance_system_metadata'
 UNIQUE = 'uniq_instance_system_metadata0instance_uuid0key0deleted'
 UNIQUE_COLUMNS = ['instance_uuid', 'key', 'deleted']
 # Serves "which instances have machine type T" (summaries and bulk
-# updates); the unique key serves the per-instance anti-join.
-KEY_VALUE = 'instance_system_metadata_key_value_idx'
-KEY_VALUE_COLUMNS = ['key', 'deleted', 'value']
-# Built first and dropped last: with it the search for duplicates reads an
-# index in order instead of grouping the whole table (10x faster on MySQL).
-DEDUP_HELPER = 'instance_system_metadata_dedup_tmp_idx'
+# updates, a batch at a time in id order); the unique key serves the
+# per-instance anti-join. Built here in its final form (revision 007
+# only converts databases an earlier 002 gave (key, deleted, value)).
+KEY_VALUE = 'instance_system_metadata_key_value_id_idx'
+KEY_VALUE_COLUMNS = ['key', 'deleted', 'value', 'id']
 # A service not yet upgraded may write a duplicate while the unique index
 # is being built; the build then fails, and is tried again after another
-# de-duplication pass.
+# de-duplication pass over the rows written since the last one.
 UNIQUE_ATTEMPTS = 3
 
 
 def _upgrade_online(connection, report):
     """De-duplicate in batches, then build the indexes online.
 
-    Each step is skipped if done already, so a run that was interrupted
-    is finished by running it again.
+    Each index of the final schema is built once, and nothing else is
+    built. Each step is skipped if done already, so a run that was
+    interrupted is finished by running it again.
     """
     # First, while no index covers ``key``: a metadata-only change.
     online_schema.make_column_exact(connection, TABLE, 'key', 255, report)
+    since = None
     for attempt in range(1, UNIQUE_ATTEMPTS + 1):
         if not online_schema.index_exists(connection, TABLE, UNIQUE):
-            online_schema.create_index(connection, TABLE, DEDUP_HELPER,
-                                       UNIQUE_COLUMNS, report=report)
-            online_schema.soft_delete_duplicate_sysmeta(connection, report)
+            _, since = online_schema.soft_delete_duplicate_sysmeta(
+                connection, report, since_id=since)
         try:
             online_schema.create_index(connection, TABLE, UNIQUE,
                                        UNIQUE_COLUMNS, unique=True,
@@ -69,8 +69,7 @@ def _upgrade_online(connection, report):
                 raise exception.DBDuplicatesDuringIndexBuild(
                     index=UNIQUE, table=TABLE, attempts=attempt) from exc
             report('  duplicates were written while %s was built; '
-                   'de-duplicating again' % UNIQUE)
-    online_schema.drop_index(connection, TABLE, DEDUP_HELPER)
+                   'de-duplicating the rows written meanwhile' % UNIQUE)
     online_schema.create_index(connection, TABLE, KEY_VALUE,
                                KEY_VALUE_COLUMNS, report=report)
 

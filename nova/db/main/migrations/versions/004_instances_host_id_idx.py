@@ -6,11 +6,13 @@ Create Date: 2026-11-25
 
 The online data migration pages through live instances without a host in
 id order (WHERE host IS NULL AND deleted = 0 AND id > :marker ORDER BY
-id LIMIT n). InnoDB's secondary indexes end with the primary key, so
-(host, deleted) already serves that on MySQL; PostgreSQL's do not, and
-each page walked the primary key from the marker over every instance.
-With id in the index every page is a range scan of host-less instances.
-Built online on MySQL and PostgreSQL (nova.db.online_schema).
+id LIMIT n). PostgreSQL's (host, deleted) index orders equal keys by
+their place in the table, so each page walked the primary key from the
+marker over every instance; with id in the index every page is a range
+scan of host-less instances. InnoDB ends every secondary index with the
+primary key: on MySQL/MariaDB (host, deleted) already is that index, and
+is only renamed. Online on MySQL and PostgreSQL
+(nova.db.online_schema.replace_index).
 """
 
 from alembic import op
@@ -23,19 +25,18 @@ down_revision = '003_host_machine_types'
 branch_labels = None
 depends_on = None
 
+OLD = 'instances_host_deleted_idx'
+NEW = 'instances_host_deleted_id_idx'
+NEW_COLUMNS = ['host', 'deleted', 'id']
+
 
 def upgrade():
     if op.get_bind().dialect.name == 'sqlite':
         with op.batch_alter_table('instances') as batch:
-            batch.drop_index('instances_host_deleted_idx')
-            batch.create_index('instances_host_deleted_id_idx',
-                               ['host', 'deleted', 'id'])
+            batch.drop_index(OLD)
+            batch.create_index(NEW, NEW_COLUMNS)
         return
-    # The new index first: the old one keeps serving until it exists.
     with op.get_context().autocommit_block():
-        connection = op.get_bind()
-        online_schema.create_index(
-            connection, 'instances', 'instances_host_deleted_id_idx',
-            ['host', 'deleted', 'id'], report=migration.progress_reporter())
-        online_schema.drop_index(connection, 'instances',
-                                 'instances_host_deleted_idx')
+        online_schema.replace_index(
+            op.get_bind(), 'instances', OLD, NEW, NEW_COLUMNS,
+            report=migration.progress_reporter())

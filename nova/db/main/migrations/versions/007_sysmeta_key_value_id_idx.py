@@ -6,17 +6,19 @@ Create Date: 2026-11-29
 
 A bulk update of machine types reads the rows recorded with one value a
 batch at a time, in id order (WHERE key = :key AND deleted = 0 AND
-value = :old AND id > :after ORDER BY id LIMIT n). InnoDB's secondary
-indexes end with the primary key, so (key, deleted, value) already
-serves that on MySQL; PostgreSQL's order equal keys by their place in
-the table, so each batch walked the primary key from :after and filtered
-every other key's rows out: together a cell's batches read its whole
-system metadata table. With id in the index each batch is a range of it.
-The same change as 004_instances_host_id_idx, for the same reason. Built
-online on MySQL and PostgreSQL (nova.db.online_schema).
+value = :old AND id > :after ORDER BY id LIMIT n). The index must end
+with id for that: InnoDB's secondary indexes end with the primary key
+anyway, PostgreSQL's order equal keys by their place in the table.
+
+Revision 002 now builds this index itself. This revision converts a
+database that an earlier 002 gave (key, deleted, value): renamed on
+MySQL/MariaDB (the same index there), built then dropped on PostgreSQL
+(nova.db.online_schema.replace_index); on a database 002 gave the new
+index it does nothing.
 """
 
 from alembic import op
+import sqlalchemy as sa
 
 from nova.db import migration
 from nova.db import online_schema
@@ -33,14 +35,15 @@ NEW_COLUMNS = ['key', 'deleted', 'value', 'id']
 
 
 def upgrade():
-    if op.get_bind().dialect.name == 'sqlite':
-        with op.batch_alter_table(TABLE) as batch:
-            batch.drop_index(OLD)
-            batch.create_index(NEW, NEW_COLUMNS)
+    connection = op.get_bind()
+    if connection.dialect.name == 'sqlite':
+        names = {index['name']
+                 for index in sa.inspect(connection).get_indexes(TABLE)}
+        if OLD in names:
+            with op.batch_alter_table(TABLE) as batch:
+                batch.drop_index(OLD)
+                batch.create_index(NEW, NEW_COLUMNS)
         return
-    # The new index first: the old one keeps serving until it exists.
     with op.get_context().autocommit_block():
-        connection = op.get_bind()
-        online_schema.create_index(connection, TABLE, NEW, NEW_COLUMNS,
-                                   report=migration.progress_reporter())
-        online_schema.drop_index(connection, TABLE, OLD)
+        online_schema.replace_index(connection, TABLE, OLD, NEW, NEW_COLUMNS,
+                                    report=migration.progress_reporter())
