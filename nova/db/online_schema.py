@@ -418,8 +418,10 @@ def _sysmeta():
     return sa.table('instance_system_metadata',
                     sa.column('id'), sa.column('instance_uuid'),
                     sa.column('key'), sa.column('value'),
-                    sa.column('deleted'), sa.column('deleted_at'),
-                    sa.column('created_at'), sa.column('updated_at'))
+                    sa.column('deleted'),
+                    sa.column('deleted_at', sa.DateTime),
+                    sa.column('created_at', sa.DateTime),
+                    sa.column('updated_at', sa.DateTime))
 
 
 def _newest_first(row):
@@ -539,7 +541,7 @@ def _soft_delete(connection, table, losers, now):
         table.c.id == sa.bindparam('b_id'), table.c.deleted == 0,
         table.c.value.is_not_distinct_from(sa.bindparam('b_value')),
         table.c.updated_at.is_not_distinct_from(
-            sa.bindparam('b_updated_at', type_=sa.DateTime))
+            sa.bindparam('b_updated_at'))
     ).values(deleted=table.c.id, deleted_at=now)
     done = 0
     for row in losers:

@@ -14,6 +14,7 @@ from sqlalchemy import exc as sa_exc
 from nova.db.api import models as api_models
 from nova.db.main import models as main_models
 from nova.db import migration
+from nova.db import online_schema
 from nova import exception
 from nova.tests import fixtures
 
@@ -204,3 +205,52 @@ class MigrationTests(fixtures.TestCase):
                 sa_exc.IntegrityError, conn.execute, sysmeta.insert().values(
                     instance_uuid='c', key='image_foo', value='second',
                     deleted=0))
+
+    def test_duplicate_updated_between_read_and_soft_delete_is_kept(self):
+        """A service updates the older copy in place after the
+        de-duplication read it and before its UPDATE: that copy is now
+        the newest and keeps its value; the other one goes."""
+        migration.db_sync(migration.MAIN, version='001_baseline',
+                          url=self.url)
+        sysmeta = self._seed_duplicates()
+        t0 = datetime.datetime(2020, 1, 1)
+        later = t0 + datetime.timedelta(days=9)
+        with self.engine.connect() as conn:
+            oldest = conn.execute(sa.select(sysmeta.c.id).where(
+                sysmeta.c.value == 'oldest')).scalar()
+        other = sa.create_engine(self.url)
+        self.addCleanup(other.dispose)
+        written = []
+
+        def service_writes(conn, cursor, statement, *args):
+            if statement.lstrip().startswith('UPDATE') and not written:
+                with other.begin() as client:
+                    client.execute(sysmeta.update().where(
+                        sysmeta.c.id == oldest).values(
+                            value='updated-meanwhile', updated_at=later))
+                written.append(statement)
+        dedup = self.engine.connect().execution_options(
+            isolation_level='AUTOCOMMIT')
+        self.addCleanup(dedup.close)
+        sa.event.listen(dedup, 'before_cursor_execute', service_writes)
+        deleted, _ = online_schema.soft_delete_duplicate_sysmeta(dedup)
+        self.assertEqual(1, len(written))
+        self.assertEqual(2, deleted)
+        with self.engine.connect() as conn:
+            live = conn.execute(sa.select(sysmeta.c.value).where(
+                sysmeta.c.instance_uuid == 'a', sysmeta.c.key == 'k',
+                sysmeta.c.deleted == 0)).scalars().all()
+            dead = conn.execute(sa.select(
+                sysmeta.c.value, sysmeta.c.id, sysmeta.c.deleted,
+                sysmeta.c.deleted_at, sysmeta.c.updated_at).where(
+                sysmeta.c.instance_uuid == 'a', sysmeta.c.key == 'k',
+                sysmeta.c.deleted != 0).order_by(sysmeta.c.value)).all()
+        self.assertEqual(['updated-meanwhile'], live)
+        self.assertEqual(['created-later', 'updated-last'],
+                         [row.value for row in dead])
+        for row in dead:
+            self.assertEqual(row.id, row.deleted)
+            self.assertIsNotNone(row.deleted_at)
+        # As Nova's soft delete: updated_at is left as it was.
+        self.assertEqual([None, t0 + datetime.timedelta(days=3)],
+                         [row.updated_at for row in dead])
