@@ -254,3 +254,22 @@ class MigrationTests(fixtures.TestCase):
         # As Nova's soft delete: updated_at is left as it was.
         self.assertEqual([None, t0 + datetime.timedelta(days=3)],
                          [row.updated_at for row in dead])
+
+    def test_rerun_after_a_kill_between_create_table_and_stamp(self):
+        """MySQL commits a CREATE TABLE at once: a revision killed before
+        its version stamp leaves its new table, and db sync again must
+        finish, for each revision that creates one."""
+        for revision, before in (('003_host_machine_types',
+                                  '002_machine_type_unique_sysmeta'),
+                                 ('005_machine_type_drift',
+                                  '004_instances_host_id_idx'),
+                                 ('006_migrations', '005_machine_type_drift')):
+            migration.db_sync(migration.MAIN, version=revision, url=self.url)
+            with self.engine.begin() as conn:
+                conn.execute(sa.text('UPDATE alembic_version SET '
+                                     'version_num = :v'), {'v': before})
+            migration.db_sync(migration.MAIN, version=revision, url=self.url)
+            self.assertEqual(revision, migration.db_version(
+                migration.MAIN, url=self.url))
+        migration.db_sync(migration.MAIN, url=self.url)
+        self.assertEqual([], self._schema_diff(main_models.METADATA))

@@ -22,6 +22,10 @@ depends_on = None
 
 
 def upgrade():
+    # MySQL commits a CREATE TABLE at once: a run killed before the
+    # version stamp left the table behind, and the rerun finds it.
+    if sa.inspect(op.get_bind()).has_table('machine_type_drift'):
+        return
     op.create_table(
         'machine_type_drift',
         sa.Column('id', sa.Integer, primary_key=True, autoincrement=True),

@@ -26,6 +26,10 @@ depends_on = None
 
 
 def upgrade():
+    # MySQL commits a CREATE TABLE at once: a run killed before the
+    # version stamp left the table behind, and the rerun finds it.
+    if sa.inspect(op.get_bind()).has_table('migrations'):
+        return
     op.create_table(
         'migrations',
         sa.Column('id', sa.Integer, primary_key=True, autoincrement=True),
