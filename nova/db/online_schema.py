@@ -35,8 +35,11 @@ Alembic's batch mode.
 
 import contextlib
 import datetime
+import os
+import socket
 import threading
 import time
+import uuid as uuid_lib
 import zlib
 
 import sqlalchemy as sa
@@ -65,6 +68,7 @@ LOCK_ATTEMPTS = 60
 # deadlock, serialization failure and lock time-out.
 _MYSQL_RETRY = (1205, 1213)
 _MYSQL_DUPLICATE = 1062
+_MYSQL_NO_TABLE = 1146
 # ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON): the algorithm asked for
 # cannot do this change.
 _MYSQL_UNSUPPORTED_ALGORITHM = (1845, 1846)
@@ -275,6 +279,15 @@ def run_when_table_free(connection, statement, what, report=None):
 # -- one db sync at a time ---------------------------------------------------
 
 SYNC_LOCK = 'nova-db-sync'
+# On a Galera cluster GET_LOCK is each node's own: two db syncs through
+# two nodes would both get it. There the lock is a lease, a row of this
+# table, which exists only while a db sync holds it (creating and
+# dropping an empty table runs in total order, in an instant).
+SYNC_LEASE = 'nova_db_sync_lease'
+# Seconds between the holder's heartbeats, and without one after which
+# the holder is taken to be gone (killed with no chance to drop it).
+LEASE_BEAT = 5.0
+LEASE_STALE = 30
 
 
 def _pg_lock_key(name):
@@ -282,33 +295,124 @@ def _pg_lock_key(name):
     return zlib.crc32(name.encode()) & 0x7fffffff
 
 
-def _sync_lock_holders(connection):
-    """Who holds the db sync lock of this database, as descriptions."""
-    if _family(connection) == 'postgresql':
-        rows = connection.execute(sa.text(
-            "SELECT a.pid, a.usename, coalesce(a.client_addr::text, 'local')"
-            "  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.granted"
-            "   AND l.objid = :key AND l.database = ("
-            "       SELECT oid FROM pg_database"
-            "        WHERE datname = current_database())"),
-            {'key': _pg_lock_key(SYNC_LOCK)}).all()
-    else:
-        rows = connection.execute(sa.text(
-            "SELECT id, user, host FROM information_schema.processlist"
-            " WHERE id = IS_USED_LOCK(CONCAT(:name, '.', DATABASE()))"),
-            {'name': SYNC_LOCK}).all()
-    return ['db sync in session %s (%s@%s)' % tuple(row) for row in rows]
+def _galera(connection):
+    """Whether ``connection`` is to a node of a Galera cluster."""
+    if _family(connection) != 'mysql':
+        return False
+    row = connection.execute(sa.text(
+        "SHOW VARIABLES LIKE 'wsrep_on'")).first()
+    return row is not None and row[1] == 'ON'
 
 
-def _try_sync_lock(connection):
-    if _family(connection) == 'postgresql':
-        return connection.execute(sa.text(
-            'SELECT pg_try_advisory_lock(:key)'),
-            {'key': _pg_lock_key(SYNC_LOCK)}).scalar()
-    return connection.execute(sa.text(
-        "SELECT GET_LOCK(CONCAT(:name, '.', DATABASE()), 0)"),
-        {'name': SYNC_LOCK}).scalar() == 1
+class _SyncLock:
+    """The server's db sync lock of one database, on one connection.
+
+    MySQL's GET_LOCK and PostgreSQL's advisory lock belong to the
+    connection's session: a killed db sync releases them with its
+    connection. A Galera lease is a row that the holder's heartbeat
+    keeps fresh; a lease LEASE_STALE seconds old is taken over.
+    """
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.family = _family(connection)
+        self.galera = _galera(connection)
+        self.me = 'db sync %s:%d:%s' % (
+            socket.gethostname(), os.getpid(), uuid_lib.uuid4().hex[:8])
+        self.beating = threading.Event()
+        self.heart = None
+
+    def try_take(self):
+        if self.galera:
+            return self._try_lease()
+        if self.family == 'postgresql':
+            return self.connection.execute(sa.text(
+                'SELECT pg_try_advisory_lock(:key)'),
+                {'key': _pg_lock_key(SYNC_LOCK)}).scalar()
+        return self.connection.execute(sa.text(
+            "SELECT GET_LOCK(CONCAT(:name, '.', DATABASE()), 0)"),
+            {'name': SYNC_LOCK}).scalar() == 1
+
+    def _try_lease(self):
+        """Take the lease if free or stale; True if ours now.
+
+          INSERT INTO nova_db_sync_lease VALUES (1, :me, now)
+              ON DUPLICATE KEY UPDATE (holder, beat) = (:me, now)
+                 only where the beat is older than LEASE_STALE
+        """
+        stale = 'beat < UTC_TIMESTAMP() - INTERVAL %d SECOND' % LEASE_STALE
+        try:
+            self.connection.execute(sa.text(
+                'CREATE TABLE IF NOT EXISTS %s (id INT PRIMARY KEY, '
+                'holder VARCHAR(255) NOT NULL, beat DATETIME NOT NULL) '
+                'ENGINE=InnoDB' % SYNC_LEASE))
+            self.connection.execute(sa.text(
+                'INSERT INTO %s (id, holder, beat) '
+                'VALUES (1, :me, UTC_TIMESTAMP()) ON DUPLICATE KEY UPDATE '
+                'holder = IF(%s, VALUES(holder), holder), '
+                'beat = IF(%s, VALUES(beat), beat)'
+                % (SYNC_LEASE, stale, stale)), {'me': self.me})
+            holder = self.connection.execute(sa.text(
+                'SELECT holder FROM %s WHERE id = 1' % SYNC_LEASE)).scalar()
+        except sa.exc.DBAPIError as exc:
+            # Another node's db sync took it or dropped the table in the
+            # same instant (a certification conflict, a missing table).
+            if _error_code(exc) in _MYSQL_RETRY + (_MYSQL_NO_TABLE,):
+                return False
+            raise
+        if holder != self.me:
+            return False
+        self.heart = threading.Thread(target=self._beat, daemon=True)
+        self.heart.start()
+        return True
+
+    def _beat(self):
+        while not self.beating.wait(LEASE_BEAT):
+            try:
+                self.connection.execute(sa.text(
+                    'UPDATE %s SET beat = UTC_TIMESTAMP() WHERE id = 1 '
+                    'AND holder = :me' % SYNC_LEASE), {'me': self.me})
+            except sa.exc.DBAPIError:
+                pass  # the next beat tries again
+
+    def holders(self):
+        """Who holds the lock, as descriptions."""
+        if self.galera:
+            rows = self.connection.execute(sa.text(
+                'SELECT holder, TIMESTAMPDIFF(SECOND, beat, '
+                'UTC_TIMESTAMP()) FROM %s' % SYNC_LEASE)).all()
+            return ['%s (last heard of %d s ago; taken over after %d s)'
+                    % (holder, age, LEASE_STALE) for holder, age in rows]
+        if self.family == 'postgresql':
+            rows = self.connection.execute(sa.text(
+                "SELECT a.pid, a.usename, coalesce(a.client_addr::text, "
+                "'local') FROM pg_locks l JOIN pg_stat_activity a"
+                "    ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted"
+                "   AND l.objid = :key AND l.database = ("
+                "       SELECT oid FROM pg_database"
+                "        WHERE datname = current_database())"),
+                {'key': _pg_lock_key(SYNC_LOCK)}).all()
+        else:
+            rows = self.connection.execute(sa.text(
+                "SELECT id, user, host FROM information_schema.processlist"
+                " WHERE id = IS_USED_LOCK(CONCAT(:name, '.', DATABASE()))"),
+                {'name': SYNC_LOCK}).all()
+        return ['db sync in session %s (%s@%s)' % tuple(row) for row in rows]
+
+    def release(self):
+        if self.galera:
+            self.beating.set()
+            self.heart.join()
+            self.connection.execute(sa.text(
+                'DROP TABLE IF EXISTS %s' % SYNC_LEASE))
+        elif self.family == 'postgresql':
+            self.connection.execute(sa.text('SELECT pg_advisory_unlock(:key)'),
+                                    {'key': _pg_lock_key(SYNC_LOCK)})
+        else:
+            self.connection.execute(sa.text(
+                "SELECT RELEASE_LOCK(CONCAT(:name, '.', DATABASE()))"),
+                {'name': SYNC_LOCK})
 
 
 @contextlib.contextmanager
@@ -318,29 +422,22 @@ def sync_lock(connection, report=None):
     Configuration management often runs ``db sync`` from every
     controller at once; the first holds the lock and the others wait
     for it (saying for whom, bounded by [database]sync_wait_timeout),
-    then find the revisions done. The lock is the server's (MySQL's
-    GET_LOCK, PostgreSQL's advisory lock), tied to ``connection``'s
-    session: a killed db sync releases it with its connection. A no-op
-    on SQLite, an embedded single-user database.
+    then find the revisions done. See _SyncLock for the lock itself. A
+    no-op on SQLite, an embedded single-user database.
     """
     if _family(connection) == 'sqlite':
         yield
         return
+    lock = _SyncLock(connection)
     wait = Wait('another db sync of this database to finish', report)
-    while not _try_sync_lock(connection):
-        wait.still(_sync_lock_holders(connection)
+    while not lock.try_take():
+        wait.still(lock.holders()
                    or ['a db sync whose session this user cannot see'])
         time.sleep(WAIT_POLL)
     try:
         yield
     finally:
-        if _family(connection) == 'postgresql':
-            connection.execute(sa.text('SELECT pg_advisory_unlock(:key)'),
-                               {'key': _pg_lock_key(SYNC_LOCK)})
-        else:
-            connection.execute(sa.text(
-                "SELECT RELEASE_LOCK(CONCAT(:name, '.', DATABASE()))"),
-                {'name': SYNC_LOCK})
+        lock.release()
 
 
 # -- exact keys --------------------------------------------------------------

@@ -34,6 +34,7 @@ import testtools.content
 import nova
 from nova.db.main import api as main_db
 from nova.db import migration
+from nova.db import online_schema
 from nova import objects
 from nova.objects import instance as instance_obj
 from nova.tests import fixtures as nova_fixtures
@@ -445,6 +446,35 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
                                     'db', 'sync'))
         self.assertMigrated()
 
+
+    def test_two_syncs_through_two_nodes(self):
+        """db sync through node 1 and node 2 at once: GET_LOCK is each
+        node's own, so the cluster-wide lease decides. Held by the test
+        through node 1 first, so that the sync through node 2 is seen
+        waiting for it, named; then both run together."""
+        holder = self.cell_db.urls[0]
+        engine = sa.create_engine(holder)
+        self.addCleanup(engine.dispose)
+        conn = engine.connect().execution_options(
+            isolation_level='AUTOCOMMIT')
+        self.addCleanup(conn.close)
+        lease = online_schema._SyncLock(conn)
+        self.assertTrue(lease.galera)
+        self.assertTrue(lease.try_take())
+        second = self.start(base.NOVA_MANAGE, self.config(node=1),
+                            'db', 'sync')
+        self.assertTrue(second.wait_for(lease.me), second.describe())
+        first = self.start(base.NOVA_MANAGE, self.config(node=0),
+                           'db', 'sync')
+        self.assertTrue(first.wait_for(lease.me), first.describe())
+        self.assertEqual(BASELINE, migration.db_version(
+            migration.MAIN, url=self.cell_db.url))
+        lease.release()
+        self.assertClean(first)
+        self.assertClean(second)
+        self.assertMigrated()
+        self.assertEqual([], self.execute(
+            "SHOW TABLES LIKE '%s'" % online_schema.SYNC_LEASE))
 
 class GaleraRaceTests(GaleraCells, test_races.RaceTests_mysql):
     """Every recorder at once, each through a node of its own.

@@ -310,7 +310,7 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
         conn = self.engine.connect().execution_options(
             isolation_level='AUTOCOMMIT')
         self.addCleanup(conn.close)
-        self.assertTrue(online_schema._try_sync_lock(conn))
+        self.assertTrue(online_schema._SyncLock(conn).try_take())
         session = conn.execute(sa.text(
             'SELECT pg_backend_pid()' if self.DATABASE == 'postgresql'
             else 'SELECT CONNECTION_ID()')).scalar()
