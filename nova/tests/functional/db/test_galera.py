@@ -446,7 +446,6 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
                                     'db', 'sync'))
         self.assertMigrated()
 
-
     def test_two_syncs_through_two_nodes(self):
         """db sync through node 1 and node 2 at once: GET_LOCK is each
         node's own, so the cluster-wide lease decides. Held by the test
@@ -475,6 +474,7 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
         self.assertMigrated()
         self.assertEqual([], self.execute(
             "SHOW TABLES LIKE '%s'" % online_schema.SYNC_LEASE))
+
 
 class GaleraRaceTests(GaleraCells, test_races.RaceTests_mysql):
     """Every recorder at once, each through a node of its own.
