@@ -6,8 +6,9 @@ and records the machine type of the host's instances. The service then
 stays up until SIGTERM or SIGINT.
 
 Exit codes: 0 stopped by SIGTERM or SIGINT; 1 invalid configuration,
-libvirt unreachable after the last retry, or start-up failed. Every error
-is one line on stderr.
+libvirt unreachable after the last retry, a cell database that
+``nova-manage db sync`` has not brought to this code's revision (nothing
+is written), or start-up failed. Every error is one line on stderr.
 """
 
 import logging
