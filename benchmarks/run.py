@@ -710,6 +710,10 @@ def parse_args(argv):
     parser.add_argument('--nova-tree', metavar='PATH',
                         help='with --upgrade: run nova-manage with the nova '
                         'package of this source tree')
+    parser.add_argument('--dba-bound', action='store_true',
+                        help='with --upgrade: also time, on a second '
+                        'identical cell, the bare statements a DBA would '
+                        'run for the same end state (benchmarks/upgrade.py)')
     parser.add_argument('--settle', type=float, default=5.0,
                         help='with --upgrade: seconds the clients run '
                         'before db sync starts and after it ends')

@@ -650,6 +650,8 @@ def bench(backend, count, args):
             urls, population, [tuple(row) for r in records
                                for row in r['written']],
             result['nova']['head'], backend == 'galera')
+        if args.dba_bound and backend != 'galera':
+            result['dba'] = dba_bound(backend, count, workdir, env)
     finally:
         if args.keep:
             log('  kept: %s, %s' % (workdir, urls['sync']))
@@ -657,6 +659,96 @@ def bench(backend, count, args):
             run.drop_databases(run.SERVERS[backend], [urls['sync']])
             subprocess.run(['rm', '-rf', workdir])
     return result
+
+
+# -- the DBA's bound ----------------------------------------------------------
+# What a DBA would run for the same end state, alone, one statement after
+# another, through the database's own client: one de-duplicating UPDATE
+# and the CREATE [UNIQUE] INDEX of each index db sync builds (on MySQL
+# the instances index is a rename there too). db sync is held to 1.3x
+# their sum.
+
+_NEWEST_FIRST = ('ROW_NUMBER() OVER (PARTITION BY instance_uuid, {k} '
+                 'ORDER BY COALESCE(updated_at, created_at) DESC, id DESC)')
+DBA_STATEMENTS = {
+    'mysql': [
+        ('collation', 'ALTER TABLE instance_system_metadata MODIFY `key` '
+         'VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin '
+         'NOT NULL, ALGORITHM=INSTANT'),
+        ('de-duplicating UPDATE',
+         'UPDATE instance_system_metadata s JOIN (SELECT id FROM (SELECT '
+         'id, ' + _NEWEST_FIRST.format(k='`key`') + ' AS n FROM '
+         'instance_system_metadata WHERE deleted = 0) r WHERE n > 1) d '
+         'ON d.id = s.id SET s.deleted = s.id, '
+         's.deleted_at = UTC_TIMESTAMP()'),
+        ('unique key', 'CREATE UNIQUE INDEX '
+         'uniq_instance_system_metadata0instance_uuid0key0deleted ON '
+         'instance_system_metadata (instance_uuid, `key`, deleted)'),
+        ('key/value index', 'CREATE INDEX '
+         'instance_system_metadata_key_value_id_idx ON '
+         'instance_system_metadata (`key`, deleted, value, id)'),
+        ('instances index', 'ALTER TABLE instances RENAME INDEX '
+         'instances_host_deleted_idx TO instances_host_deleted_id_idx'),
+    ],
+    'postgresql': [
+        ('de-duplicating UPDATE',
+         'UPDATE instance_system_metadata s SET deleted = s.id, '
+         'deleted_at = now() FROM (SELECT id, '
+         + _NEWEST_FIRST.format(k='"key"') + ' AS n FROM '
+         'instance_system_metadata WHERE deleted = 0) r '
+         'WHERE r.id = s.id AND r.n > 1'),
+        ('unique key', 'CREATE UNIQUE INDEX '
+         'uniq_instance_system_metadata0instance_uuid0key0deleted ON '
+         'instance_system_metadata (instance_uuid, "key", deleted)'),
+        ('key/value index', 'CREATE INDEX '
+         'instance_system_metadata_key_value_id_idx ON '
+         'instance_system_metadata ("key", deleted, value, id)'),
+        ('instances index', 'CREATE INDEX instances_host_deleted_id_idx '
+         'ON instances (host, deleted, id)'),
+    ],
+}
+BOUND = 1.3
+
+
+def client_argv(url, statement):
+    """The database's own command-line client running ``statement``."""
+    parsed = sa.engine.make_url(url)
+    if dialect_of(url) == 'mysql':
+        return ['mysql', '-h', parsed.host, '-P', str(parsed.port or 3306),
+                '-u', parsed.username, '-p' + parsed.password,
+                parsed.database, '-e', statement]
+    return ['psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', parsed.host,
+            '-U', parsed.username, '-d', parsed.database, '-c', statement]
+
+
+def dba_bound(backend, count, workdir, env):
+    """Seed a second, identical cell and time the DBA's statements on it.
+
+    Returns {'statements': [(what, seconds)], 'seconds': their sum}.
+    """
+    database = 'bench_dba_%d_%d' % (count, os.getpid())
+    run.create_database(run.SERVERS[backend], database)
+    url = node_url(backend, database, 'sync')
+    conf = os.path.join(workdir, 'dba.conf')
+    config.write_config_file(conf, {'database': {'connection': url}})
+    try:
+        run.run_child([os.path.join(run.BIN, 'nova-manage'), '--config-file',
+                       conf, 'db', 'sync', '--local_cell', '--version',
+                       BASELINE], env=env)
+        seed(url, count, workdir)
+        run.analyze(url)
+        timed = []
+        password = {'PGPASSWORD': sa.engine.make_url(url).password or ''}
+        for what, statement in DBA_STATEMENTS[dialect_of(url)]:
+            started = time.perf_counter()
+            subprocess.run(client_argv(url, statement), check=True,
+                           env=dict(os.environ, **password),
+                           stdout=subprocess.DEVNULL)
+            timed.append((what, time.perf_counter() - started))
+            log('  DBA: %s %.1f s' % (what, timed[-1][1]))
+    finally:
+        run.drop_databases(run.SERVERS[backend], [url])
+    return {'statements': timed, 'seconds': sum(t for _, t in timed)}
 
 
 # -- output -------------------------------------------------------------------
@@ -687,6 +779,15 @@ def print_table(result):
             row['failures'], row['worst_ms'], row['p99_ms'], row['slow'],
             row['sync_requests'], row['sync_worst_ms']))
     log(report.upgrade_checks(result['verify']))
+    if 'dba' in result:
+        dba = result['dba']
+        log("DBA's statements alone: %.1f s (%s); db sync %.1f s = %.2fx "
+            "of them (bound %.1fx: %s)" % (
+                dba['seconds'], ', '.join('%s %.1f s' % s
+                                          for s in dba['statements']),
+                sync['wall'], sync['wall'] / dba['seconds'], BOUND,
+                'met' if sync['wall'] <= BOUND * dba['seconds']
+                else 'NOT MET'))
     for row in result['clients']:
         for error in row['first_errors']:
             log('%s: %s' % (row['client'], error))
