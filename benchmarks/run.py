@@ -714,6 +714,13 @@ def parse_args(argv):
                         help='with --upgrade: also time, on a second '
                         'identical cell, the bare statements a DBA would '
                         'run for the same end state (benchmarks/upgrade.py)')
+    parser.add_argument('--hold', type=float, metavar='SECONDS',
+                        help='with --upgrade: another client opens a '
+                        'transaction on instance_system_metadata while the '
+                        'unique key is built and holds it this long')
+    parser.add_argument('--backup', action='store_true',
+                        help='with --upgrade: mysqldump --single-transaction '
+                        '(pg_dump) of the cell runs beside db sync')
     parser.add_argument('--settle', type=float, default=5.0,
                         help='with --upgrade: seconds the clients run '
                         'before db sync starts and after it ends')

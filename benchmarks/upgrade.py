@@ -38,6 +38,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import sqlalchemy as sa
@@ -388,12 +389,109 @@ def run_sync(argv, env):
             'output_tail': output[-OUTPUT_LINES:]}
 
 
-def under_load(urls, population, argv, env, settle):
+UNIQUE_BUILD = '%uniq_instance_system_metadata0instance_uuid0key0deleted%'
+
+
+def _building_unique(cursor, mysql):
+    """Whether the server is building revision 002's unique key."""
+    if mysql:
+        cursor.execute("SELECT COUNT(*) FROM information_schema.processlist "
+                       "WHERE info LIKE 'ALTER TABLE%%' AND info LIKE %s",
+                       (UNIQUE_BUILD,))
+    else:
+        cursor.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE query "
+                       "LIKE 'CREATE UNIQUE INDEX%%' AND query LIKE %s",
+                       (UNIQUE_BUILD,))
+    return cursor.fetchone()[0] > 0
+
+
+def hold_during_unique_build(url, seconds, stop, log_to):
+    """Another client's transaction, opened on instance_system_metadata
+    while the unique key is built and held ``seconds``: an online ALTER
+    must wait for it at its end, a concurrent build in its last phase.
+    Appends (opened at, closed at) to ``log_to``."""
+    mysql = dialect_of(url) == 'mysql'
+    watch = connect(url)
+    holder = connect(url)
+    cursor = watch.cursor()
+    while not stop.is_set() and not _building_unique(cursor, mysql):
+        time.sleep(0.05)
+    if stop.is_set():
+        return
+    held = holder.cursor()
+    held.execute('START TRANSACTION' if mysql else 'BEGIN')
+    held.execute('SELECT COUNT(*) FROM instance_system_metadata '
+                 'WHERE id < 100')
+    opened = time.time()
+    stop.wait(seconds)
+    holder.rollback()
+    log_to.append((opened, time.time()))
+    _close(holder)
+    _close(watch)
+
+
+def backup_argv(url):
+    """The server's own consistent dump of the cell, as a backup runs."""
+    parsed = sa.engine.make_url(url)
+    if dialect_of(url) == 'mysql':
+        return ['mysqldump', '--single-transaction', '-h', parsed.host,
+                '-P', str(parsed.port or 3306), '-u', parsed.username,
+                '-p' + parsed.password, parsed.database]
+    return ['pg_dump', '-h', parsed.host, '-U', parsed.username,
+            parsed.database]
+
+
+def alter_statements(url):
+    """The server's count of ALTER TABLE statements (MySQL; else None)."""
+    if dialect_of(url) != 'mysql':
+        return None
+    conn = connect(url)
+    cursor = conn.cursor()
+    cursor.execute("SHOW GLOBAL STATUS LIKE 'Com_alter_table'")
+    count = int(cursor.fetchone()[1])
+    _close(conn)
+    return count
+
+
+def beside_sync(url, args):
+    """Start what runs beside db sync (a held transaction, a backup);
+    returns a function that ends it and returns what it measured."""
+    stop = threading.Event()
+    held = []
+    threads, procs = [], []
+    if args.hold:
+        threads.append(threading.Thread(
+            target=hold_during_unique_build,
+            args=(url, args.hold, stop, held), daemon=True))
+    if args.backup:
+        password = {'PGPASSWORD': sa.engine.make_url(url).password or ''}
+        procs.append(subprocess.Popen(
+            backup_argv(url), stdout=subprocess.DEVNULL,
+            env=dict(os.environ, **password)))
+    for thread in threads:
+        thread.start()
+    started = time.time()
+    alters = alter_statements(url)
+
+    def end():
+        alters_after = alter_statements(url)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        backups = [(proc.wait(), time.time() - started) for proc in procs]
+        return {'held': held, 'backups': backups,
+                'alter_statements': None if alters is None
+                else alters_after - alters}
+    return end
+
+
+def under_load(urls, population, argv, env, settle, args=None):
     """Run db sync (``argv``) while the clients run.
 
     The clients start, connect, run ``settle`` seconds, then db sync
     runs, then they run ``settle`` seconds more. Returns (run_sync's
-    dict, the clients' records).
+    dict, the clients' records). With ``args.hold`` or ``args.backup``
+    (see beside_sync) run_sync's dict gains 'beside'.
     """
     ctx = multiprocessing.get_context('fork')
     barrier, stop, results = ctx.Barrier(len(CLIENTS) + 1), ctx.Event(), \
@@ -407,7 +505,10 @@ def under_load(urls, population, argv, env, settle):
         barrier.wait(timeout=TIMEOUT)
         time.sleep(settle)
         log('  db sync: %s' % ' '.join(argv))
+        end = beside_sync(urls['sync'], args) if args else None
         sync = run_sync(argv, env)
+        if end is not None:
+            sync['beside'] = end()
         log('  db sync exited %d after %.1f s' % (sync['rc'], sync['wall']))
         time.sleep(settle)
     finally:
@@ -644,7 +745,7 @@ def bench(backend, count, args):
         if backend == 'galera':
             catch_up(urls)
         result['sync'], records = under_load(urls, population, sync, env,
-                                             args.settle)
+                                             args.settle, args)
         result['clients'] = [summarize(r, result['sync']) for r in records]
         result['verify'] = verify(
             urls, population, [tuple(row) for r in records
@@ -779,6 +880,15 @@ def print_table(result):
             row['failures'], row['worst_ms'], row['p99_ms'], row['slow'],
             row['sync_requests'], row['sync_worst_ms']))
     log(report.upgrade_checks(result['verify']))
+    beside = sync.get('beside')
+    if beside:
+        log('beside db sync: %s; ALTER TABLE statements sent: %s' % (
+            '; '.join(['a transaction held %.0f s from %.0f s into the '
+                       'sync' % (closed - opened, opened - sync['start'])
+                       for opened, closed in beside['held']]
+                      + ['a backup (exit %d) of %.0f s' % backup
+                         for backup in beside['backups']]) or 'nothing',
+            beside['alter_statements']))
     if 'dba' in result:
         dba = result['dba']
         log("DBA's statements alone: %.1f s (%s); db sync %.1f s = %.2fx "
