@@ -14,8 +14,9 @@ sync_opts = [
         default=3600, min=1,
         help='Seconds nova-manage db sync waits, at most, at any one '
              'point, for other sessions of the cell database: another db '
-             'sync of the same database, and the open transactions that keep an online '
-             'index build from starting or finishing (a backup, a client '
+             'sync of the same database, and the open transactions that '
+             'keep an online index build from starting or finishing (a '
+             'backup, a client '
              'idle in a transaction). It says for whom it waits every 10 '
              'seconds; past this it stops with exit code 1 and a line '
              'naming the session it waited for. Run it again once that '
