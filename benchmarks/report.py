@@ -116,13 +116,17 @@ def upgrade_checks(check):
     schema = sorted({name for node in check['nodes']
                      for name, present in node['schema'].items()
                      if not present})
+    lookalikes = ('; lookalike keys kept %d/%d' % (
+        check['lookalikes_live'], check['lookalikes'])
+        if 'lookalikes' in check else '')
     return ('%s: revision %s (head %s, on %d server(s)); live duplicates '
-            '%d; pairs that kept the newest row %d/%d; schema %s; inserted '
-            'rows present %d/%d (%d unexpected)' % (
+            '%d; pairs that kept the newest row %d/%d%s; schema %s; '
+            'inserted rows present %d/%d (%d unexpected)' % (
                 'OK' if check['ok'] else 'FAILED', check['revision'],
                 check['head'], len(check['nodes']),
                 check['live_duplicates'],
                 check['groups'] - check['wrong_survivors'], check['groups'],
+                lookalikes,
                 'missing ' + ', '.join(schema) if schema else 'complete',
                 check['inserted'] - check['missing'], check['inserted'],
                 check['unexpected']))

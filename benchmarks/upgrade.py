@@ -70,6 +70,11 @@ OLDER = '2025-12-31 00:00:00'
 # those have i % 50 == 7) hold two live rows of DUP_KEY.
 DUP_EVERY, DUP_AT = 200, 11
 DUP_KEY = 'image_disk_format'
+# Instances i with i % LOOKALIKE_EVERY == LOOKALIKE_AT (1%, never a
+# deleted one) also hold a key that differs from DUP_KEY only in case or
+# a trailing space: a key of its own, which must stay live.
+LOOKALIKE_EVERY, LOOKALIKE_AT = 100, 37
+LOOKALIKE = 'lookalike'
 INSERTED_PREFIX = 'upgrade-client-'
 INSTANCE_COLUMNS = ('id', 'uuid', 'user_id', 'project_id', 'image_ref',
                     'host', 'node', 'vm_state', 'architecture',
@@ -145,6 +150,7 @@ class Population:
         # (instance uuid, id of the row that must stay live, other id)
         self.groups = []
         self.pinned = set()
+        self.lookalikes = 0
 
     def take_id(self):
         """The id of the next instance_system_metadata row."""
@@ -165,6 +171,13 @@ class Population:
         self.pinned.update((row_id, original))
         return tsv(row_id, uuid, DUP_KEY, 'raw', STAMP if newer else OLDER,
                    NEWER if newer else None, 0)
+
+    def lookalike(self, i, uuid):
+        """The TSV line of a key like DUP_KEY but for case or a space."""
+        self.lookalikes += 1
+        key = DUP_KEY.upper() if (i // LOOKALIKE_EVERY) % 2 else \
+            DUP_KEY + ' '
+        return tsv(self.take_id(), uuid, key, LOOKALIKE, STAMP, None, 0)
 
     def live_uuid(self, rng):
         """A random seeded instance that is not deleted."""
@@ -205,6 +218,8 @@ def instance_lines(i, population, instances, sysmeta):
                            None, deleted_id))
         if row['key'] == DUP_KEY and i % DUP_EVERY == DUP_AT:
             sysmeta.append(population.duplicate(i, uuid, row_id))
+    if i % LOOKALIKE_EVERY == LOOKALIKE_AT:
+        sysmeta.append(population.lookalike(i, uuid))
 
 
 def bulk_loader(url, workdir):
@@ -647,6 +662,9 @@ def verify(urls, population, written, head, galera):
         'SELECT count(*) FROM (SELECT instance_uuid FROM '
         'instance_system_metadata WHERE deleted = 0 GROUP BY '
         'instance_uuid, %s HAVING count(*) > 1) AS d') % key)
+    result.update(lookalikes=population.lookalikes, lookalikes_live=scalar(
+        cursor, 'SELECT count(*) FROM instance_system_metadata '
+        'WHERE value = %s AND deleted = 0', (LOOKALIKE,)))
     wrong = wrong_survivors(cursor, key, population.groups)
     result.update(groups=len(population.groups), wrong_survivors=len(wrong),
                   wrong_examples=wrong[:ERRORS_KEPT])
@@ -662,6 +680,7 @@ def verify(urls, population, written, head, galera):
     result.update(revision=nodes[0]['revision'], nodes=nodes)
     result['ok'] = (not result['live_duplicates'] and not wrong
                     and not result['missing']
+                    and result['lookalikes_live'] == population.lookalikes
                     and all(node['revision'] == head
                             and all(node['schema'].values())
                             for node in nodes))
