@@ -61,8 +61,6 @@ REPORT_EVERY = 10.0
 # lock_wait_timeout is whole seconds, 1 the shortest wait there is).
 PG_LOCK_TIMEOUT_MS = 200
 MYSQL_LOCK_WAIT_S = 1
-# Attempts of a de-duplication UPDATE that meets deadlocks or lock waits.
-LOCK_ATTEMPTS = 60
 # Errors worth replaying a statement for: MySQL deadlock (also how Galera
 # reports a certification failure) and lock wait time-out; PostgreSQL
 # deadlock, serialization failure and lock time-out.
@@ -97,28 +95,8 @@ def _error_code(exc):
     return args[0] if args else None
 
 
-def _is_retryable(exc):
-    return _error_code(exc) in _MYSQL_RETRY + _PG_RETRY
-
-
 def _is_duplicate(exc):
     return _error_code(exc) in (_MYSQL_DUPLICATE, _PG_DUPLICATE)
-
-
-def execute_with_retry(connection, statement, params=None,
-                       attempts=LOCK_ATTEMPTS):
-    """Run ``statement``, replaying it after a deadlock or lock time-out.
-
-    Safe only because the connection autocommits: a failed statement
-    leaves nothing behind to roll back. Returns the result.
-    """
-    for attempt in range(1, attempts + 1):
-        try:
-            return connection.execute(statement, params or {})
-        except sa.exc.DBAPIError as exc:
-            if not _is_retryable(exc) or attempt == attempts:
-                raise
-            time.sleep(RETRY_PAUSE * min(attempt, 5))
 
 
 class Progress:
@@ -243,21 +221,24 @@ def open_transactions(connection, sessions=None):
             if sessions is None or row[0] in sessions}
 
 
-def run_when_table_free(connection, statement, what, report=None):
-    """Run DDL that needs ``what`` to itself for an instant.
+def run_when_table_free(connection, statement, what, report=None,
+                        params=None):
+    """Run a statement that needs ``what`` (a table, rows) for itself.
 
-    The statement asks for its lock with a short time-out (set by the
-    caller), so that other clients never queue behind it for long. When
-    it times out, the transactions open at that moment (one of them
-    holds the table) are waited for, saying who they are, and only then
-    is the statement sent again: a long transaction (a backup, a client
-    idle in a transaction) costs one more attempt, not one a second.
-    Deadlocks are replayed after a pause. Bounded by a Wait.
+    DDL asks for its lock with a short time-out (set by the caller), so
+    that other clients never queue behind it for long. When a lock wait
+    times out, the transactions open at that moment (one of them holds
+    the lock) are waited for, saying who they are, and only then is the
+    statement sent again: a long transaction (a backup, a client idle in
+    a transaction) costs one more attempt, not one a second. Deadlocks
+    (and Galera certification failures) are replayed after a pause.
+    Bounded by a Wait. Safe because the connection autocommits: a failed
+    statement leaves nothing to roll back. Returns the result.
     """
     wait = Wait('the open transactions on %s to end' % what, report)
     while True:
         try:
-            return connection.execute(statement)
+            return connection.execute(statement, params or {})
         except sa.exc.DBAPIError as exc:
             code = _error_code(exc)
             if code not in _MYSQL_RETRY + _PG_RETRY:
@@ -413,6 +394,34 @@ class _SyncLock:
             self.connection.execute(sa.text(
                 "SELECT RELEASE_LOCK(CONCAT(:name, '.', DATABASE()))"),
                 {'name': SYNC_LOCK})
+
+
+def bound_lock_waits(connection):
+    """Make ``connection``'s row lock waits short enough to report.
+
+    A de-duplicating UPDATE may meet a row that a client holds in an
+    open transaction. PostgreSQL would wait for it without limit, MySQL
+    for innodb_lock_wait_timeout (50 s), both silently. With waits of
+    WAIT_REPORT_EVERY seconds (unless the session has shorter ones: a
+    role's setting), the statement gives up in time for
+    run_when_table_free to say whom it waits for and to bound the wait.
+    """
+    family = _family(connection)
+    if family == 'postgresql':
+        connection.execute(sa.text(
+            "SELECT set_config('lock_timeout', :v, false) WHERE "
+            "current_setting('lock_timeout') IN ('0', '0ms')"),
+            {'v': '%dms' % (WAIT_REPORT_EVERY * 1000)})
+    elif family == 'mysql':
+        connection.execute(sa.text(
+            'SET SESSION innodb_lock_wait_timeout = '
+            'LEAST(@@SESSION.innodb_lock_wait_timeout, %d)'
+            % WAIT_REPORT_EVERY))
+    else:
+        return
+    # A session setting outlives the transaction; the revisions then
+    # start with none open, as Alembic expects.
+    connection.commit()
 
 
 @contextlib.contextmanager
@@ -621,7 +630,7 @@ def _rows_of_duplicates(connection, table, where):
                    sorted({row.instance_uuid for row in duplicated})))).all()
 
 
-def _soft_delete(connection, table, losers, now):
+def _soft_delete(connection, table, losers, now, report):
     """Soft-delete rows as they were read; return how many were.
 
     Each row only if it is still as read (value and updated_at): a
@@ -644,17 +653,19 @@ def _soft_delete(connection, table, losers, now):
     for row in losers:
         params = {'b_id': row.id, 'b_value': row.value,
                   'b_updated_at': row.updated_at}
-        done += execute_with_retry(connection, statement, params).rowcount
+        done += run_when_table_free(
+            connection, statement, 'instance_system_metadata rows',
+            report, params).rowcount
     return done
 
 
-def _dedup(connection, table, where, now):
+def _dedup(connection, table, where, now, report):
     """De-duplicate the live rows matching ``where`` until none is left
     or DEDUP_PASSES passes failed to; returns the rows soft-deleted."""
     deleted = 0
     for _ in range(DEDUP_PASSES):
         losers = _losers(_rows_of_duplicates(connection, table, where))
-        done = _soft_delete(connection, table, losers, now)
+        done = _soft_delete(connection, table, losers, now, report)
         deleted += done
         if done == len(losers):
             break
@@ -686,7 +697,7 @@ def soft_delete_duplicate_sysmeta(connection, report=None, since_id=None):
         written = sa.select(table.c.instance_uuid).where(
             table.c.id > since_id, table.c.deleted == 0).distinct()
         return (_dedup(connection, table,
-                       [table.c.instance_uuid.in_(written)], now),
+                       [table.c.instance_uuid.in_(written)], now, report),
                 last_id)
     rows = table_rows(connection, 'instance_system_metadata')
     progress = Progress(report, rows)
@@ -697,7 +708,7 @@ def soft_delete_duplicate_sysmeta(connection, report=None, since_id=None):
     for start in range(0, len(instances), DEDUP_INSTANCES):
         chunk = instances[start:start + DEDUP_INSTANCES]
         deleted += _dedup(connection, table,
-                          [table.c.instance_uuid.in_(chunk)], now)
+                          [table.c.instance_uuid.in_(chunk)], now, report)
         progress.say('de-duplicating: %d of %d instances done, %d '
                      'duplicates soft-deleted', start + len(chunk),
                      len(instances), deleted)

@@ -386,6 +386,25 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
         self.assertClean(process)
         self.assertUpgraded(survivors)
 
+    def test_row_held_by_a_client_is_waited_for_and_named(self):
+        """A client holds a duplicate's row in an open transaction: the
+        de-duplication's UPDATE gives up its lock wait in time to say
+        for whom it waits, and finishes once that client is done."""
+        survivors = self.seed_with_duplicates()
+        process, lock = self.sync_paused_in_dedup(survivors)
+        holder = lock.execute(sa.text(
+            'SELECT pg_backend_pid()' if self.DATABASE == 'postgresql'
+            else 'SELECT CONNECTION_ID()')).scalar()
+        self.assertTrue(process.wait_for(
+            'waiting for the open transactions on instance_system_metadata '
+            'rows to end'), process.describe())
+        self.assertIn('session %s (' % holder, process.stdout)
+        self.assertIsNone(process.proc.poll())
+        self.assertIn(holder, self.open_sessions())
+        lock.rollback()
+        self.assertClean(process)
+        self.assertUpgraded(survivors)
+
     def open_sessions(self):
         """Server session ids with an open transaction."""
         if self.DATABASE == 'postgresql':
