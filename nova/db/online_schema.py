@@ -187,8 +187,8 @@ def _describe_session(session, user, host, age, activity):
 
 
 def open_transactions(connection, sessions=None):
-    """Other sessions' open transactions: {session id: description},
-    oldest first; with ``sessions``, only those.
+    """Other sessions' open transactions on this database: {session id:
+    description}, oldest first; with ``sessions``, only those.
 
     On MySQL/MariaDB a transaction holds a metadata lock on every table
     it has read or written until it ends, and an online ALTER needs the
@@ -214,7 +214,7 @@ def open_transactions(connection, sessions=None):
             "  FROM information_schema.innodb_trx t"
             "  JOIN information_schema.processlist p"
             "    ON p.id = t.trx_mysql_thread_id"
-            " WHERE p.id <> CONNECTION_ID()"
+            " WHERE p.id <> CONNECTION_ID() AND p.db = DATABASE()"
             " ORDER BY t.trx_started")
     return {row[0]: _describe_session(*row)
             for row in connection.execute(query)
