@@ -359,9 +359,14 @@ class _SyncLock:
     def holders(self):
         """Who holds the lock, as descriptions."""
         if self.galera:
-            rows = self.connection.execute(sa.text(
-                'SELECT holder, TIMESTAMPDIFF(SECOND, beat, '
-                'UTC_TIMESTAMP()) FROM %s' % SYNC_LEASE)).all()
+            try:
+                rows = self.connection.execute(sa.text(
+                    'SELECT holder, TIMESTAMPDIFF(SECOND, beat, '
+                    'UTC_TIMESTAMP()) FROM %s' % SYNC_LEASE)).all()
+            except sa.exc.DBAPIError as exc:
+                if _error_code(exc) != _MYSQL_NO_TABLE:
+                    raise
+                rows = []  # released just now
             return ['%s (last heard of %d s ago; taken over after %d s)'
                     % (holder, age, LEASE_STALE) for holder, age in rows]
         if self.family == 'postgresql':
