@@ -142,13 +142,27 @@ class ComputeManager:
 
     # -- state helpers --------------------------------------------------------
 
-    def _set_task_state(self, instance, task_state):
-        """Save ``task_state``: the operation has started (or moved on).
+    def _start_task(self, instance, task_state):
+        """Claim the instance for an operation: save ``task_state``.
 
-        The save is conditioned on the task state this manager last saw
-        (no task, when an operation starts): if another action changed it
-        meanwhile, UnexpectedTaskStateError is raised and nothing is
-        written, so of two actions on one instance exactly one proceeds.
+        As Nova's ``expected_task_state=[None]``: one conditional write
+        that succeeds only if no task is in flight and the vm_state is
+        still the one the operation was checked against, whatever this
+        manager's copy of the instance says. Of two actions on one
+        instance exactly one proceeds; the other gets
+        UnexpectedTaskStateError (or InstanceInvalidState) and writes
+        nothing.
+        """
+        instance.task_state = task_state
+        instance.save(expected_task_state=[None],
+                      expected_vm_state=[instance.vm_state])
+
+    def _set_task_state(self, instance, task_state):
+        """Move a claimed operation on: save its next ``task_state``.
+
+        Conditioned on the operation's own current task state, so an
+        operation that lost its claim (another action, a restart's
+        recovery) stops with UnexpectedTaskStateError.
         """
         expected = instance.task_state
         instance.task_state = task_state
@@ -214,7 +228,7 @@ class ComputeManager:
         instance.node = self.nodename
         instance.vm_state = vm_states.BUILDING
         instance.power_state = power_state.NOSTATE
-        self._set_task_state(instance, task_states.SPAWNING)
+        self._start_task(instance, task_states.SPAWNING)
         read = machine_type_records.read_record(instance)
         try:
             machine_type = self.driver.spawn(context, instance, image_meta)
@@ -276,9 +290,9 @@ class ComputeManager:
         if reboot_type == 'HARD':
             read = machine_type_records.ensure_recorded(context, instance,
                                                         self.driver)
-        self._set_task_state(instance, task_states.REBOOTING_HARD
-                             if reboot_type == 'HARD'
-                             else task_states.REBOOTING)
+        self._start_task(instance, task_states.REBOOTING_HARD
+                         if reboot_type == 'HARD'
+                         else task_states.REBOOTING)
         with self._error_out_on_failure(context, instance):
             reported = self.driver.reboot(instance, reboot_type)
         record = self._pin_record(context, instance, read, reported)
@@ -302,7 +316,7 @@ class ComputeManager:
     @expects_vm_state(vm_states.ACTIVE, vm_states.RESCUED, vm_states.ERROR)
     def stop_instance(self, context, instance):
         """Power the instance off; its domain stays defined. Ends STOPPED."""
-        self._set_task_state(instance, task_states.POWERING_OFF)
+        self._start_task(instance, task_states.POWERING_OFF)
         with self._error_out_on_failure(context, instance):
             self.driver.power_off(instance)
         self._set_final_state(instance, vm_states.STOPPED,
@@ -313,7 +327,7 @@ class ComputeManager:
         """Redefine the domain from the record and start it. Ends ACTIVE."""
         read = machine_type_records.ensure_recorded(context, instance,
                                                     self.driver)
-        self._set_task_state(instance, task_states.POWERING_ON)
+        self._start_task(instance, task_states.POWERING_ON)
         with self._error_out_on_failure(context, instance):
             reported = self.driver.power_on(instance)
         record = self._pin_record(context, instance, read, reported)
@@ -324,7 +338,7 @@ class ComputeManager:
     @expects_vm_state(vm_states.ACTIVE)
     def pause_instance(self, context, instance):
         """Pause the running domain (not redefined). Ends PAUSED."""
-        self._set_task_state(instance, task_states.PAUSING)
+        self._start_task(instance, task_states.PAUSING)
         with self._error_out_on_failure(context, instance):
             self.driver.pause(instance)
         self._set_final_state(instance, vm_states.PAUSED, power_state.PAUSED)
@@ -332,7 +346,7 @@ class ComputeManager:
     @expects_vm_state(vm_states.PAUSED)
     def unpause_instance(self, context, instance):
         """Unpause the domain (not redefined). Ends ACTIVE."""
-        self._set_task_state(instance, task_states.UNPAUSING)
+        self._start_task(instance, task_states.UNPAUSING)
         with self._error_out_on_failure(context, instance):
             self.driver.unpause(instance)
         self._set_final_state(instance, vm_states.ACTIVE,
@@ -341,7 +355,7 @@ class ComputeManager:
     @expects_vm_state(vm_states.ACTIVE)
     def suspend_instance(self, context, instance):
         """Save the guest's memory and stop it. Ends SUSPENDED."""
-        self._set_task_state(instance, task_states.SUSPENDING)
+        self._start_task(instance, task_states.SUSPENDING)
         with self._error_out_on_failure(context, instance):
             self.driver.suspend(instance)
         self._set_final_state(instance, vm_states.SUSPENDED,
@@ -352,7 +366,7 @@ class ComputeManager:
         """Redefine the domain from the record and restore it. Ends ACTIVE."""
         read = machine_type_records.ensure_recorded(context, instance,
                                                     self.driver)
-        self._set_task_state(instance, task_states.RESUMING)
+        self._start_task(instance, task_states.RESUMING)
         with self._error_out_on_failure(context, instance):
             reported = self.driver.resume(instance)
         record = self._pin_record(context, instance, read, reported)
@@ -368,7 +382,7 @@ class ComputeManager:
         """
         read = machine_type_records.ensure_recorded(context, instance,
                                                     self.driver)
-        self._set_task_state(instance, task_states.RESCUING)
+        self._start_task(instance, task_states.RESCUING)
         with self._error_out_on_failure(context, instance):
             reported = self.driver.rescue(instance)
         record = self._pin_record(context, instance, read, reported)
@@ -381,7 +395,7 @@ class ComputeManager:
         """Redefine the domain from the record and start it. Ends ACTIVE."""
         read = machine_type_records.ensure_recorded(context, instance,
                                                     self.driver)
-        self._set_task_state(instance, task_states.UNRESCUING)
+        self._start_task(instance, task_states.UNRESCUING)
         with self._error_out_on_failure(context, instance):
             reported = self.driver.unrescue(instance)
         record = self._pin_record(context, instance, read, reported)
@@ -395,7 +409,7 @@ class ComputeManager:
                       vm_states.SUSPENDED)
     def shelve_instance(self, context, instance):
         """Power the instance off, keeping its domain here. Ends SHELVED."""
-        self._set_task_state(instance, task_states.SHELVING)
+        self._start_task(instance, task_states.SHELVING)
         with self._error_out_on_failure(context, instance):
             self.driver.power_off(instance)
         self._set_final_state(instance, vm_states.SHELVED,
@@ -409,7 +423,7 @@ class ComputeManager:
         first, while that domain still exists to say what it was.
         """
         machine_type_records.ensure_recorded(context, instance, self.driver)
-        self._set_task_state(instance, task_states.SHELVING_OFFLOADING)
+        self._start_task(instance, task_states.SHELVING_OFFLOADING)
         with self._error_out_on_failure(context, instance):
             self.driver.destroy(instance)
         instance.host = None
@@ -435,7 +449,7 @@ class ComputeManager:
                                                     self.driver)
         instance.host = self.host
         instance.node = self.nodename
-        self._set_task_state(instance, task_states.UNSHELVING)
+        self._start_task(instance, task_states.UNSHELVING)
         with self._error_out_on_failure(context, instance):
             reported = self.driver.spawn(context, instance,
                                          instance.image_meta)
@@ -465,7 +479,7 @@ class ComputeManager:
         image_meta = image_meta or instance.image_meta
         vm_state = self._state_after_rebuild(instance)
         self._replace_image_metadata(instance, image_meta)
-        self._set_task_state(instance, task_states.REBUILDING)
+        self._start_task(instance, task_states.REBUILDING)
         read = machine_type_records.read_record(instance)
         with self._error_out_on_failure(context, instance):
             self.driver.destroy(instance)
@@ -504,7 +518,7 @@ class ComputeManager:
                                                     self.driver)
         instance.host = self.host
         instance.node = self.nodename
-        self._set_task_state(instance, task_states.REBUILDING)
+        self._start_task(instance, task_states.REBUILDING)
         with self._error_out_on_failure(context, instance):
             reported = self.driver.spawn(context, instance,
                                          instance.image_meta)
@@ -537,7 +551,7 @@ class ComputeManager:
             source_compute=self.host, source_node=self.nodename,
             dest_compute=dest_manager.host, dest_node=dest_manager.nodename,
             status=migration_obj.MIGRATING, old_vm_state=instance.vm_state)
-        self._set_task_state(instance, task_states.RESIZE_MIGRATING)
+        self._start_task(instance, task_states.RESIZE_MIGRATING)
         with self._migration_error_on_failure(context, instance, migration):
             migration.create()
             self.driver.migrate_disk_and_power_off(instance)
@@ -603,7 +617,7 @@ class ComputeManager:
         so there is nothing left to clean up on the source.
         """
         migration = self._finished_migration(context, instance)
-        self._set_task_state(instance, task_states.RESIZE_CONFIRMING)
+        self._start_task(instance, task_states.RESIZE_CONFIRMING)
         with self._error_out_on_failure(context, instance):
             migration.move_on(migration_obj.CONFIRMED,
                               migration_obj.FINISHED)
@@ -623,7 +637,7 @@ class ComputeManager:
         migration = self._finished_migration(context, instance)
         source = _service(migration.source_compute)
         dest = _service(migration.dest_compute)
-        self._set_task_state(instance, task_states.RESIZE_REVERTING)
+        self._start_task(instance, task_states.RESIZE_REVERTING)
         with self._migration_error_on_failure(context, instance, migration):
             migration.move_on(migration_obj.REVERTING,
                               migration_obj.FINISHED)
@@ -666,7 +680,7 @@ class ComputeManager:
                                                     self.driver)
         dest_manager.driver.check_machine_type_supported(instance)
         paused = instance.vm_state == vm_states.PAUSED
-        self._set_task_state(instance, task_states.MIGRATING)
+        self._start_task(instance, task_states.MIGRATING)
         with self._error_out_on_failure(context, instance):
             self.driver.live_migration(instance)
             reported = dest_manager.driver.post_live_migration_at_destination(
@@ -687,10 +701,10 @@ class ComputeManager:
         Returns nothing; the instance's system metadata rows, the record
         included, are soft-deleted with it.
         """
-        self._set_task_state(instance, task_states.DELETING)
+        self._start_task(instance, task_states.DELETING)
         with self._error_out_on_failure(context, instance):
             self.driver.destroy(instance)
         instance.vm_state = vm_states.DELETED
         instance.task_state = None
-        instance.save()
+        instance.save(expected_task_state=[task_states.DELETING])
         instance.destroy()

@@ -99,7 +99,7 @@ class Instance(base.ChangeTracking):
         self._load_row(row)
         self._set_loaded_sysmeta(sysmeta)
 
-    def save(self, expected_task_state=None):
+    def save(self, expected_task_state=None, expected_vm_state=None):
         """Write changed columns and the system metadata delta, atomically.
 
         ``expected_task_state`` (a task state, or a list of them in which
@@ -107,6 +107,8 @@ class Instance(base.ChangeTracking):
         in Nova: it happens only if the instance's task state in the
         database is still one of them, else UnexpectedTaskStateError is
         raised and nothing is written. Without it nothing is checked.
+        ``expected_vm_state`` (a list) conditions the write on the
+        vm_state the same way (InstanceInvalidState).
         """
         values = {name: getattr(self, name) for name in self.obj_what_changed()
                   if name not in self.READ_ONLY}
@@ -118,7 +120,8 @@ class Instance(base.ChangeTracking):
             return
         row = db.instance_update(self._context, self.uuid, values,
                                  updates, deletes,
-                                 expected_task_state=expected_task_state)
+                                 expected_task_state=expected_task_state,
+                                 expected_vm_state=expected_vm_state)
         self._load_row(row)
         if self._sysmeta is not None:
             object.__setattr__(self, '_orig_sysmeta', dict(self._sysmeta))

@@ -247,26 +247,35 @@ def _task_state_in(expected):
     return sa.or_(*clauses)
 
 
-def _update_instance_row(context, uuid, values, expected_task_state):
+def _update_instance_row(context, uuid, values, expected_task_state,
+                         expected_vm_state=None):
     """UPDATE the instance's columns (and updated_at), conditioned on
-    ``expected_task_state`` when given; InstanceNotFound or
-    UnexpectedTaskStateError when no row matched."""
+    ``expected_task_state`` and ``expected_vm_state`` when given;
+    InstanceNotFound, UnexpectedTaskStateError or InstanceInvalidState
+    when no row matched."""
     stmt = INSTANCES.update().where(INSTANCES.c.uuid == uuid,
                                     INSTANCES.c.deleted == 0)
     if expected_task_state is not None:
         stmt = stmt.where(_task_state_in(expected_task_state))
+    if expected_vm_state is not None:
+        stmt = stmt.where(INSTANCES.c.vm_state.in_(list(expected_vm_state)))
     result = _execute(context, stmt.values(dict(
         values, updated_at=timeutils.utcnow())))
     if result.rowcount == 0:
-        actual = _instance_get(context, uuid)['task_state']
-        raise exception.UnexpectedTaskStateError(
-            instance_uuid=uuid, actual=actual,
-            expected=list(expected_task_state))
+        actual = _instance_get(context, uuid)
+        if (expected_task_state is not None and
+                actual['task_state'] not in expected_task_state):
+            raise exception.UnexpectedTaskStateError(
+                instance_uuid=uuid, actual=actual['task_state'],
+                expected=list(expected_task_state))
+        raise exception.InstanceInvalidState(
+            instance_uuid=uuid, attr='vm_state', state=actual['vm_state'],
+            method='this operation')
 
 
 @pick_context_manager_writer
 def instance_update(context, uuid, values, sysmeta_updates, sysmeta_deletes,
-                    expected_task_state=None):
+                    expected_task_state=None, expected_vm_state=None):
     """Save changed columns and a system metadata delta in one transaction.
 
     ``sysmeta_updates`` {key: value} are upserted, ``sysmeta_deletes`` keys
@@ -278,11 +287,13 @@ def instance_update(context, uuid, values, sysmeta_updates, sysmeta_deletes,
          AND task_state IN (:expected)
 
     so of two actions that read the same state, one wins and the other
-    gets UnexpectedTaskStateError, with nothing written. Returns the
-    updated instance row.
+    gets UnexpectedTaskStateError, with nothing written. With
+    ``expected_vm_state`` the vm_state must be one of those too
+    (InstanceInvalidState otherwise). Returns the updated instance row.
     """
     if values or expected_task_state is not None:
-        _update_instance_row(context, uuid, values, expected_task_state)
+        _update_instance_row(context, uuid, values, expected_task_state,
+                             expected_vm_state)
     if sysmeta_updates:
         _sysmeta_upsert(context, uuid, sysmeta_updates)
     if sysmeta_deletes:
