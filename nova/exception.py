@@ -154,6 +154,13 @@ class MachineTypeUnsupportedByHost(MachineTypeUnsupported):
                '%(existing)s. Use --force to record it anyway.')
 
 
+class MachineTypeUpdateInstanceBusy(NovaException):
+    msg_fmt = ('Instance %(instance_uuid)s has an operation in flight '
+               '(task state %(task_state)s): its machine type is left as '
+               'it is. Run the command again once the operation has '
+               'ended.')
+
+
 class MachineTypeUpdateConflict(NovaException):
     msg_fmt = ('Instance %(instance_uuid)s changed while its machine type '
                'was being updated; nothing was written. Run the command '

@@ -874,21 +874,25 @@ def instance_sysmeta_value_counts(context, key):
 
 @pick_context_manager_reader
 def instance_sysmeta_value_groups(context, key, value):
-    """Live instances whose ``key`` is ``value``, counted by vm_state, host.
+    """Live instances whose ``key`` is ``value``, counted by vm_state,
+    host and whether a task is in flight.
 
-    Returns (vm_state, host, count) tuples.
+    Returns (vm_state, host, busy, count) tuples.
     """
-    # SELECT i.vm_state, i.host, count(*) FROM instances i
+    # SELECT i.vm_state, i.host, i.task_state IS NOT NULL, count(*)
+    #   FROM instances i
     #   JOIN instance_system_metadata s
     #     ON s.instance_uuid = i.uuid AND s.key = :key AND s.deleted = 0
     #  WHERE i.deleted = 0 AND s.value = :value
-    #  GROUP BY i.vm_state, i.host
-    query = (sa.select(INSTANCES.c.vm_state, INSTANCES.c.host,
+    #  GROUP BY i.vm_state, i.host, i.task_state IS NOT NULL
+    busy = INSTANCES.c.task_state.is_not(None)
+    query = (sa.select(INSTANCES.c.vm_state, INSTANCES.c.host, busy,
                        sa.func.count())
              .select_from(_recorded_join(key))
              .where(INSTANCES.c.deleted == 0, SYSMETA.c.value == value)
-             .group_by(INSTANCES.c.vm_state, INSTANCES.c.host))
-    return [tuple(row) for row in _execute(context, query)]
+             .group_by(INSTANCES.c.vm_state, INSTANCES.c.host, busy))
+    return [(vm_state, host, bool(is_busy), count)
+            for vm_state, host, is_busy, count in _execute(context, query)]
 
 
 @pick_context_manager_writer
@@ -907,11 +911,15 @@ def instance_sysmeta_replace_value(context, key, old, new, only_states=None,
     #    [AND instance_uuid = :uuid]
     #    AND instance_uuid IN (
     #        SELECT uuid FROM instances
-    #         WHERE deleted = 0 [AND uuid = :uuid] [AND vm_state IN (...)])
+    #         WHERE deleted = 0 AND task_state IS NULL [AND uuid = :uuid]
+    #           [AND vm_state IN (...)])
     # The outer instance_uuid = :uuid lets the server find the one row by
     # the unique key, rather than go through every row recorded as :old
     # (MariaDB does not turn an UPDATE's IN (subquery) into a join).
-    instances = sa.select(INSTANCES.c.uuid).where(INSTANCES.c.deleted == 0)
+    # An operation in flight may have defined its domain from the value
+    # read: the record changes only for an instance with no task.
+    instances = sa.select(INSTANCES.c.uuid).where(
+        INSTANCES.c.deleted == 0, INSTANCES.c.task_state.is_(None))
     rows = [SYSMETA.c.key == key, SYSMETA.c.deleted == 0,
             SYSMETA.c.value == old]
     if uuid is not None:
@@ -980,7 +988,7 @@ def _replace_value_batch_statements(only_states, skip_refusing_hosts):
                  .offset(sa.bindparam('range_offset')).limit(1))
     new = sa.bindparam('new_value')
     qualifies = [INSTANCES.c.uuid == SYSMETA.c.instance_uuid,
-                 INSTANCES.c.deleted == 0]
+                 INSTANCES.c.deleted == 0, INSTANCES.c.task_state.is_(None)]
     if only_states is not None:
         qualifies.append(INSTANCES.c.vm_state.in_(list(only_states)))
     if skip_refusing_hosts:
@@ -992,7 +1000,8 @@ def _replace_value_batch_statements(only_states, skip_refusing_hosts):
     #    AND key = :key AND deleted = 0 AND value = :old
     #    AND EXISTS (SELECT 1 FROM instances i
     #                 WHERE i.uuid = instance_system_metadata.instance_uuid
-    #                   AND i.deleted = 0 [AND i.vm_state IN (...)]
+    #                   AND i.deleted = 0 AND i.task_state IS NULL
+    #                   [AND i.vm_state IN (...)]
     #                   [AND NOT (i.host IS NOT NULL AND <refuses :new>)])
     # (Correlated, one index probe per row: an IN (SELECT uuid ...) made
     # MySQL materialize every qualifying instance of the cell per batch.)

@@ -311,6 +311,12 @@ def update_machine_type(ctxt, instance_uuid, machine_type, force=False):
     check_syntax(machine_type)
     cctxt, instance = _get_instance(ctxt, instance_uuid)
     db.check_schema(cctxt)
+    if instance.task_state is not None:
+        # Even with --force: the operation may define the domain from
+        # the value it read, and the guest would run another type than
+        # recorded.
+        raise exception.MachineTypeUpdateInstanceBusy(
+            instance_uuid=instance.uuid, task_state=instance.task_state)
     existing = instance.system_metadata.get(SYSMETA_KEY)
     if existing == machine_type:
         return machine_type, existing
@@ -338,7 +344,8 @@ def _insert_first_record(cctxt, uuid, machine_type, only_states):
     # INSERT INTO instance_system_metadata
     #        (instance_uuid, key, value, deleted, created_at)
     # SELECT i.uuid, :key, :value, 0, :now FROM instances i
-    #  WHERE i.uuid = :uuid AND i.deleted = 0 [AND i.vm_state IN (...)]
+    #  WHERE i.uuid = :uuid AND i.deleted = 0 AND i.task_state IS NULL
+    #    [AND i.vm_state IN (...)]
     #    AND NOT EXISTS (SELECT 1 FROM instance_system_metadata s
     #                     WHERE s.instance_uuid = i.uuid AND s.key = :key
     #                       AND s.deleted = 0)
@@ -350,7 +357,7 @@ def _insert_first_record(cctxt, uuid, machine_type, only_states):
         sa.literal(machine_type), sa.literal(0),
         sa.literal(timeutils.utcnow(), sa.DateTime)).where(
         db.INSTANCES.c.uuid == uuid, db.INSTANCES.c.deleted == 0,
-        ~recorded.exists())
+        db.INSTANCES.c.task_state.is_(None), ~recorded.exists())
     if only_states is not None:
         source = source.where(db.INSTANCES.c.vm_state.in_(list(only_states)))
     return cctxt.session.execute(db.SYSMETA.insert().from_select(
@@ -502,6 +509,10 @@ be); ``refused`` maps a reason to the number of instances it kept.
 """
 
 
+# The refusal of an instance with an operation in flight, even --force's.
+BUSY = 'a task in flight (run again once it has ended)'
+
+
 def _instance_refusal(vm_state, host, refusing_hosts, new):
     """Why an instance in ``vm_state`` on ``host`` may not get ``new``."""
     if vm_state not in UPDATE_VM_STATES:
@@ -528,12 +539,17 @@ def _bulk_update_cell(cctxt, old, new, dry_run, force, progress):
     refusing = set()
     if not force:
         refusing = db.host_machine_types_refusing(
-            cctxt, new, hosts={host for _, host, _ in groups if host})
+            cctxt, new, hosts={host for _, host, _, _ in groups if host})
     refused = collections.Counter()
     allowed = 0
-    for vm_state, host, count in groups:
-        reason = None if force else _instance_refusal(vm_state, host,
-                                                      refusing, new)
+    for vm_state, host, busy, count in groups:
+        if busy:
+            # Even --force never races an operation in flight.
+            reason = BUSY
+        elif force:
+            reason = None
+        else:
+            reason = _instance_refusal(vm_state, host, refusing, new)
         if reason:
             refused[reason] += count
         else:

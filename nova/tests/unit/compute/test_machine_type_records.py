@@ -12,6 +12,7 @@ import fixtures
 from nova.compute import machine_type_records
 from nova.compute import vm_states
 from nova.db.main import api as db
+from nova import exception
 from nova import objects
 from nova.tests.unit import compute as base
 from nova.virt.libvirt import machine_type_utils
@@ -196,12 +197,57 @@ class RecorderInterleavingTestCase(base.ComputeTestCase):
         self.assertDomainMachineType(self.OPERATOR, instance)
 
     def test_spawn(self):
+        """Another recorder (start-up, the online migration: an
+        insert-if-absent) records between the spawn's read and its
+        write: its value stays."""
         instance = self.create_instance()
-        calls = self.operator_after('read_record', instance)
+        calls = self.recorder_after('read_record', instance)
         self.compute.build_and_run_instance(self.ctxt, instance, self.image())
         self.assertEqual([None], calls)
         self.assertState(instance, vm_states.ACTIVE, host='compute1')
         self.assertEqual([self.OPERATOR], self.machine_type_rows(instance))
+
+    def test_operator_refused_during_spawn(self):
+        """The operator's command never lands inside an operation: the
+        spawn has claimed the instance when it reads the record."""
+        instance = self.create_instance()
+        refusals = []
+        original = machine_type_records.read_record
+
+        def read_then_operator(*args, **kwargs):
+            result = original(*args, **kwargs)
+            refusals.append(self.assertRaises(
+                exception.MachineTypeUpdateInstanceBusy,
+                machine_type_utils.update_machine_type, self.context,
+                instance.uuid, self.OPERATOR, force=True))
+            return result
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.compute.machine_type_records.read_record',
+            read_then_operator))
+        self.compute.build_and_run_instance(self.ctxt, instance, self.image())
+        self.assertIn('spawning', refusals[0].format_message())
+        self.assertState(instance, vm_states.ACTIVE, host='compute1')
+        self.assertEqual([self.domain_machine_type(instance)],
+                         self.machine_type_rows(instance))
+
+    def recorder_after(self, read_function, instance):
+        """Make an insert-if-absent recorder follow ``read_function``."""
+        original = getattr(machine_type_records, read_function)
+        calls = []
+
+        def read_then_record(*args, **kwargs):
+            result = original(*args, **kwargs)
+            if not calls:
+                calls.append(result)
+                db.instance_system_metadata_record(
+                    self.cell_context(), base.KEY,
+                    {instance.uuid: self.OPERATOR})
+            return result
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.compute.machine_type_records.' + read_function,
+            read_then_record))
+        return calls
 
     def test_pin(self):
         instance = self.build()

@@ -445,6 +445,52 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
                 counts[value] += count
         return dict(counts)
 
+    def test_no_update_lands_inside_an_operation(self):
+        """A STOPPED instance being started (task powering-on) keeps its
+        record, with or without --force, and so does the bulk update,
+        which counts it apart and changes the idle one."""
+        busy = self.make(machine_type='pc-q35-8.1',
+                         task_state='powering-on')
+        idle = self.make(machine_type='pc-q35-8.1')
+        before = self.snapshot()
+        for force in (False, True):
+            err = self.assertRaises(
+                exception.MachineTypeUpdateInstanceBusy,
+                mtu.update_machine_type, self.context, busy.uuid,
+                'pc-q35-8.2', force=force)
+            self.assertIn('powering-on', err.format_message())
+        self.assertEqual(before, self.snapshot())
+        for force in (False, True):
+            results = mtu.bulk_update_machine_type(
+                self.context, 'pc-q35-8.1', 'pc-q35-8.2', force=force)
+            outcome = dict((c.uuid, r) for c, r in results)[
+                self.cells[0].uuid]
+            self.assertEqual({mtu.BUSY: 1}, outcome.refused)
+        self.assertEqual('pc-q35-8.1', self.recorded(busy))
+        self.assertEqual('pc-q35-8.2', self.recorded(idle))
+
+    def test_conditional_write_includes_the_task_state(self):
+        """An operation that claims the instance between the command's
+        read and its write makes the write change nothing."""
+        instance = self.make(machine_type='pc-q35-8.1')
+        ctxt = self.cell_context(0)
+        self.claim(instance)
+        self.assertEqual(0, db.instance_sysmeta_replace_value(
+            ctxt, mtu.SYSMETA_KEY, 'pc-q35-8.1', 'pc-q35-8.2',
+            uuid=instance.uuid))
+        self.assertEqual('pc-q35-8.1', self.recorded(instance))
+        unrecorded = self.make()
+        self.claim(unrecorded)
+        self.assertFalse(mtu._record_first(ctxt, unrecorded.uuid, 'pc'))
+        self.assertIsNone(self.recorded(unrecorded))
+
+    def claim(self, instance):
+        """Start an operation on ``instance``, as a compute manager does."""
+        fresh = objects.Instance.get_by_uuid(instance._context,
+                                             instance.uuid)
+        fresh.task_state = 'powering-on'
+        fresh.save(expected_task_state=[None])
+
     def test_bulk_update_judges_hosts_by_what_they_report(self):
         self.report('compute1')
         self.report('compute2', types=(('pc-q35-9.0', None, False),))
