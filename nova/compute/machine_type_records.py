@@ -111,14 +111,17 @@ def record_host_instances(context, host, driver):
     vm_state), one libvirt listing reads their domains, and at most two
     insert-if-absent statements write the records. An instance whose
     domain cannot be read, or whose machine type cannot be resolved, is
-    logged and left for the next start. Returns (the numbers recorded
-    from live domains and computed, the listing {uuid: machine type}).
+    logged and left for the next start. A legacy instance is recorded
+    from its domain whether it runs or not: a stopped domain still says
+    what the guest ran. Returns (the numbers recorded from live domains
+    and computed, {uuid: machine type} of the running domains).
     """
     unrecorded = read_unrecorded(context, host)
     # Listed after the query: a domain defined in between is seen, and a
     # spawn that records in between wins over our guess.
     unreadable = {}
-    live_types = driver.get_instance_machine_types(unreadable)
+    running = set()
+    live_types = driver.get_instance_machine_types(unreadable, running)
     live, computed = {}, {}
     for row in unrecorded:
         if row['uuid'] in unreadable:
@@ -133,7 +136,8 @@ def record_host_instances(context, host, driver):
                 computed[row['uuid']] = machine_type
     db.instance_system_metadata_record(context, KEY, live)
     db.instance_system_metadata_record(context, KEY, computed)
-    return len(live), len(computed), live_types
+    return len(live), len(computed), {
+        uuid: live_types[uuid] for uuid in running}
 
 
 def _resolve_without_domain(context, row):
@@ -161,13 +165,17 @@ def _resolve_without_domain(context, row):
 
 
 def check_host_drift(context, host, live_types):
-    """Compare every live domain of ``host`` with its instance's record.
+    """Compare every running domain of ``host`` with its instance's record.
 
-    ``live_types`` is {uuid: machine type} as libvirt reported it. A
-    record that is the alias of what runs is pinned (see pin_target); any
-    other difference is drift: logged with both values and stored for
-    the host, replacing what its last start found, for nova-status.
-    Returns {uuid: (recorded, running)} of the drifting instances.
+    ``live_types`` is {uuid: machine type} of the running domains, as
+    libvirt reported it. A record that is the alias of what runs is
+    pinned (see pin_target); any other difference is drift: logged with
+    both values and stored for the host, replacing what its last start
+    found, for nova-status. A stopped domain is neither: its definition
+    is replaced from the record at the next start, and an operator's
+    change of a stopped instance's record (update_machine_type) must
+    outlive a restart of nova-compute. Returns {uuid: (recorded,
+    running)} of the drifting instances.
     """
     records = read_host_records(context, host)
     drifts = {}

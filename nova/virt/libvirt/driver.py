@@ -57,15 +57,16 @@ class LibvirtDriver:
         """
         self._host.get_connection()
 
-    def get_instance_machine_types(self, unreadable=None):
+    def get_instance_machine_types(self, unreadable=None, running=None):
         """Return {uuid: machine type or None} of every domain on the host.
 
         One listing of all domains, running or not; the values are what
         libvirt reports (versioned on QEMU). A domain that cannot be read
         is logged and left out, and put in ``unreadable`` ({uuid: error})
-        when given, so that the caller does not take it for absent.
+        when given, so that the caller does not take it for absent. The
+        uuids of the running ones go in ``running`` (a set) when given.
         """
-        return self._host.get_machine_types_by_uuid(unreadable)
+        return self._host.get_machine_types_by_uuid(unreadable, running)
 
     def get_instance_machine_type(self, instance):
         """Return the machine type of the instance's domain here, or None.

@@ -171,7 +171,7 @@ class Host:
         return (self.get_capabilities().canonical_machine_type(
             machine_type, arch or xml_arch) or machine_type)
 
-    def get_machine_types_by_uuid(self, unreadable=None):
+    def get_machine_types_by_uuid(self, unreadable=None, running=None):
         """Return {uuid: machine type or None} for every domain on the host.
 
         One listing, then one XML description per domain. A domain removed
@@ -179,13 +179,16 @@ class Host:
         so is one whose read fails for another reason, which is logged
         with the instance and the error, and added to ``unreadable``
         ({uuid: error}) when given: one bad domain must not stop
-        nova-compute from starting.
+        nova-compute from starting. The uuids of the running domains are
+        added to ``running`` (a set) when given.
         """
         machine_types = {}
         for guest in self.list_guests():
             uuid = guest.uuid
             try:
                 machine_types[uuid] = self.get_machine_type(guest)
+                if running is not None and guest.is_active():
+                    running.add(uuid)
             except libvirt.libvirtError as err:
                 if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                     continue

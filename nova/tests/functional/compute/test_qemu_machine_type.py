@@ -162,7 +162,8 @@ class QemuStartUpTestCase(QemuTestCase):
         instance = self.build({'hw_machine_type': 'q35'})
         recorded = self.recorded(instance)
         self.compute.stop_instance(self.ctxt, instance)
-        self.define_domain(instance, 'pc')
+        # Redefined by hand and started: the guest runs pc.
+        self.define_domain(instance, 'pc', start=True)
         restarted = self.compute.__class__('compute1')
         restarted.init_host()
         [drift] = db.machine_type_drift_get_all(self.ctxt)

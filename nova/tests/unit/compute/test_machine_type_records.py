@@ -261,7 +261,6 @@ class RecorderInterleavingTestCase(base.ComputeTestCase):
 
     def test_start_up_pin(self):
         instance = self.build()
-        self.compute.stop_instance(self.ctxt, instance)
         restarted = self.compute.__class__('compute1')
         self.useFixture(base.QemuCapabilities(restarted.driver))
         calls = self.operator_after('read_host_records', instance)
@@ -271,7 +270,7 @@ class RecorderInterleavingTestCase(base.ComputeTestCase):
 
 
 class StartUpPinAndDriftTestCase(base.ComputeTestCase):
-    """init_host compares every live domain with its instance's record."""
+    """init_host compares every running domain with its instance's record."""
 
     def restart(self, qemu=False):
         """A new nova-compute for compute1, started."""
@@ -288,14 +287,41 @@ class StartUpPinAndDriftTestCase(base.ComputeTestCase):
         self.assertEqual([], db.machine_type_drift_get_all(self.ctxt))
 
     def drifted(self):
-        """A 'pc' instance whose stopped domain was made q35 by hand, after
-        a restart of its nova-compute.
+        """A 'pc' instance whose domain was made q35 by hand and started,
+        after a restart of its nova-compute.
         """
+        instance = self.build()
+        self.compute.stop_instance(self.ctxt, instance)
+        self.define_domain(instance, 'q35', start=True)
+        self.restart()
+        return instance
+
+    def test_operator_change_of_a_stopped_instance_outlives_a_restart(self):
+        """update_machine_type on a stopped instance whose domain (still
+        defined, not running) has the old versioned type: a restart of
+        nova-compute neither pins the new alias back to the old version
+        nor reports the new versioned type as drift."""
+        for new in ('q35', 'pc-q35-8.0'):
+            instance = self.build()
+            self.compute.stop_instance(self.ctxt, instance)
+            self.define_domain(instance, 'pc-q35-7.2')
+            machine_type_utils.update_machine_type(
+                self.context, instance.uuid, new, force=True)
+            self.restart(qemu=True)
+            self.assertEqual([new], self.machine_type_rows(instance))
+            self.assertEqual([], db.machine_type_drift_get_all(self.ctxt))
+            self.assertFalse(self.domain_is_running(instance))
+
+    def test_stopped_domain_changed_by_hand_is_not_drift(self):
+        """Drift is what a running guest runs: a stopped domain is
+        defined again from the record at its next start."""
         instance = self.build()
         self.compute.stop_instance(self.ctxt, instance)
         self.define_domain(instance, 'q35')
         self.restart()
-        return instance
+        self.assertEqual([], db.machine_type_drift_get_all(self.ctxt))
+        self.compute.start_instance(self.ctxt, self.reload(instance))
+        self.assertDomainMachineType('pc', instance)
 
     def test_domain_changed_behind_our_back_is_stored_as_drift(self):
         instance = self.drifted()
@@ -318,7 +344,10 @@ class StartUpPinAndDriftTestCase(base.ComputeTestCase):
 
     def test_next_start_replaces_the_hosts_drift(self):
         instance = self.drifted()
-        self.define_domain(instance, 'pc')
+        # Put right by hand: the guest runs pc again.
+        self.libvirt.get_connection().lookupByUUIDString(
+            instance.uuid).destroy()
+        self.define_domain(instance, 'pc', start=True)
         self.restart()
         self.assertEqual([], db.machine_type_drift_get_all(self.ctxt))
 
