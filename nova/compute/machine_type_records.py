@@ -210,8 +210,9 @@ def ensure_recorded(context, instance, driver):
     is defined from a record. The instance's domain on ``driver``'s host
     wins; without one the resolution function decides. Written only if
     still absent, and read back, so a writer that got there first is the
-    one obeyed. Returns the record (None only if no machine type could be
-    resolved at all); ``instance.system_metadata`` holds it.
+    one obeyed. Returns the record (None if no machine type could be
+    resolved, or resolution gave something that is no machine type);
+    ``instance.system_metadata`` holds it.
     """
     read = read_record(instance)
     if read:
@@ -219,7 +220,9 @@ def ensure_recorded(context, instance, driver):
     live = driver.get_instance_machine_type(instance)
     machine_type = live or libvirt_utils.get_machine_type(instance.image_meta,
                                                           instance)
-    if machine_type is None:
+    if not fields.is_valid_machine_type(machine_type):
+        # None, or a user's image property that is no machine type:
+        # nothing is recorded, and defining the domain will say why.
         return None
     recorded = _write_conditioned(context, instance.uuid, None, machine_type)
     _reload_record(instance)

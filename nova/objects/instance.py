@@ -6,6 +6,7 @@ import logging
 from nova.db.main import api as db
 from nova import machine_type as resolution
 from nova.objects import base
+from nova.objects import fields
 from nova.objects import image_meta as image_meta_obj
 
 LOG = logging.getLogger(__name__)
@@ -197,7 +198,8 @@ def _resolve_machine_types(context, rows):
     resolve alike, so each such combination is resolved once (a batch
     holds a handful of them), and the rows are grouped by the value they
     get: one insert statement per value. A row it cannot decide (an arch
-    with no default) is left out and logged.
+    with no default, an image property that is no machine type) is left
+    out and logged.
     """
     resolved = {}
     by_inputs = {}
@@ -207,7 +209,13 @@ def _resolve_machine_types(context, rows):
         if inputs not in by_inputs:
             by_inputs[inputs] = _resolve_machine_type(context, row)
         machine_type, guest_arch = by_inputs[inputs]
-        if machine_type:
+        if machine_type and not fields.is_valid_machine_type(machine_type):
+            # From a user's image ('pc i440fx'): never recorded.
+            LOG.warning('Instance %s asks for machine type %r, which is '
+                        'not one; it stays unrecorded. Set one with '
+                        'nova-manage libvirt update_machine_type.',
+                        row['uuid'], machine_type)
+        elif machine_type:
             resolved.setdefault(machine_type, []).append(row['uuid'])
         else:
             LOG.warning('No machine type can be resolved for instance %s '

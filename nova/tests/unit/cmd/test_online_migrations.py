@@ -191,6 +191,22 @@ class OnlineDataMigrationsTests(OnlineMigrationTestCase):
         # Nothing more can progress: done, as Nova says.
         self.assertEqual(0, self.migrate()[0])
 
+    def test_image_value_that_is_no_machine_type_is_never_recorded(self):
+        """A user's image asked for 'pc i440fx': the instance stays
+        unrecorded (found, not done), the others are recorded."""
+        bad = self.make(vm_state='shelved_offloaded', host=None,
+                        system_metadata={'image_hw_machine_type':
+                                         'pc i440fx'})
+        good = self.make(vm_state='shelved_offloaded', host=None)
+        logs = self.useFixture(fixtures.FakeLogger())
+        code, out, _ = self.migrate()
+        self.assertEqual(0, code)
+        self.assertEqual((2, 1), _table_row(out))
+        self.assertIn("Instance %s asks for machine type 'pc i440fx', "
+                      "which is not one" % bad.uuid, logs.output)
+        self.assertEqual([None, 'pc-q35-8.2'],
+                         [self.recorded(bad), self.recorded(good)])
+
     def test_value_recorded_meanwhile_wins(self):
         inst = self.make(vm_state='shelved_offloaded', host=None)
         real_page = db.instance_get_hostless_without_sysmeta
