@@ -41,6 +41,12 @@ class CellMappingNotFound(NovaException):
     msg_fmt = 'Cell %(uuid)s has no mapping.'
 
 
+class NoCellsMapped(CellMappingNotFound):
+    msg_fmt = ('No cell is mapped in the API database, so no instance can '
+               'be found: map the cells first (nova-manage cell_v2 '
+               'simple_cell_setup, or create_cell and map_instances).')
+
+
 class HostMappingNotFound(NovaException):
     msg_fmt = 'Host %(name)s is not mapped to any cell.'
 

@@ -147,9 +147,16 @@ def _check_uuid(value):
 
 
 def _cells(ctxt, cell_uuid=None):
-    """The cells a command looks at: the one named, or every cell."""
+    """The cells a command looks at: the one named, or every cell.
+
+    NoCellsMapped when there is none: an answer from no cell would read
+    as "nothing to do" while [database] may hold every instance.
+    """
     if cell_uuid is None:
-        return objects.CellMappingList.get_all(ctxt)
+        cells = objects.CellMappingList.get_all(ctxt)
+        if not cells:
+            raise exception.NoCellsMapped()
+        return cells
     _check_uuid(cell_uuid)
     return [objects.CellMapping.get_by_uuid(ctxt, cell_uuid)]
 

@@ -14,8 +14,10 @@ import uuid as uuid_lib
 
 import fixtures
 from oslo_db import exception as db_exc
+import sqlalchemy as sa
 
 from nova.cmd import manage
+import nova.conf
 from nova.db.main import api as db
 from nova import objects
 from nova.tests import fixtures as nova_fixtures
@@ -23,6 +25,7 @@ from nova.tests.unit.cmd import test_manage_db
 from nova.tests.unit.virt.libvirt import test_machine_type_utils
 from nova.virt.libvirt import machine_type_utils as mtu
 
+CONF = nova.conf.CONF
 MachineTypeTestMixin = test_machine_type_utils.MachineTypeTestMixin
 
 
@@ -328,6 +331,15 @@ class ListUnsetMachineTypeTests(LibvirtCommandTestCase):
                                str(uuid_lib.uuid4())], 'has no mapping')
         self.assertRefused(2, ['list_unset_machine_type', '--cell-uuid',
                                'cell1'], "'cell1' is not a valid UUID")
+
+    def test_no_cell_mapped_is_2(self):
+        """[database] holds an unrecorded instance but no cell is mapped:
+        not 'none' (0), which would say there is nothing to do."""
+        self.make(cell=0)
+        unmap_every_cell()
+        self.assertRefused(2, ['list_unset_machine_type'],
+                           'No cell is mapped in the API database',
+                           'nova-manage cell_v2 simple_cell_setup')
 
     def test_cell_that_does_not_answer_is_1_and_others_listed(self):
         inst = self.make(cell=1)
@@ -850,3 +862,14 @@ class JsonOutputTests(LibvirtCommandTestCase):
         document = json.loads(proc.stdout)
         self.assertEqual(('q35', self.cells[1].uuid),
                          (document['machine_type'], document['cell_uuid']))
+
+
+def unmap_every_cell():
+    """Remove every cell mapping (and what refers to one) from the API
+    database, as before cell_v2 simple_cell_setup was ever run."""
+    engine = sa.create_engine(CONF.api_database.connection)
+    with engine.begin() as conn:
+        for table in ('instance_mappings', 'host_mappings',
+                      'cell_mappings'):
+            conn.execute(sa.text('DELETE FROM %s' % table))
+    engine.dispose()

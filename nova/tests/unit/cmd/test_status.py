@@ -21,6 +21,7 @@ from nova.db.main import api as db
 from nova import objects
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.unit.cmd import test_manage_db
+from nova.tests.unit.cmd import test_manage_libvirt
 from nova.tests.unit.virt.libvirt import test_machine_type_utils
 
 NOVA_STATUS = os.path.join(os.path.dirname(sys.executable), 'nova-status')
@@ -52,6 +53,14 @@ class StatusTestCase(test_machine_type_utils.MachineTypeTestMixin,
 
 
 class MachineTypeSetCheckTests(StatusTestCase):
+
+    def test_no_cell_mapped_is_an_error_not_success(self):
+        self.make(cell=0)
+        test_manage_libvirt.unmap_every_cell()
+        code, out, err = self.check()
+        self.assertEqual((status.EXIT_ERROR, ''), (code, out))
+        self.assertEqual(1, len(err.splitlines()), err)
+        self.assertIn('No cell is mapped in the API database', err)
 
     def test_success_when_every_instance_is_recorded(self):
         self.make(cell=0, machine_type='pc')
