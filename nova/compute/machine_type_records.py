@@ -130,6 +130,12 @@ def record_host_instances(context, host, driver):
                       unreadable[row['uuid']])
         elif live_types.get(row['uuid']):
             live[row['uuid']] = live_types[row['uuid']]
+        elif row['uuid'] in live_types:
+            # A domain whose XML names no machine type: what the guest
+            # runs is unknown, and a default would be a guess.
+            LOG.error('Instance %s (%s) stays unrecorded: its domain names '
+                      'no machine type; set one with nova-manage libvirt '
+                      'update_machine_type', row['uuid'], row['vm_state'])
         else:
             machine_type = _resolve_without_domain(context, row)
             if machine_type is not None:

@@ -96,6 +96,18 @@ class RecordingTestCase(InitHostTestCase):
         objects.Service.get_by_host_and_binary(self.ctxt, 'compute1',
                                                'nova-compute')
 
+    def test_domain_naming_no_machine_type_is_reported_not_guessed(self):
+        """A domain whose XML has no machine attribute: what the guest
+        runs is unknown, so nothing is recorded (the default would be a
+        guess), and the operator is told."""
+        [instance] = self.legacy_instances(None)
+        self.assertIsNone(self.domain_machine_type(instance))
+        self.compute.init_host()
+        self.assertEqual([], self.machine_type_rows(instance))
+        self.assertIn('Instance %s (stopped) stays unrecorded: its domain '
+                      'names no machine type' % instance.uuid,
+                      self.logger.output)
+
     def test_logs_how_many_live_and_computed(self):
         self.on_host('pc')
         self.on_host('q35', vm_state=vm_states.STOPPED)
