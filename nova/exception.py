@@ -136,6 +136,15 @@ class MachineTypeUpdateInvalidState(InstanceInvalidState):
                'or shelve it first, or use --force.')
 
 
+class MachineTypeNotYetRecorded(MachineTypeUpdateInvalidState):
+    msg_fmt = ('Instance %(instance_uuid)s on host %(host)s has no recorded '
+               'machine type yet: what its guest runs is known once '
+               'nova-compute on %(host)s, upgraded, has started and recorded '
+               'it. Restart (or upgrade) nova-compute there, then run the '
+               'command again; or use --force to set %(new)s without that '
+               'check.')
+
+
 class InvalidMachineTypeUpdate(NovaException):
     msg_fmt = ('Refusing to change the machine type of %(target)s from '
                '%(existing)s to %(new)s: %(reason)s. Use --force to do it '

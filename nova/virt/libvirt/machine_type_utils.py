@@ -271,8 +271,10 @@ def _update_refusal(cctxt, instance, existing, new):
     (current_machine_type), so that ``pc`` -> ``q35`` is refused for an
     unrecorded guest that runs ``pc`` as for a recorded one.
 
-    Checked in the order of their exit codes' documentation: vm_state,
-    family, change, then what the instance's host reported it supports
+    Checked in the order of their exit codes' documentation: vm_state
+    (and an instance on a host whose nova-compute has not recorded it
+    yet), family, change, then what the instance's host reported it
+    supports
     (for the instance's guest architecture; a host that reported nothing
     for it cannot be checked).
     """
@@ -281,6 +283,11 @@ def _update_refusal(cctxt, instance, existing, new):
         return exception.MachineTypeUpdateInvalidState(
             instance_uuid=instance.uuid, state=instance.vm_state,
             existing=shown, new=new)
+    if existing is None and instance.host:
+        # Its nova-compute has not recorded it from its domain: judging
+        # by this controller's configuration could let pc -> q35 pass.
+        return exception.MachineTypeNotYetRecorded(
+            instance_uuid=instance.uuid, host=instance.host, new=new)
     target = 'instance %s (vm_state %s, machine type %s)' % (
         instance.uuid, instance.vm_state, shown)
     try:

@@ -269,7 +269,7 @@ class UpdateMachineTypeTests(LibvirtCommandTestCase):
 
     def test_write_failure_is_1_from_the_console_script(self):
         """The database refuses the write: 1, one line, nothing changed."""
-        unrecorded = self.make()
+        unrecorded = self.make(host=None)
         recorded = self.make(machine_type='pc-q35-8.1')
         self.refuse_sysmeta_writes()
         before = self.snapshot()

@@ -263,7 +263,7 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
         A start committed between update_machine_type's read (stopped,
         nothing recorded) and its write: nothing is recorded.
         """
-        inst = self.make()
+        inst = self.make(host=None)
         self.after_the_read(self.start)
         self.assertRaises(exception.MachineTypeUpdateConflict,
                           mtu.update_machine_type, self.context, inst.uuid,
@@ -276,9 +276,26 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
             self.context, inst.uuid, 'q35', force=True))
         self.assertEqual('q35', self.recorded(inst))
 
+    def test_update_of_an_instance_its_host_has_not_recorded(self):
+        """Its nova-compute has not recorded what the guest runs: the
+        controller's configuration cannot stand in for it. Refused with
+        the remedy (exit 3), unless --force."""
+        inst = self.make(host='compute1')
+        error = self.assertRaises(exception.MachineTypeNotYetRecorded,
+                                  mtu.update_machine_type, self.context,
+                                  inst.uuid, 'pc')
+        self.assertIn('Restart (or upgrade) nova-compute there',
+                      error.format_message())
+        self.assertIn('compute1', error.format_message())
+        self.assertIsNone(self.recorded(inst))
+        self.assertEqual(('pc', None), mtu.update_machine_type(
+            self.context, inst.uuid, 'pc', force=True))
+
     def test_update_without_record_compares_with_resolution(self):
-        """pc -> q35 is refused whether or not pc is recorded."""
-        plain = self.make()
+        """pc -> q35 is refused whether or not pc is recorded, for an
+        instance without a host, whose next definition resolution
+        decides."""
+        plain = self.make(host=None)
         error = self.assertRaises(exception.InvalidMachineTypeUpdate,
                                   mtu.update_machine_type, self.context,
                                   plain.uuid, 'q35')
@@ -291,13 +308,13 @@ class MachineTypeQueryTests(MachineTypeTestMixin, nova_fixtures.TestCase):
         self.assertIsNone(self.recorded(plain))
         # The image's property, then the configuration, decide.
         image_q35 = self.make(
-            system_metadata={'image_hw_machine_type': 'q35'})
+            host=None, system_metadata={'image_hw_machine_type': 'q35'})
         self.assertEqual(('q35', None), mtu.update_machine_type(
             self.context, image_q35.uuid, 'q35'))
         self.flags(hw_machine_type=['x86_64=q35'], group='libvirt')
         self.assertEqual(('q35', None), mtu.update_machine_type(
             self.context, plain.uuid, 'q35'))
-        arm = self.make(architecture='aarch64')
+        arm = self.make(host=None, architecture='aarch64')
         self.assertRaises(exception.InvalidMachineTypeUpdate,
                           mtu.update_machine_type, self.context, arm.uuid,
                           'q35')
