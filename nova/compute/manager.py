@@ -631,12 +631,18 @@ class ComputeManager:
         The destination removes its domain, then the source defines one
         again, each by the nova-compute running on that host now. Ends in
         the vm_state it had before the migration, on the source. Both
-        hosts' services must be running: MigrationError before anything
-        changes otherwise.
+        hosts' services must be running (MigrationError otherwise), and
+        the source must support the recorded machine type
+        (UnsupportedMachineType otherwise), both checked before anything
+        changes: the instance then stays RESIZED, its destination domain
+        kept, and can be confirmed.
         """
         migration = self._finished_migration(context, instance)
         source = _service(migration.source_compute)
         dest = _service(migration.dest_compute)
+        # Before the destination's domain goes: the record may have been
+        # pinned there to a version the source's QEMU does not have.
+        source.driver.check_machine_type_supported(instance)
         self._start_task(instance, task_states.RESIZE_REVERTING)
         with self._migration_error_on_failure(context, instance, migration):
             migration.move_on(migration_obj.REVERTING,

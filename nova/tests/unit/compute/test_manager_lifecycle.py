@@ -19,6 +19,7 @@ from nova.db import transactions
 from nova import exception
 from nova import objects
 from nova.tests.unit import compute as base
+from nova.virt.libvirt import machine_type_utils
 
 RECORDED = 'pc'
 TAMPERED = 'pc-tampered'
@@ -50,6 +51,16 @@ class LifecycleTestCase(base.ComputeTestCase):
         self.assertEqual(RECORDED, self.recorded(self.instance))
         self.assertEqual(TAMPERED,
                          self.persistent_machine_type(self.instance))
+
+    def migration_statuses(self):
+        """The statuses of the instance's migration rows, by id."""
+        migrations = db.MIGRATIONS
+        with transactions.using(
+                self.ctxt, db.get_context_manager(self.ctxt).reader):
+            return self.ctxt.session.execute(
+                sa.select(migrations.c.status)
+                .where(migrations.c.instance_uuid == self.instance.uuid)
+                .order_by(migrations.c.id)).scalars().all()
 
 
 class RedefiningEventsTestCase(LifecycleTestCase):
@@ -128,6 +139,23 @@ class RedefiningEventsTestCase(LifecycleTestCase):
         self.assertState(self.instance, vm_states.ACTIVE, host='compute1')
         self.assertEqual('compute1', self.reload(self.instance).node)
         self.assertRedefinedFromRecord()
+
+    def test_revert_refused_before_the_domain_goes(self):
+        """The record was pinned on the destination to a version the
+        source's QEMU lacks (7.2 -> 8.2): the revert is refused before the
+        destination's domain is removed, and a confirm still works."""
+        self.compute.migrate_instance(self.ctxt, self.instance, self.compute2)
+        machine_type_utils.update_machine_type(
+            self.context, self.instance.uuid, 'pc-i440fx-8.2', force=True)
+        self.useFixture(base.QemuCapabilities(self.compute.driver))
+        self.assertRaises(exception.UnsupportedMachineType,
+                          self.compute2.revert_migration, self.ctxt,
+                          self.reload(self.instance))
+        self.assertState(self.instance, vm_states.RESIZED, host='compute2')
+        self.assertTrue(self.domain_is_running(self.instance))
+        self.assertEqual(['finished'], self.migration_statuses())
+        self.compute2.confirm_migration(self.ctxt, self.reload(self.instance))
+        self.assertState(self.instance, vm_states.ACTIVE, host='compute2')
 
     def test_cold_migration_of_stopped_instance(self):
         self.compute.stop_instance(self.ctxt, self.instance)
@@ -360,16 +388,6 @@ class MigrationRestartTestCase(LifecycleTestCase):
             else:
                 self.compute2 = compute
         self.instance = self.reload(self.instance)
-
-    def migration_statuses(self):
-        """The statuses of the instance's migration rows, by id."""
-        migrations = db.MIGRATIONS
-        with transactions.using(
-                self.ctxt, db.get_context_manager(self.ctxt).reader):
-            return self.ctxt.session.execute(
-                sa.select(migrations.c.status)
-                .where(migrations.c.instance_uuid == self.instance.uuid)
-                .order_by(migrations.c.id)).scalars().all()
 
     def migrate(self):
         self.compute.migrate_instance(self.ctxt, self.instance, self.compute2)
