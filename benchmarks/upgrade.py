@@ -177,7 +177,10 @@ class Population:
         self.lookalikes += 1
         key = DUP_KEY.upper() if (i // LOOKALIKE_EVERY) % 2 else \
             DUP_KEY + ' '
-        return tsv(self.take_id(), uuid, key, LOOKALIKE, STAMP, None, 0)
+        row_id = self.take_id()
+        # Left alone by the updating client, so that it is still there.
+        self.pinned.add(row_id)
+        return tsv(row_id, uuid, key, LOOKALIKE, STAMP, None, 0)
 
     def live_uuid(self, rng):
         """A random seeded instance that is not deleted."""
