@@ -896,6 +896,41 @@ def instance_sysmeta_value_groups(context, key, value):
 
 
 @pick_context_manager_writer
+def instance_system_metadata_record_first(context, uuid, key, value,
+                                          only_states=None):
+    """Record ``key`` = ``value`` for one instance if it has none yet.
+
+    One conditional INSERT ... SELECT: the instance must still exist,
+    have no task in flight, be in ``only_states`` (when given) and have
+    no live ``key`` row, so a change that lands after the caller's checks
+    makes it write nothing. Returns the number of rows added (0 or 1);
+    DBDuplicateEntry if another writer inserted the row after the NOT
+    EXISTS looked.
+    """
+    # INSERT INTO instance_system_metadata
+    #        (instance_uuid, key, value, deleted, created_at)
+    # SELECT i.uuid, :key, :value, 0, :now FROM instances i
+    #  WHERE i.uuid = :uuid AND i.deleted = 0 AND i.task_state IS NULL
+    #    [AND i.vm_state IN (...)]
+    #    AND NOT EXISTS (SELECT 1 FROM instance_system_metadata s
+    #                     WHERE s.instance_uuid = i.uuid AND s.key = :key
+    #                       AND s.deleted = 0)
+    recorded = sa.select(sa.literal(1)).where(
+        SYSMETA.c.instance_uuid == INSTANCES.c.uuid,
+        SYSMETA.c.key == key, SYSMETA.c.deleted == 0)
+    source = sa.select(
+        INSTANCES.c.uuid, sa.literal(key), sa.literal(value), sa.literal(0),
+        sa.literal(timeutils.utcnow(), sa.DateTime)).where(
+        INSTANCES.c.uuid == uuid, INSTANCES.c.deleted == 0,
+        INSTANCES.c.task_state.is_(None), ~recorded.exists())
+    if only_states is not None:
+        source = source.where(INSTANCES.c.vm_state.in_(list(only_states)))
+    return _execute(context, SYSMETA.insert().from_select(
+        ['instance_uuid', 'key', 'value', 'deleted', 'created_at'],
+        source)).rowcount
+
+
+@pick_context_manager_writer
 def instance_sysmeta_replace_value(context, key, old, new, only_states=None,
                                    uuid=None):
     """Set ``key`` to ``new`` on live instances where it is ``old``.

@@ -13,9 +13,7 @@ import re
 import threading
 
 from oslo_db import exception as db_exc
-from oslo_utils import timeutils
 from oslo_utils import uuidutils
-import sqlalchemy as sa
 
 from nova.compute import vm_states
 from nova import context as nova_context
@@ -352,33 +350,6 @@ def update_machine_type(ctxt, instance_uuid, machine_type, force=False):
     return machine_type, existing
 
 
-@db.pick_context_manager_writer
-def _insert_first_record(cctxt, uuid, machine_type, only_states):
-    """The conditional INSERT of _record_first; the number of rows added."""
-    # INSERT INTO instance_system_metadata
-    #        (instance_uuid, key, value, deleted, created_at)
-    # SELECT i.uuid, :key, :value, 0, :now FROM instances i
-    #  WHERE i.uuid = :uuid AND i.deleted = 0 AND i.task_state IS NULL
-    #    [AND i.vm_state IN (...)]
-    #    AND NOT EXISTS (SELECT 1 FROM instance_system_metadata s
-    #                     WHERE s.instance_uuid = i.uuid AND s.key = :key
-    #                       AND s.deleted = 0)
-    recorded = sa.select(sa.literal(1)).where(
-        db.SYSMETA.c.instance_uuid == db.INSTANCES.c.uuid,
-        db.SYSMETA.c.key == SYSMETA_KEY, db.SYSMETA.c.deleted == 0)
-    source = sa.select(
-        db.INSTANCES.c.uuid, sa.literal(SYSMETA_KEY),
-        sa.literal(machine_type), sa.literal(0),
-        sa.literal(timeutils.utcnow(), sa.DateTime)).where(
-        db.INSTANCES.c.uuid == uuid, db.INSTANCES.c.deleted == 0,
-        db.INSTANCES.c.task_state.is_(None), ~recorded.exists())
-    if only_states is not None:
-        source = source.where(db.INSTANCES.c.vm_state.in_(list(only_states)))
-    return cctxt.session.execute(db.SYSMETA.insert().from_select(
-        ['instance_uuid', 'key', 'value', 'deleted', 'created_at'],
-        source)).rowcount
-
-
 def _record_first(cctxt, uuid, machine_type, only_states=None):
     """Record the first machine type of an instance; True if written.
 
@@ -387,12 +358,11 @@ def _record_first(cctxt, uuid, machine_type, only_states=None):
     and still has no record. So a start that lands between the checks
     and the write, or a recorder (spawn, start-up, the online migration)
     that records first, makes it write nothing rather than record a type
-    the checks were not made for. (This belongs with the queries of
-    nova.db.main.api; it lives here until that module takes it.)
+    the checks were not made for.
     """
     try:
-        return _insert_first_record(cctxt, uuid, machine_type,
-                                    only_states) == 1
+        return db.instance_system_metadata_record_first(
+            cctxt, uuid, SYSMETA_KEY, machine_type, only_states) == 1
     except db_exc.DBDuplicateEntry:
         # A recorder inserted its row after our NOT EXISTS looked.
         return False

@@ -441,7 +441,7 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
         self.assertIsNone(sync.proc.poll(),
                           'db sync ended before de-duplicating: '
                           + sync.describe())
-        sync.kill()
+        sync.kill_running()
         self.assertClean(self.start(base.NOVA_MANAGE, self.config(),
                                     'db', 'sync'))
         self.assertMigrated()

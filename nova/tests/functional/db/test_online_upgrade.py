@@ -163,7 +163,7 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
         seen = base.poll(check, self.TIMEOUT)
         self.assertTrue(seen, 'never saw %s: %s\nserver: %s' % (
             what, process.describe(), self.server_state()))
-        process.kill()
+        process.kill_running()
         return process.stdout
 
     def sync_paused_in_dedup(self, survivors):

@@ -119,9 +119,31 @@ class Process:
             self.proc.send_signal(signum)
 
     def kill(self):
-        """kill -9 the process; return its exit code."""
+        """kill -9 the process if it still runs; return its exit code.
+
+        For clean-ups. A test whose point is the kill uses kill_running.
+        """
         self.signal(signal.SIGKILL)
         return self.finish()
+
+    def kill_running(self):
+        """kill -9 the process, which must still be running.
+
+        Fails the test if it had ended before the signal, or ended by
+        itself meanwhile: a kill that landed on a finished run proves
+        nothing. Returns its status, -SIGKILL.
+        """
+        if self.proc.poll() is not None:
+            raise AssertionError('%s had already exited %s before the '
+                                 'kill: %s' % (self.argv[0],
+                                               self.proc.returncode,
+                                               self.describe()))
+        self.proc.send_signal(signal.SIGKILL)
+        code = self.finish()
+        if code != -signal.SIGKILL:
+            raise AssertionError('%s exited %s, not by the kill: %s'
+                                 % (self.argv[0], code, self.describe()))
+        return code
 
     def describe(self):
         return '%s\nstdout:\n%s\nstderr:\n%s' % (

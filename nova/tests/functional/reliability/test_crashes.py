@@ -88,7 +88,7 @@ class MigrationCrashTests(CrashTestCase):
             time.sleep(rng.uniform(0, 0.05))
             process.signal(signal.SIGSTOP)
             at_kill = self.new_records()
-            process.kill()
+            process.kill_running()
             # Whole write transactions only, at least the batches
             # announced, not all.
             self.assertEqual(0, at_kill % CHUNK, at_kill)
@@ -166,7 +166,7 @@ class ComputeCrashTests(CrashTestCase):
             # Between its first write and its last: the live records
             # are committed, the computed ones wait.
             at_kill = self.new_records()
-            process.kill()
+            process.kill_running()
             held.rollback()
             self.assertEqual(len(self.live), at_kill)
             self.run_to_running()
