@@ -6,8 +6,7 @@ compute start-up and the online data migration all agree.
 It lives here, below the objects layer, because both the online data
 migration (``nova.objects.instance``) and the libvirt driver need it: it
 reads only the configuration and the architecture names, so the objects
-can import it without importing the driver's package, and
-``nova.virt.libvirt.utils`` re-exports it under the names Nova uses.
+can import it without importing the driver's package.
 """
 
 import nova.conf

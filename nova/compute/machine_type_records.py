@@ -21,7 +21,7 @@ from nova import objects
 from nova.objects import fields
 from nova.objects import image_meta as image_meta_obj
 from nova.virt.libvirt import machine_type_utils
-from nova.virt.libvirt import utils as libvirt_utils
+from nova import machine_type as resolution
 
 LOG = logging.getLogger(__name__)
 
@@ -29,14 +29,14 @@ LOG = logging.getLogger(__name__)
 # the record is still ``read`` (None: if there is still none).
 Record = collections.namedtuple('Record', ['context', 'read', 'value'])
 
-KEY = libvirt_utils.MACHINE_TYPE_SYSMETA_KEY
+KEY = resolution.MACHINE_TYPE_SYSMETA_KEY
 # The only system metadata the resolution function reads besides the
 # record: the image properties hw_machine_type and hw_architecture, as
 # build copied them. The start-up query loads just these.
 RESOLUTION_SYSMETA_KEYS = tuple(
     image_meta_obj.SYSMETA_IMAGE_PREFIX + prop
-    for prop in (libvirt_utils.MACHINE_TYPE_IMAGE_PROPERTY,
-                 libvirt_utils.ARCH_IMAGE_PROPERTY))
+    for prop in (resolution.MACHINE_TYPE_IMAGE_PROPERTY,
+                 resolution.ARCH_IMAGE_PROPERTY))
 
 
 # -- reads: what each recorder's write is conditioned on ---------------------
@@ -156,8 +156,8 @@ def _resolve_without_domain(context, row):
         context, uuid=row['uuid'], architecture=row['architecture'],
         image_ref=row['image_ref'], system_metadata=row['system_metadata'])
     try:
-        machine_type = libvirt_utils.get_machine_type(instance.image_meta,
-                                                      instance)
+        machine_type = resolution.get_machine_type(instance.image_meta,
+                                                   instance)
     except Exception:
         LOG.exception('Cannot resolve the machine type of instance %s; it '
                       'stays unrecorded', row['uuid'])
@@ -224,8 +224,8 @@ def ensure_recorded(context, instance, driver):
     if read:
         return read
     live = driver.get_instance_machine_type(instance)
-    machine_type = live or libvirt_utils.get_machine_type(instance.image_meta,
-                                                          instance)
+    machine_type = live or resolution.get_machine_type(instance.image_meta,
+                                                       instance)
     if not fields.is_valid_machine_type(machine_type):
         # None, or a user's image property that is no machine type:
         # nothing is recorded, and defining the domain will say why.
@@ -282,7 +282,7 @@ def record_to_write(context, instance, read, reported):
         return Record(context, read, value) if value else None
     value = reported
     if value is None:
-        value = libvirt_utils.get_machine_type(instance.image_meta, instance)
+        value = resolution.get_machine_type(instance.image_meta, instance)
         LOG.warning('libvirt reports no machine type for the domain of '
                     'instance %s; recording the resolved %s', instance.uuid,
                     value)

@@ -202,7 +202,7 @@ class LayerTestCase(testtools.TestCase):
 
     def test_rules_catch_the_old_cycle(self):
         """The checks see a lower layer importing a higher one."""
-        self.assertGreater(rank('nova.virt.libvirt.utils'),
+        self.assertGreater(rank('nova.virt.libvirt.driver'),
                            rank('nova.objects.instance'))
         self.assertGreater(rank('nova.compute.manager'), rank('nova.db'))
         self.assertGreater(rank('nova.cmd.manage'), rank('nova.conf.libvirt'))
@@ -231,7 +231,7 @@ class LayerTestCase(testtools.TestCase):
     def test_each_layer_imports_first(self):
         """Each layer's modules import in a fresh interpreter, first."""
         for module in ('nova.machine_type', 'nova.db.main.api',
-                       'nova.objects.instance', 'nova.virt.libvirt.utils',
+                       'nova.objects.instance', 'nova.virt.libvirt.driver',
                        'nova.compute.manager', 'nova.cmd.manage'):
             loaded = self._loaded_after_import(module)
             self.assertIn(module, loaded)

@@ -23,7 +23,7 @@ import nova.conf
 from nova import exception
 from nova.virt.libvirt import config as libvirt_config
 from nova.virt.libvirt import host as libvirt_host
-from nova.virt.libvirt import utils as libvirt_utils
+from nova import machine_type as resolution
 
 CONF = nova.conf.CONF
 
@@ -80,8 +80,7 @@ class LibvirtDriver:
     def _reported_machine_type(self, guest, instance):
         """What libvirt reports ``guest`` runs (versioned), or None."""
         return self._host.get_machine_type(
-            guest, libvirt_utils.get_guest_arch(instance.image_meta,
-                                                instance))
+            guest, resolution.get_guest_arch(instance.image_meta, instance))
 
     def get_host_machine_types(self):
         """Return the machine types the host supports, as a list of dicts.
@@ -126,8 +125,8 @@ class LibvirtDriver:
         syntactically invalid machine type, InvalidMachineType when the XML
         is built.
         """
-        arch = libvirt_utils.get_guest_arch(image_meta, instance)
-        machine_type = libvirt_utils.get_machine_type(image_meta, instance)
+        arch = resolution.get_guest_arch(image_meta, instance)
+        machine_type = resolution.get_machine_type(image_meta, instance)
         self._check_supported(machine_type, arch)
         return libvirt_config.LibvirtConfigGuest(
             virt_type=CONF.libvirt.virt_type, name=domain_name(instance),

@@ -23,9 +23,9 @@ from nova import exception
 from nova import objects
 from nova.objects import fields
 from nova.objects import service as service_obj
-from nova.virt.libvirt import utils as libvirt_utils
+from nova import machine_type as resolution
 
-SYSMETA_KEY = libvirt_utils.MACHINE_TYPE_SYSMETA_KEY
+SYSMETA_KEY = resolution.MACHINE_TYPE_SYSMETA_KEY
 
 # A guest that is not running can get another chipset at its next boot;
 # changing the machine type of a running guest would surprise it later.
@@ -247,7 +247,7 @@ def current_machine_type(instance):
     recorded = instance.system_metadata.get(SYSMETA_KEY)
     if recorded is not None:
         return recorded, 'recorded'
-    return (libvirt_utils.get_machine_type(instance.image_meta, instance),
+    return (resolution.get_machine_type(instance.image_meta, instance),
             'from image, configuration or default')
 
 
@@ -299,7 +299,7 @@ def _update_refusal(cctxt, instance, existing, new):
                 instance.uuid, instance.vm_state),
             existing=shown, new=new, reason=reason)
     if instance.host:
-        arch = libvirt_utils.get_guest_arch(instance.image_meta, instance)
+        arch = resolution.get_guest_arch(instance.image_meta, instance)
         if db.host_machine_types_refusing(cctxt, new, hosts=[instance.host],
                                           arch=arch):
             return exception.MachineTypeUnsupportedByHost(

@@ -9,7 +9,7 @@ import nova.conf
 from nova import machine_type
 from nova.objects import fields
 from nova.objects import image_meta
-from nova.virt.libvirt import utils
+from nova import machine_type as utils
 
 
 class FakeInstance:
