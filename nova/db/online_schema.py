@@ -88,18 +88,8 @@ def _family(connection):
     return db_utils.backend_family(connection.dialect.name)
 
 
-def _error_code(exc):
-    """The server's error code of a DBAPI error (int on MySQL, str on PG)."""
-    orig = getattr(exc, 'orig', None)
-    pgcode = getattr(orig, 'pgcode', None)
-    if pgcode:
-        return pgcode
-    args = getattr(orig, 'args', ())
-    return args[0] if args else None
-
-
 def _is_duplicate(exc):
-    return _error_code(exc) in (_MYSQL_DUPLICATE, _PG_DUPLICATE)
+    return db_utils.server_error_code(exc) in (_MYSQL_DUPLICATE, _PG_DUPLICATE)
 
 
 class Progress:
@@ -243,7 +233,7 @@ def run_when_table_free(connection, statement, what, report=None,
         try:
             return connection.execute(statement, params or {})
         except sa.exc.DBAPIError as exc:
-            code = _error_code(exc)
+            code = db_utils.server_error_code(exc)
             if code not in _MYSQL_RETRY + _PG_RETRY:
                 raise
             if code not in _LOCK_TIME_OUTS:
@@ -341,7 +331,8 @@ class _SyncLock:
         except sa.exc.DBAPIError as exc:
             # Another node's db sync took it or dropped the table in the
             # same instant (a certification conflict, a missing table).
-            if _error_code(exc) in _MYSQL_RETRY + (_MYSQL_NO_TABLE,):
+            code = db_utils.server_error_code(exc)
+            if code in _MYSQL_RETRY + (_MYSQL_NO_TABLE,):
                 return False
             raise
         if holder != self.me:
@@ -367,7 +358,7 @@ class _SyncLock:
                     'SELECT holder, TIMESTAMPDIFF(SECOND, beat, '
                     'UTC_TIMESTAMP()) FROM %s' % SYNC_LEASE)).all()
             except sa.exc.DBAPIError as exc:
-                if _error_code(exc) != _MYSQL_NO_TABLE:
+                if db_utils.server_error_code(exc) != _MYSQL_NO_TABLE:
                     raise
                 rows = []  # released just now
             return ['%s (last heard of %d s ago; taken over after %d s)'
@@ -514,7 +505,7 @@ def make_column_exact(connection, table, column, length, report=None):
         _mysql_alter(connection, table, change, algorithm='INSTANT',
                      report=report)
     except sa.exc.DBAPIError as exc:
-        if _error_code(exc) not in _MYSQL_UNSUPPORTED_ALGORITHM:
+        if db_utils.server_error_code(exc) not in _MYSQL_UNSUPPORTED_ALGORITHM:
             raise
         # Indexed already (a database upgraded by an earlier release of
         # this revision): the indexes on it are rebuilt, online.
@@ -897,7 +888,7 @@ def _pg_build(connection, statement, what, report):
             try:
                 connection.execute(sa.text(statement))
             except sa.exc.DBAPIError as exc:
-                if _error_code(exc) in _LOCK_TIME_OUTS:
+                if db_utils.server_error_code(exc) in _LOCK_TIME_OUTS:
                     raise exception.DBSyncWaitTimeout(
                         what=wait.what, waited=wait.limit,
                         holders='; '.join(reporter.holders)

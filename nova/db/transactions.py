@@ -131,10 +131,8 @@ MYSQL_AUTOINC_READ_FAILED = 1467
 
 def _autoinc_lock_failed(exc):
     """Is ``exc`` MySQL's error 1467 (see MYSQL_AUTOINC_READ_FAILED)?"""
-    if not isinstance(exc, sa.exc.OperationalError):
-        return False
-    args = getattr(exc.orig, 'args', ())
-    return bool(args) and args[0] == MYSQL_AUTOINC_READ_FAILED
+    return (isinstance(exc, sa.exc.OperationalError)
+            and db_utils.server_error_code(exc) == MYSQL_AUTOINC_READ_FAILED)
 
 
 # Writers race with each other (compute start-ups replacing their hosts'

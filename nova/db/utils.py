@@ -56,6 +56,21 @@ def ensure_sqlite_directory(url):
         os.makedirs(directory, exist_ok=True)
 
 
+def server_error_code(exc):
+    """The database server's code for a SQLAlchemy DBAPI error, or None.
+
+    MySQL's number (1213 for a deadlock, which Galera also gives a
+    certification failure) or PostgreSQL's SQLSTATE ('40P01'), read
+    from the driver's exception that ``exc`` wraps.
+    """
+    orig = getattr(exc, 'orig', None)
+    pgcode = getattr(orig, 'pgcode', None)
+    if pgcode:
+        return pgcode
+    args = getattr(orig, 'args', ())
+    return args[0] if args else None
+
+
 def describe_db_error(exc):
     """One line for an operator from an oslo.db / SQLAlchemy error.
 
