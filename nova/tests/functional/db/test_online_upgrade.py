@@ -311,10 +311,13 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
             isolation_level='AUTOCOMMIT')
         self.addCleanup(conn.close)
         self.assertTrue(online_schema._SyncLock(conn).try_take())
-        session = conn.execute(sa.text(
+        return conn, self.session_id(conn)
+
+    def session_id(self, conn):
+        """The server's id of ``conn``'s session."""
+        return conn.execute(sa.text(
             'SELECT pg_backend_pid()' if self.DATABASE == 'postgresql'
             else 'SELECT CONNECTION_ID()')).scalar()
-        return conn, session
 
     def test_second_sync_waits_for_the_first_then_finds_it_done(self):
         survivors = self.seed_with_duplicates()
@@ -371,9 +374,7 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
         builds once it has ended."""
         survivors = self.seed_with_duplicates(count=DUPLICATE_EVERY * 15)
         held = self.hold_table('instance_system_metadata')
-        holder = held.execute(sa.text(
-            'SELECT pg_backend_pid()' if self.DATABASE == 'postgresql'
-            else 'SELECT CONNECTION_ID()')).scalar()
+        holder = self.session_id(held)
         process = self.sync()
         waiting = 'session %s (' % holder
         self.assertTrue(process.wait_for(waiting), process.describe())
@@ -392,9 +393,7 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
         for whom it waits, and finishes once that client is done."""
         survivors = self.seed_with_duplicates()
         process, lock = self.sync_paused_in_dedup(survivors)
-        holder = lock.execute(sa.text(
-            'SELECT pg_backend_pid()' if self.DATABASE == 'postgresql'
-            else 'SELECT CONNECTION_ID()')).scalar()
+        holder = self.session_id(lock)
         self.assertTrue(process.wait_for(
             'waiting for the open transactions on instance_system_metadata '
             'rows to end'), process.describe())

@@ -161,23 +161,29 @@ class RecorderInterleavingTestCase(base.ComputeTestCase):
 
     OPERATOR = 'q35'
 
-    def operator_after(self, read_function, instance):
-        """Make the operator's update follow the first ``read_function``."""
+    def writer_after(self, read_function, write):
+        """Make ``write()`` follow the first ``read_function`` call;
+        returns the list of what that call returned."""
         original = getattr(machine_type_records, read_function)
         calls = []
 
-        def read_then_operator(*args, **kwargs):
+        def read_then_write(*args, **kwargs):
             result = original(*args, **kwargs)
             if not calls:
                 calls.append(result)
-                machine_type_utils.update_machine_type(
-                    self.context, instance.uuid, self.OPERATOR, force=True)
+                write()
             return result
 
         self.useFixture(fixtures.MonkeyPatch(
             'nova.compute.machine_type_records.' + read_function,
-            read_then_operator))
+            read_then_write))
         return calls
+
+    def operator_after(self, read_function, instance):
+        """Make the operator's update follow the first ``read_function``."""
+        return self.writer_after(
+            read_function, lambda: machine_type_utils.update_machine_type(
+                self.context, instance.uuid, self.OPERATOR, force=True))
 
     def test_start_up(self):
         [instance] = self.legacy_instances('pc')
@@ -232,22 +238,10 @@ class RecorderInterleavingTestCase(base.ComputeTestCase):
 
     def recorder_after(self, read_function, instance):
         """Make an insert-if-absent recorder follow ``read_function``."""
-        original = getattr(machine_type_records, read_function)
-        calls = []
-
-        def read_then_record(*args, **kwargs):
-            result = original(*args, **kwargs)
-            if not calls:
-                calls.append(result)
-                db.instance_system_metadata_record(
-                    self.cell_context(), base.KEY,
-                    {instance.uuid: self.OPERATOR})
-            return result
-
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.compute.machine_type_records.' + read_function,
-            read_then_record))
-        return calls
+        return self.writer_after(
+            read_function, lambda: db.instance_system_metadata_record(
+                self.cell_context(), base.KEY,
+                {instance.uuid: self.OPERATOR}))
 
     def test_pin(self):
         instance = self.build()
