@@ -15,7 +15,7 @@ from oslo_config import cfg
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
 
-from nova.db import online_schema
+from nova.db import sync_waits
 from nova.db import utils as db_utils
 from nova import exception
 
@@ -107,7 +107,7 @@ def db_sync(database=MAIN, version=None, url=None, progress=None):
     that work on many rows advance.
 
     One sync at a time per database: a second one waits for the first
-    (online_schema.sync_lock) and then finds its revisions done.
+    (sync_waits.sync_lock) and then finds its revisions done.
 
     Raises DBVersionNotFound for a revision that does not exist,
     DBConnectionError when the database cannot be reached and
@@ -127,11 +127,11 @@ def db_sync(database=MAIN, version=None, url=None, progress=None):
         raise exception.DBVersionNotFound(version=version, database=database)
     try:
         with _connect(engine, url) as lock_connection, \
-                online_schema.sync_lock(
+                sync_waits.sync_lock(
                     lock_connection.execution_options(
                         isolation_level='AUTOCOMMIT'), progress), \
                 _connect(engine, url) as connection:
-            online_schema.bound_lock_waits(connection)
+            sync_waits.bound_lock_waits(connection)
             config = _alembic_config(database, connection, progress)
             alembic_command.upgrade(config, target)
             connection.commit()

@@ -34,7 +34,7 @@ import testtools.content
 import nova
 from nova.db.main import api as main_db
 from nova.db import migration
-from nova.db import online_schema
+from nova.db import sync_waits
 from nova import objects
 from nova.objects import instance as instance_obj
 from nova.tests import fixtures as nova_fixtures
@@ -457,7 +457,7 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
         conn = engine.connect().execution_options(
             isolation_level='AUTOCOMMIT')
         self.addCleanup(conn.close)
-        lease = online_schema._SyncLock(conn)
+        lease = sync_waits._SyncLock(conn)
         self.assertTrue(lease.galera)
         self.assertTrue(lease.try_take())
         second = self.start(base.NOVA_MANAGE, self.config(node=1),
@@ -473,7 +473,7 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
         self.assertClean(second)
         self.assertMigrated()
         self.assertEqual([], self.execute(
-            "SHOW TABLES LIKE '%s'" % online_schema.SYNC_LEASE))
+            "SHOW TABLES LIKE '%s'" % sync_waits.SYNC_LEASE))
 
 
 class GaleraRaceTests(GaleraCells, test_races.RaceTests_mysql):

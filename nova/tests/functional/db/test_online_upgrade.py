@@ -13,7 +13,7 @@ import datetime
 import sqlalchemy as sa
 
 from nova.db import migration
-from nova.db import online_schema
+from nova.db import sync_waits
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.functional.reliability import base
 
@@ -310,7 +310,7 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
         conn = self.engine.connect().execution_options(
             isolation_level='AUTOCOMMIT')
         self.addCleanup(conn.close)
-        self.assertTrue(online_schema._SyncLock(conn).try_take())
+        self.assertTrue(sync_waits._SyncLock(conn).try_take())
         return conn, self.session_id(conn)
 
     def session_id(self, conn):
@@ -346,11 +346,11 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
             rows = self.execute(
                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
                 "AND granted AND objid = :key",
-                key=online_schema._pg_lock_key(online_schema.SYNC_LOCK))
+                key=sync_waits._pg_lock_key(sync_waits.SYNC_LOCK))
         else:
             rows = self.execute(
                 "SELECT IS_USED_LOCK(CONCAT(:name, '.', DATABASE()))",
-                name=online_schema.SYNC_LOCK)
+                name=sync_waits.SYNC_LOCK)
         return rows[0][0] if rows else None
 
     def test_sync_gives_up_after_its_wait_naming_the_holder(self):

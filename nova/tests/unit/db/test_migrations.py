@@ -14,7 +14,7 @@ from sqlalchemy import exc as sa_exc
 from nova.db.api import models as api_models
 from nova.db.main import models as main_models
 from nova.db import migration
-from nova.db import online_schema
+from nova.db import sysmeta_dedup
 from nova import exception
 from nova.tests import fixtures
 
@@ -233,7 +233,7 @@ class MigrationTests(fixtures.TestCase):
             isolation_level='AUTOCOMMIT')
         self.addCleanup(dedup.close)
         sa.event.listen(dedup, 'before_cursor_execute', service_writes)
-        deleted, _ = online_schema.soft_delete_duplicate_sysmeta(dedup)
+        deleted, _ = sysmeta_dedup.soft_delete_duplicate_sysmeta(dedup)
         self.assertEqual(1, len(written))
         self.assertEqual(2, deleted)
         with self.engine.connect() as conn:

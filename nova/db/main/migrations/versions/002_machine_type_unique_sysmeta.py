@@ -23,6 +23,7 @@ from alembic import op
 
 from nova.db import migration
 from nova.db import online_schema
+from nova.db import sysmeta_dedup
 from nova import exception
 
 revision = '002_machine_type_unique_sysmeta'
@@ -57,7 +58,7 @@ def _upgrade_online(connection, report):
     since = None
     for attempt in range(1, UNIQUE_ATTEMPTS + 1):
         if not online_schema.index_exists(connection, TABLE, UNIQUE):
-            _, since = online_schema.soft_delete_duplicate_sysmeta(
+            _, since = sysmeta_dedup.soft_delete_duplicate_sysmeta(
                 connection, report, since_id=since)
         try:
             online_schema.create_index(connection, TABLE, UNIQUE,
@@ -76,7 +77,7 @@ def _upgrade_online(connection, report):
 
 def _upgrade_sqlite(connection):
     """SQLite: the same result with a table rebuild (embedded, one user)."""
-    online_schema.soft_delete_duplicate_sysmeta(connection)
+    sysmeta_dedup.soft_delete_duplicate_sysmeta(connection)
     with op.batch_alter_table(TABLE) as batch:
         batch.create_unique_constraint(UNIQUE, UNIQUE_COLUMNS)
         batch.create_index(KEY_VALUE, KEY_VALUE_COLUMNS)
