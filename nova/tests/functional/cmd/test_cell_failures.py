@@ -164,8 +164,11 @@ class CellFailureTests(CellFailureTestCase):
         with contextlib.redirect_stdout(io.StringIO()) as out:
             code = status.Checks().check()
         self.assertEqual(2, code, out.getvalue())
-        # One gather, in which the locked cell did not answer: waited once.
-        self.assertEqual([1], gathers)
+        # One gather, in which the locked cell did not answer: the
+        # time-out was waited once, however slow the machine (a loaded
+        # one may make the healthy cell late in that same gather too).
+        self.assertEqual(1, len(gathers), gathers)
+        self.assertGreaterEqual(gathers[0], 1)
 
     def test_list_unset_machine_type(self):
         out = self.assertAnswered(1, self.run_script(
