@@ -60,11 +60,6 @@ _MYSQL_UNSUPPORTED_ALGORITHM = (1845, 1846)
 _PG_DUPLICATE = '23505'
 
 
-def family(connection):
-    """'mysql' (MariaDB too), 'postgresql' or 'sqlite' of ``connection``."""
-    return db_utils.backend_family(connection.dialect.name)
-
-
 def _is_duplicate(exc):
     return db_utils.server_error_code(exc) in (_MYSQL_DUPLICATE, _PG_DUPLICATE)
 
@@ -94,10 +89,10 @@ def table_rows(connection, table):
     Read from the statistics (PostgreSQL's reltuples, InnoDB's
     table_rows), not counted: counting millions of rows takes seconds.
     """
-    if family(connection) == 'postgresql':
+    if db_utils.connection_family(connection) == 'postgresql':
         query = ('SELECT reltuples FROM pg_class'
                  ' WHERE oid = CAST(:table AS regclass)')
-    elif family(connection) == 'mysql':
+    elif db_utils.connection_family(connection) == 'mysql':
         query = ('SELECT table_rows FROM information_schema.tables'
                  ' WHERE table_schema = DATABASE() AND table_name = :table')
     else:
@@ -149,7 +144,7 @@ def make_column_exact(connection, table, column, length, report=None):
     metadata only (ALGORITHM=INSTANT); otherwise the indexes on it are
     rebuilt online. A no-op on other servers and when already done.
     """
-    if family(connection) != 'mysql':
+    if db_utils.connection_family(connection) != 'mysql':
         return
     collation = _mysql_exact_collation(connection)
     if _mysql_column_collation(connection, table, column) == collation:
@@ -202,7 +197,7 @@ def _mysql_has_index(connection, table, name):
 
 def index_exists(connection, table, name):
     """Whether ``table`` has a usable index called ``name``."""
-    if family(connection) == 'postgresql':
+    if db_utils.connection_family(connection) == 'postgresql':
         return _pg_index_state(connection, name) == 'valid'
     return _mysql_has_index(connection, table, name)
 
@@ -215,7 +210,7 @@ def _other_builds(connection, table):
     it), and holds no sync lock any more. A rerun waits for that build
     instead of racing it.
     """
-    if family(connection) == 'postgresql':
+    if db_utils.connection_family(connection) == 'postgresql':
         query = (
             "SELECT pid FROM pg_stat_activity"
             " WHERE pid <> pg_backend_pid() AND datname = current_database()"
@@ -404,7 +399,7 @@ def create_index(connection, table, name, columns, unique=False,
     DBDuplicatesDuringIndexBuild when a unique index meets duplicated rows
     (the build is undone).
     """
-    postgresql = family(connection) == 'postgresql'
+    postgresql = db_utils.connection_family(connection) == 'postgresql'
     wait_for_other_builds(connection, table, report)
     # On PostgreSQL a unique key is done once it is a constraint.
     if (_pg_has_constraint(connection, table, name) if postgresql and unique
@@ -454,7 +449,8 @@ def replace_index(connection, table, old, new, columns, report=None):
     if index_exists(connection, table, new):
         drop_index(connection, table, old, report)
         return
-    if (family(connection) == 'mysql' and columns[-1] == 'id'
+    if (db_utils.connection_family(connection) == 'mysql'
+            and columns[-1] == 'id'
             and _mysql_index_columns(connection, table, old)
             == list(columns[:-1])):
         _mysql_alter(connection, table, 'RENAME INDEX %s TO %s'
@@ -466,7 +462,7 @@ def replace_index(connection, table, old, new, columns, report=None):
 
 def drop_index(connection, table, name, report=None):
     """Drop index ``name`` of ``table`` if it exists, without blocking."""
-    if family(connection) == 'postgresql':
+    if db_utils.connection_family(connection) == 'postgresql':
         _pg_build(connection, 'DROP INDEX CONCURRENTLY IF EXISTS %s' % name,
                   name, report)
     elif _mysql_has_index(connection, table, name):

@@ -41,10 +41,6 @@ WAIT_REPORT_EVERY = 10.0
 WAIT_POLL = 1.0
 
 
-def _family(connection):
-    return db_utils.backend_family(connection.dialect.name)
-
-
 class Wait:
     """A wait for other sessions, bounded by [database]sync_wait_timeout.
 
@@ -104,7 +100,7 @@ def open_transactions(connection, sessions=None):
     Seeing other users' sessions needs MySQL's PROCESS privilege
     (PostgreSQL's pg_read_all_stats).
     """
-    if _family(connection) == 'postgresql':
+    if db_utils.connection_family(connection) == 'postgresql':
         query = sa.text(
             "SELECT pid, usename, coalesce(client_addr::text, 'local'),"
             "       extract(epoch FROM now() - xact_start)::int,"
@@ -185,7 +181,7 @@ def _pg_lock_key(name):
 
 def _galera(connection):
     """Whether ``connection`` is to a node of a Galera cluster."""
-    if _family(connection) != 'mysql':
+    if db_utils.connection_family(connection) != 'mysql':
         return False
     row = connection.execute(sa.text(
         "SHOW VARIABLES LIKE 'wsrep_on'")).first()
@@ -203,7 +199,7 @@ class _SyncLock:
 
     def __init__(self, connection):
         self.connection = connection
-        self.family = _family(connection)
+        self.family = db_utils.connection_family(connection)
         self.galera = _galera(connection)
         self.me = 'db sync %s:%d:%s' % (
             socket.gethostname(), os.getpid(), uuid_lib.uuid4().hex[:8])
@@ -319,7 +315,7 @@ def bound_lock_waits(connection):
     role's setting), the statement gives up in time for
     run_when_table_free to say whom it waits for and to bound the wait.
     """
-    family = _family(connection)
+    family = db_utils.connection_family(connection)
     if family == 'postgresql':
         connection.execute(sa.text(
             "SELECT set_config('lock_timeout', :v, false) WHERE "
@@ -347,7 +343,7 @@ def sync_lock(connection, report=None):
     then find the revisions done. See _SyncLock for the lock itself. A
     no-op on SQLite, an embedded single-user database.
     """
-    if _family(connection) == 'sqlite':
+    if db_utils.connection_family(connection) == 'sqlite':
         yield
         return
     lock = _SyncLock(connection)

@@ -16,16 +16,13 @@ import sqlalchemy as sa
 
 from nova.db import online_schema
 from nova.db import sync_waits
+from nova.db import utils as db_utils
 
 # Instances whose duplicates are read and soft-deleted per batch.
 DEDUP_INSTANCES = 1000
 # Bytes of sort buffer for the one read that finds the duplicates on
 # MySQL/MariaDB (one session's, for one statement).
 DEDUP_SORT_BUFFER = 64 * 1024 * 1024
-
-
-def _family(connection):
-    return online_schema.family(connection)
 
 
 # Passes over one range of instances before giving up on it: a pass is
@@ -82,10 +79,10 @@ def _duplicated_instances(connection, table, report):
              .group_by(table.c.instance_uuid, table.c.key)
              .having(sa.func.count() > 1))
     settings = contextlib.nullcontext()
-    if _family(connection) == 'mysql':
+    if db_utils.connection_family(connection) == 'mysql':
         query = query.prefix_with('SQL_BIG_RESULT')
         settings = _mysql_sort_buffer(connection)
-    elif _family(connection) == 'postgresql':
+    elif db_utils.connection_family(connection) == 'postgresql':
         settings = online_schema.pg_settings(connection, statement_timeout='0')
     with settings, _Heartbeat(report):
         rows = connection.execute(query).all()

@@ -113,6 +113,11 @@ def backend_family(dialect_name):
     return 'mysql' if dialect_name == 'mariadb' else dialect_name
 
 
+def connection_family(connection):
+    """backend_family of a SQLAlchemy connection's dialect."""
+    return backend_family(connection.dialect.name)
+
+
 def _dialect_insert(dialect_name, table):
     """The INSERT of ``dialect_name``, which knows its conflict clauses.
 
