@@ -24,9 +24,7 @@ Every one of these writes is conditioned on what was read
 
 Methods that Nova runs as RPC casts between hosts (finishing a migration on
 the destination, reverting on the source) are calls between the managers
-of the two hosts here, which live in the same process: each manager is
-reachable by its host's name (``_SERVICES``), the latest one created for a
-host standing for that host's nova-compute, as an RPC topic would. What a
+of the two hosts here, which live in the same process (``services``). What a
 cold migration needs after its start (the hosts, the vm_state to come back
 to) is in the cell database's ``migrations`` table, never in a manager, so
 a confirm or revert works after either host's nova-compute restarted.
@@ -40,6 +38,8 @@ from oslo_utils import timeutils
 
 from nova.compute import machine_type_records
 from nova.compute import power_state
+from nova.compute import recovery
+from nova.compute import services
 from nova.compute import task_states
 from nova.compute import vm_states
 from nova import context as nova_context
@@ -59,20 +59,6 @@ MACHINE_TYPE_KEY = machine_type_records.KEY
 REBOOT_TYPES = ('SOFT', 'HARD')
 # What instance_faults.code holds for a failed operation, as in Nova.
 FAULT_CODE = 500
-
-# The nova-compute service of each host of this process, by host name:
-# the ComputeManager created last for it (a restart replaces the old one).
-# What Nova reaches through the RPC topic of a host.
-_SERVICES = {}
-
-
-def _service(host):
-    """The ComputeManager of ``host``; MigrationError if none runs."""
-    manager = _SERVICES.get(host)
-    if manager is None:
-        raise exception.MigrationError(
-            reason='no nova-compute runs on host %s' % host)
-    return manager
 
 
 def expects_vm_state(*states):
@@ -97,15 +83,18 @@ def expects_vm_state(*states):
 class ComputeManager:
     """The compute service of one host, with its libvirt driver."""
 
-    def __init__(self, host=None):
+    def __init__(self, host=None, compute_driver=None):
         self.host = host or CONF.host
         # Nova's libvirt node is the hypervisor's host name: the same here.
         self.nodename = self.host
-        self.driver = libvirt_driver.LibvirtDriver(self.host)
+        # ``compute_driver``: a LibvirtDriver of this host on its own
+        # libvirt; by default [libvirt]connection_uri.
+        self.driver = compute_driver or libvirt_driver.LibvirtDriver(
+            self.host)
         # This process's nova-compute of the host from now on: moves of
         # other hosts reach it here. Nothing about a migration is kept in
         # the manager (see objects.Migration).
-        _SERVICES[self.host] = self
+        services.register(self)
 
     # -- start-up -------------------------------------------------------------
 
@@ -116,7 +105,8 @@ class ComputeManager:
         ``nova-manage db sync``. Opens libvirt first (HypervisorUnavailable
         if it cannot be reached, before anything is written), creates or
         updates the nova-compute service row, replaces the machine types
-        the host reports supporting and records the machine type of every
+        the host reports supporting, recovers the operations a restart cut
+        off (``recovery``) and records the machine type of every
         instance of the host that has none. An instance RESIZED by a cold
         migration is the destination's (its host column names it): recorded
         from its domain there. Returns nothing.
@@ -128,6 +118,10 @@ class ComputeManager:
         objects.Service.register(context, self.host, BINARY)
         db.host_machine_types_replace(context, self.host,
                                       self.driver.get_host_machine_types())
+        recovered = recovery.recover_host(self, context)
+        if recovered:
+            LOG.warning('Recovered %d operation(s) cut off on host %s',
+                        recovered, self.host)
         live, computed, live_types = (
             machine_type_records.record_host_instances(
                 context, self.host, self.driver))
@@ -512,14 +506,41 @@ class ComputeManager:
             instance.image_ref = image_meta.id
 
     def _evacuate(self, context, instance):
-        """Define and start the instance here from its record."""
-        vm_state = self._state_after_rebuild(instance)
-        read = machine_type_records.ensure_recorded(context, instance,
-                                                    self.driver)
+        """Define and start the instance here from its record.
+
+        As in Nova, an 'evacuation' migration names the source: written
+        'accepted' before the claim, so that a restart at any later point
+        knows this was an evacuation (recovery finishes it), and 'done'
+        after the last save. The source's stale domain is removed by the
+        source's start-up (``recovery``).
+        """
+        machine_type_records.ensure_recorded(context, instance, self.driver)
+        migration = objects.Migration(
+            context, instance_uuid=instance.uuid,
+            migration_type=migration_obj.EVACUATION,
+            source_compute=instance.host, source_node=instance.node,
+            dest_compute=self.host, dest_node=self.nodename,
+            status=migration_obj.ACCEPTED, old_vm_state=instance.vm_state)
+        migration.create()
         instance.host = self.host
         instance.node = self.nodename
-        self._start_task(instance, task_states.REBUILDING)
-        with self._error_out_on_failure(context, instance):
+        try:
+            self._start_task(instance, task_states.REBUILDING)
+        except Exception:
+            migration.move_on(migration_obj.FAILED, migration_obj.ACCEPTED)
+            raise
+        self._finish_evacuation(context, instance, migration)
+
+    def _finish_evacuation(self, context, instance, migration):
+        """Define the domain here from the record; the evacuation is done.
+
+        Ends STOPPED for an instance evacuated STOPPED, else ACTIVE.
+        """
+        vm_state = (vm_states.STOPPED
+                    if migration.old_vm_state == vm_states.STOPPED
+                    else vm_states.ACTIVE)
+        read = machine_type_records.read_record(instance)
+        with self._migration_error_on_failure(context, instance, migration):
             reported = self.driver.spawn(context, instance,
                                          instance.image_meta)
             self._power_off_if_stopped(instance, vm_state)
@@ -528,6 +549,7 @@ class ComputeManager:
                               if vm_state == vm_states.STOPPED
                               else power_state.RUNNING,
                               record=record)
+        migration.move_on(migration_obj.DONE, migration_obj.ACCEPTED)
 
     # -- cold migration -------------------------------------------------------
 
@@ -568,8 +590,9 @@ class ComputeManager:
         except Exception:
             if migration.id is not None:
                 try:
-                    migration.status = migration_obj.ERROR
-                    migration.save()
+                    # Only over the status this operation left: a host
+                    # that moved the migration on meanwhile keeps it.
+                    migration.move_on(migration_obj.ERROR, migration.status)
                 except Exception:
                     LOG.exception('Cannot mark migration %s of instance %s '
                                   'as failed', migration.uuid, instance.uuid)
@@ -621,6 +644,10 @@ class ComputeManager:
         with self._error_out_on_failure(context, instance):
             migration.move_on(migration_obj.CONFIRMED,
                               migration_obj.FINISHED)
+        self._complete_confirm(instance, migration)
+
+    def _complete_confirm(self, instance, migration):
+        """The final save of a confirm: back to the old vm_state."""
         self._set_final_state(instance, migration.old_vm_state,
                               instance.power_state)
 
@@ -638,8 +665,8 @@ class ComputeManager:
         kept, and can be confirmed.
         """
         migration = self._finished_migration(context, instance)
-        source = _service(migration.source_compute)
-        dest = _service(migration.dest_compute)
+        source = services.get(migration.source_compute)
+        dest = services.get(migration.dest_compute)
         # Before the destination's domain goes: the record may have been
         # pinned there to a version the source's QEMU does not have.
         source.driver.check_machine_type_supported(instance)
@@ -656,7 +683,12 @@ class ComputeManager:
         source._finish_revert_migration(context, instance, migration)
 
     def _finish_revert_migration(self, context, instance, migration):
-        """Source side of a revert: take the instance back from the record."""
+        """Source side of a revert: take the instance back from the record.
+
+        The instance's last save comes before the migration's 'reverted':
+        a restart in between finds the migration still 'reverting' and
+        the instance already back (recovery moves the migration on).
+        """
         instance.host = self.host
         instance.node = self.nodename
         power_on = migration.old_vm_state != vm_states.STOPPED
@@ -664,13 +696,12 @@ class ComputeManager:
         with self._migration_error_on_failure(context, instance, migration):
             reported = self.driver.finish_revert_migration(
                 instance, power_on=power_on)
-            migration.move_on(migration_obj.REVERTED,
-                              migration_obj.REVERTING)
         record = self._pin_record(context, instance, read, reported)
         self._set_final_state(instance, migration.old_vm_state,
                               power_state.RUNNING if power_on
                               else power_state.SHUTDOWN,
                               record=record)
+        migration.move_on(migration_obj.REVERTED, migration_obj.REVERTING)
 
     # -- live migration -------------------------------------------------------
 

@@ -12,17 +12,26 @@ import uuid as uuid_lib
 from nova.db.main import api as db
 from nova.objects import base
 
-# Nova's migration_type of a cold migration (a resize to the same flavor).
+# Nova's migration_type of a cold migration (a resize to the same flavor)
+# and of an evacuation.
 MIGRATION = 'migration'
-# Nova's statuses, in the order a cold migration goes through them.
+EVACUATION = 'evacuation'
+# Nova's statuses, in the order a cold migration goes through them; the
+# transitions are drawn in doc/source/contributor/architecture.rst
+# ("Cold migrations"). Nova's 'confirming' is not used: confirming cleans
+# nothing up here (the source's domain went when the migration started),
+# so confirm moves 'finished' to 'confirmed' in one write.
 MIGRATING = 'migrating'
 POST_MIGRATING = 'post-migrating'
 FINISHED = 'finished'
-CONFIRMING = 'confirming'
 CONFIRMED = 'confirmed'
 REVERTING = 'reverting'
 REVERTED = 'reverted'
 ERROR = 'error'
+# An evacuation's: asked for, then done (or failed) on the destination.
+ACCEPTED = 'accepted'
+DONE = 'done'
+FAILED = 'failed'
 
 
 class Migration(base.ChangeTracking):
@@ -63,18 +72,45 @@ class Migration(base.ChangeTracking):
             expected_status=expected_status))
 
     def move_on(self, status, expected_status):
-        """Save ``status``, conditioned on the status read being current."""
+        """Save ``status``, conditioned on the status read being current.
+
+        On MigrationError (another host moved it on) the object keeps the
+        status it had.
+        """
+        previous = self.status
         self.status = status
-        self.save(expected_status=expected_status)
+        try:
+            self.save(expected_status=expected_status)
+        except Exception:
+            self.status = previous
+            raise
 
     @classmethod
-    def get_by_instance_and_status(cls, context, instance_uuid, status):
-        """The instance's newest migration in ``status``; MigrationError
-        if it has none."""
+    def _from_row(cls, context, row):
         migration = cls(context)
-        migration._load_row(db.migration_get_by_instance_and_status(
-            context, instance_uuid, status))
+        migration._load_row(row)
         return migration
+
+    @classmethod
+    def get_by_instance_and_status(cls, context, instance_uuid, *statuses):
+        """The instance's newest migration in one of ``statuses``;
+        MigrationError if it has none."""
+        return cls._from_row(context, db.migration_get_by_instance_and_status(
+            context, instance_uuid, statuses))
+
+    @classmethod
+    def get_all_from_host(cls, context, host, status):
+        """The migrations in ``status`` whose source is host ``host``."""
+        return [cls._from_row(context, row) for row in
+                db.migration_get_all_by_host_and_status(
+                    context, host, status, 'source_compute')]
+
+    @classmethod
+    def get_all_to_host(cls, context, host, status):
+        """The migrations in ``status`` whose destination is ``host``."""
+        return [cls._from_row(context, row) for row in
+                db.migration_get_all_by_host_and_status(
+                    context, host, status, 'dest_compute')]
 
     def __repr__(self):
         return 'Migration(uuid=%s, instance=%s, %s -> %s, %s)' % (

@@ -1286,25 +1286,40 @@ def migration_create(context, values):
 
 
 @pick_context_manager_reader
-def migration_get_by_instance_and_status(context, instance_uuid, status):
-    """The newest live migration of an instance in ``status``, as a dict.
+def migration_get_by_instance_and_status(context, instance_uuid, statuses):
+    """The newest live migration of an instance in one of ``statuses``
+    (a tuple), as a dict.
 
     MigrationError when there is none.
     """
     # SELECT * FROM migrations
     #  WHERE deleted = 0 AND instance_uuid = :instance_uuid
-    #    AND status = :status
+    #    AND status IN (:statuses)
     #  ORDER BY id DESC LIMIT 1
     row = _execute(context, sa.select(MIGRATIONS).where(
         MIGRATIONS.c.deleted == 0,
         MIGRATIONS.c.instance_uuid == instance_uuid,
-        MIGRATIONS.c.status == status)
+        MIGRATIONS.c.status.in_(statuses))
         .order_by(MIGRATIONS.c.id.desc()).limit(1)).first()
     if row is None:
         raise exception.MigrationError(
             reason='instance %s has no migration in status %s'
-            % (instance_uuid, status))
+            % (instance_uuid, ' or '.join(statuses)))
     return dict(row._mapping)
+
+
+@pick_context_manager_reader
+def migration_get_all_by_host_and_status(context, host, status, side):
+    """The live migrations in ``status`` whose ``side`` ('source_compute'
+    or 'dest_compute') is ``host``, by id."""
+    # SELECT * FROM migrations
+    #  WHERE deleted = 0 AND <side> = :host AND status = :status
+    #  ORDER BY id
+    rows = _execute(context, sa.select(MIGRATIONS).where(
+        MIGRATIONS.c.deleted == 0,
+        MIGRATIONS.c[side] == host,
+        MIGRATIONS.c.status == status).order_by(MIGRATIONS.c.id)).all()
+    return [dict(row._mapping) for row in rows]
 
 
 @pick_context_manager_writer

@@ -16,12 +16,20 @@ from nova.objects import fields
 # the XML while the machine type under test is written unchanged.
 TEST_DRIVER_ARCH = fields.Architecture.I686
 
+# Nova's namespace for its own data in a domain's <metadata>. The host
+# that defined the domain is kept there, so that a host's start-up can tell
+# a stale domain of its own (an instance evacuated or reverted away) from
+# one another host defined (guest.parse_owner_host).
+NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
+ET.register_namespace('nova', NOVA_NS)
+
 
 class LibvirtConfigGuest:
     """The configuration of one diskless guest domain."""
 
     def __init__(self, virt_type='kvm', name=None, uuid=None, arch=None,
-                 machine_type=None, memory_mib=64, vcpus=1, os_type='hvm'):
+                 machine_type=None, memory_mib=64, vcpus=1, os_type='hvm',
+                 owner_host=None):
         self.virt_type = virt_type
         self.name = name
         self.uuid = uuid
@@ -30,6 +38,7 @@ class LibvirtConfigGuest:
         self.memory_mib = memory_mib
         self.vcpus = vcpus
         self.os_type = os_type
+        self.owner_host = owner_host
 
     def _check_machine_type(self):
         """Refuse a machine type that is not syntactically one.
@@ -63,6 +72,13 @@ class LibvirtConfigGuest:
                 type_elem.set(attr, value)
         return os_elem
 
+    def _metadata_element(self):
+        """Return ``<metadata><nova:instance><nova:host>``: who defined it."""
+        metadata = ET.Element('metadata')
+        instance = ET.SubElement(metadata, '{%s}instance' % NOVA_NS)
+        ET.SubElement(instance, '{%s}host' % NOVA_NS).text = self.owner_host
+        return metadata
+
     def to_element(self):
         """Return the ``<domain>`` element; raises InvalidMachineType."""
         self._check_machine_type()
@@ -72,6 +88,8 @@ class LibvirtConfigGuest:
         ET.SubElement(domain, 'memory', unit='MiB').text = str(
             int(self.memory_mib))
         ET.SubElement(domain, 'vcpu').text = str(int(self.vcpus))
+        if self.owner_host is not None:
+            domain.append(self._metadata_element())
         domain.append(self._os_element())
         return domain
 

@@ -19,6 +19,11 @@ uuid already exists redefines it in place (evacuate, whose source host is
 down and keeps its stale domain until it comes back).
 """
 
+import logging
+
+import libvirt
+
+from nova.compute import power_state
 import nova.conf
 from nova import exception
 from nova.virt.libvirt import config as libvirt_config
@@ -26,6 +31,7 @@ from nova.virt.libvirt import host as libvirt_host
 from nova import machine_type as resolution
 
 CONF = nova.conf.CONF
+LOG = logging.getLogger(__name__)
 
 DOMAIN_NAME_PREFIX = 'instance-'
 
@@ -82,6 +88,13 @@ class LibvirtDriver:
         return self._host.get_machine_type(
             guest, resolution.get_guest_arch(instance.image_meta, instance))
 
+    def get_power_state(self, instance):
+        """The power state of the instance's domain here; NOSTATE if this
+        host has none."""
+        guest = self._host.get_guest(instance.uuid)
+        return (guest.get_power_state() if guest is not None
+                else power_state.NOSTATE)
+
     def get_host_machine_types(self):
         """Return the machine types the host supports, as a list of dicts.
 
@@ -130,7 +143,8 @@ class LibvirtDriver:
         self._check_supported(machine_type, arch)
         return libvirt_config.LibvirtConfigGuest(
             virt_type=CONF.libvirt.virt_type, name=domain_name(instance),
-            uuid=instance.uuid, arch=arch, machine_type=machine_type)
+            uuid=instance.uuid, arch=arch, machine_type=machine_type,
+            owner_host=self.host_name)
 
     # -- defining domains -----------------------------------------------------
 
@@ -245,6 +259,40 @@ class LibvirtDriver:
         guest = self._host.get_guest(instance.uuid)
         if guest is not None:
             guest.delete_configuration()
+
+    def list_own_domains(self):
+        """Return the uuids of the domains this host defined.
+
+        Only domains whose metadata names this host (see config.NOVA_NS):
+        where hosts share one libvirt (module docstring) the domain a move
+        redefined elsewhere is not this host's, and a domain defined
+        before nova wrote the metadata, or by something else, is never
+        taken for one of its own. A domain that cannot be read is logged
+        and left out: it is not removed on a guess.
+        """
+        own = set()
+        for guest in self._host.list_guests():
+            try:
+                if guest.get_owner_host() == self.host_name:
+                    own.add(guest.uuid)
+            except libvirt.libvirtError as err:
+                if err.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    LOG.error('Cannot read the domain of instance %s: %s',
+                              guest.uuid, err)
+        return own
+
+    def destroy_own(self, instance):
+        """Remove the instance's domain if this host defined it.
+
+        For start-up's clean-up of domains left behind by moves: checked
+        again just before, so a domain another host has since redefined is
+        kept. Returns True if a domain was removed.
+        """
+        guest = self._host.get_guest(instance.uuid)
+        if guest is None or guest.get_owner_host() != self.host_name:
+            return False
+        guest.delete_configuration()
+        return True
 
     # -- moves ----------------------------------------------------------------
 

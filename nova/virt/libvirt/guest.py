@@ -4,7 +4,9 @@ import xml.etree.ElementTree as ET
 
 import libvirt
 
+from nova.compute import power_state
 from nova.objects import fields
+from nova.virt.libvirt import config as libvirt_config
 
 
 def parse_os_type(xml_string):
@@ -34,6 +36,34 @@ def parse_machine_type(xml_string):
     """Return the machine type of a domain XML, or None (see parse_os_type).
     """
     return parse_os_type(xml_string)[1]
+
+
+# libvirt's domain states as Nova's power states.
+_POWER_STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: power_state.NOSTATE,
+    libvirt.VIR_DOMAIN_RUNNING: power_state.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: power_state.RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: power_state.PAUSED,
+    libvirt.VIR_DOMAIN_SHUTDOWN: power_state.SHUTDOWN,
+    libvirt.VIR_DOMAIN_SHUTOFF: power_state.SHUTDOWN,
+    libvirt.VIR_DOMAIN_CRASHED: power_state.CRASHED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: power_state.SUSPENDED,
+}
+
+
+def parse_owner_host(xml_string):
+    """Return the host that defined a domain, from its XML, or None.
+
+    None for a domain without nova's metadata: one defined before nova
+    wrote it, or by something else than nova.
+    """
+    try:
+        root = ET.fromstring(xml_string)
+    except ET.ParseError:
+        return None
+    host = root.find('./metadata/{%s}instance/{%s}host'
+                     % (libvirt_config.NOVA_NS, libvirt_config.NOVA_NS))
+    return host.text if host is not None else None
 
 
 class Guest:
@@ -68,6 +98,15 @@ class Guest:
     def get_os_type(self):
         """Return (arch, machine type) of the domain, from one XML read."""
         return parse_os_type(self.get_xml_desc())
+
+    def get_owner_host(self):
+        """Return the host that defined the domain (nova's metadata), or
+        None."""
+        return parse_owner_host(self.get_xml_desc())
+
+    def get_power_state(self):
+        """The domain's state as one of nova's power states."""
+        return _POWER_STATES.get(self._domain.state()[0], power_state.NOSTATE)
 
     def is_active(self):
         """True if the domain is running (or paused), False if shut off."""

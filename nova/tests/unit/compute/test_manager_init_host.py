@@ -190,6 +190,9 @@ class RaceTestCase(InitHostTestCase):
     """Spawn and a (re)starting init_host recording the same instance."""
 
     def test_init_host_between_define_and_active_save(self):
+        # The restarted service takes the old one for dead: the build it
+        # finds in flight is cut off (ERROR, domain kept, recorded from
+        # it), and the old process's late save is refused.
         instance = self.create_instance()
         restarted = self.compute.__class__('compute1')
         spawn = self.compute.driver.spawn
@@ -202,10 +205,12 @@ class RaceTestCase(InitHostTestCase):
             return machine_type
 
         self.compute.driver.spawn = spawn_then_restart
-        self.compute.build_and_run_instance(self.ctxt, instance,
-                                            self.image(hw_machine_type='q35'))
-        self.assertState(instance, vm_states.ACTIVE, host='compute1')
+        self.assertRaises(exception.UnexpectedTaskStateError,
+                          self.compute.build_and_run_instance, self.ctxt,
+                          instance, self.image(hw_machine_type='q35'))
+        self.assertState(instance, vm_states.ERROR, host='compute1')
         self.assertEqual(['q35'], self.machine_type_rows(instance))
+        self.assertTrue(self.domain_is_running(instance))
 
     def test_spawn_between_listing_and_computed_insert(self):
         self.flags(hw_machine_type=['x86_64=pc-i440fx-2.11'], group='libvirt')

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from nova.compute import manager
 from nova.compute import power_state
+from nova.compute import services
 from nova.compute import vm_states
 from nova.db.main import api as db
 from nova.db import transactions
@@ -452,7 +453,7 @@ class MigrationRestartTestCase(LifecycleTestCase):
 
     def test_revert_while_the_source_is_down_changes_nothing(self):
         self.migrate()
-        self.useFixture(fixtures.MockPatchObject(manager, '_SERVICES', {}))
+        self.useFixture(fixtures.MockPatchObject(services, '_SERVICES', {}))
         self.restart('compute2')
         err = self.assertRaises(exception.MigrationError,
                                 self.compute2.revert_migration, self.ctxt,
