@@ -103,11 +103,16 @@ class RecordingBesideInstanceSavesTests(mtu_tests.MachineTypeTestMixin,
         """Is a transaction waiting for a lock with ``statement``?
 
         InnoDB refreshes innodb_trx only when it was last read more than
-        0.1 s before: poll it less often than that (POLL_INTERVAL).
+        0.1 s before: poll it less often than that (POLL_INTERVAL). The
+        view is server-wide: narrowed to this test's database, so that
+        another worker's wait never passes for this one's.
         """
         return conn.execute(sa.text(
-            "SELECT count(*) FROM information_schema.innodb_trx "
-            "WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE :statement"),
+            "SELECT count(*) FROM information_schema.innodb_trx t "
+            "JOIN information_schema.processlist p "
+            "ON p.id = t.trx_mysql_thread_id "
+            "WHERE t.trx_state = 'LOCK WAIT' AND p.db = DATABASE() "
+            "AND t.trx_query LIKE :statement"),
             {'statement': statement + '%'}).scalar()
 
     def test_a_save_during_a_page_is_not_a_deadlock_victim(self):

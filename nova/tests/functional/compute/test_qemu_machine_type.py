@@ -15,6 +15,7 @@ from nova.compute import vm_states
 from nova.db.main import api as db
 from nova import exception
 from nova import objects
+from nova.objects import service as service_obj
 from nova.objects import instance as objects_instance
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.unit import compute as base
@@ -155,8 +156,11 @@ class QemuStartUpTestCase(QemuTestCase):
         self.assertRegex(self.recorded(kept), VERSIONED_I440FX)
         # Without a domain, it is recorded by resolution.
         self.assertEqual(['pc'], self.machine_type_rows(gone))
-        self.assertEqual('compute1', objects.Service.get_by_host_and_binary(
-            self.ctxt, 'compute1', 'nova-compute').host)
+        # nova-compute started: it registered at the recording version.
+        self.assertEqual(
+            [('compute1', service_obj.SERVICE_VERSION)],
+            [(s.host, s.version) for s in objects.ServiceList.get_by_binary(
+                self.ctxt, 'nova-compute')])
 
     def test_domain_redefined_behind_our_back_is_drift(self):
         instance = self.build({'hw_machine_type': 'q35'})

@@ -1,5 +1,8 @@
 """Start-up recovery after a kill at every step (the unit tier's tests)
 on MariaDB and PostgreSQL, and on a real libvirtd with QEMU.
+
+The hosts share one libvirt here: the unit tier also runs every test with
+each host on its own hypervisor, which sends the same statements.
 """
 
 from nova.tests import fixtures as nova_fixtures
@@ -7,8 +10,6 @@ from nova.tests.functional.compute import test_qemu_machine_type as qemu
 from nova.tests.unit.compute import test_recovery as unit
 
 globals().update(nova_fixtures.backend_variants(unit.RecoveryTestCase))
-globals().update(nova_fixtures.backend_variants(
-    unit.SeparateHostsRecoveryTestCase))
 
 
 class QemuRecoveryTestCase(qemu.QemuTestCase, unit.RecoveryTestCase):

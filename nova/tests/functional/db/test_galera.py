@@ -436,12 +436,15 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
         self.addCleanup(watch.dispose)
         before = self._soft_deleted(watch)
         sync = self.start(base.NOVA_MANAGE, self.config(), 'db', 'sync')
-        wait_until(lambda: sync.proc.poll() is not None
-                   or self._deduplicating(watch, before))
-        self.assertIsNone(sync.proc.poll(),
-                          'db sync ended before de-duplicating: '
-                          + sync.describe())
+        self.assertTrue(wait_until(lambda: sync.proc.poll() is not None
+                                   or self._deduplicating(watch, before)),
+                        'db sync never de-duplicated: ' + sync.describe())
+        # Fails if the sync had ended before the kill.
         sync.kill_running()
+        # Work was left for the rerun: the cell is not at head.
+        self.assertNotEqual(migration.head_revision(migration.MAIN),
+                            migration.db_version(migration.MAIN,
+                                                 url=self.cell_db.url))
         self.assertClean(self.start(base.NOVA_MANAGE, self.config(),
                                     'db', 'sync'))
         self.assertMigrated()

@@ -215,10 +215,13 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
     # -- tests ---------------------------------------------------------------
 
     def test_small_cell_prints_nothing(self):
-        self.seed_with_duplicates(count=DUPLICATE_EVERY * 30)
+        survivors = self.seed_with_duplicates(count=DUPLICATE_EVERY * 30)
+        self.assertTrue(survivors)
         process = self.sync()
         self.assertClean(process)
         self.assertEqual('', process.stdout)
+        # Silent, not idle: the duplicates went and the keys were built.
+        self.assertUpgraded(survivors)
 
     def test_kill_9_in_each_step_then_rerun(self):
         survivors = self.seed_with_duplicates()

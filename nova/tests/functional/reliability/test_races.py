@@ -27,6 +27,10 @@ from nova.tests import fixtures as nova_fixtures
 from nova.tests.functional.reliability import base
 
 HOSTS = ('race-a', 'race-b')
+# Where the test's own builds run, in this process: other hosts than the
+# starting ones, whose start-up would take an in-flight build for one a
+# restart cut off (nova.compute.recovery), as Nova's does.
+SPAWN_HOSTS = ('race-c', 'race-d')
 MIGRATIONS = 4
 # Legacy domains per host (defined, no record), and spawns per host.
 DOMAINS_PER_HOST = 10
@@ -91,7 +95,7 @@ class LockWaitsMixin:
                 'never %d lock waits' % count)
 
 
-class RaceTests(base.ReliabilityTestCase):
+class RaceTests(LockWaitsMixin, base.ReliabilityTestCase):
 
     def setUp(self):
         super().setUp()
@@ -124,15 +128,16 @@ class RaceTests(base.ReliabilityTestCase):
         return defined
 
     def _spawn_stream(self, spawned, errors):
-        """Build instances on both hosts, one after the other."""
+        """Build instances on SPAWN_HOSTS, one after the other."""
         try:
             ctxt = context.get_admin_context()
             context.set_target_cell(ctxt, self.cells[0])
-            computes = [manager.ComputeManager(host) for host in HOSTS]
+            computes = [manager.ComputeManager(host)
+                        for host in SPAWN_HOSTS]
             image = objects.ImageMeta.from_dict(
                 {'id': str(uuid_lib.uuid4()),
                  'properties': {'hw_machine_type': 'pc'}})
-            for index in range(SPAWNS_PER_HOST * len(HOSTS)):
+            for index in range(SPAWNS_PER_HOST * len(SPAWN_HOSTS)):
                 instance = objects.Instance(
                     ctxt, uuid=str(uuid_lib.uuid4()), project_id='p',
                     user_id='u', image_ref=image.id, architecture='x86_64',
@@ -145,8 +150,28 @@ class RaceTests(base.ReliabilityTestCase):
         except Exception as exc:
             errors.append(exc)
 
+    def _hold_first_hostless_record(self):
+        """Write the record every online data migration writes first, and
+        keep it uncommitted: each of them waits for it. Returns the
+        holder's connection, in its transaction."""
+        # The migrations walk host-less instances by id: the first
+        # unrecorded one is where every one of them starts writing.
+        [[uuid]] = self.execute(
+            "SELECT i.uuid FROM instances i WHERE i.id = (SELECT MIN(j.id) "
+            "FROM instances j WHERE j.deleted = 0 AND j.host IS NULL "
+            "AND j.vm_state <> 'building' AND NOT EXISTS (SELECT 1 FROM "
+            "instance_system_metadata s WHERE s.instance_uuid = j.uuid "
+            "AND s.%s = :key AND s.deleted = 0))" % self.key_col,
+            key=base.KEY)
+        holder = self.engine.connect()
+        self.addCleanup(holder.close)
+        holder.execute(db.SYSMETA.insert().values(
+            instance_uuid=uuid, key=base.KEY, value='pc', deleted=0))
+        return holder
+
     def test_every_recorder_at_once(self):
         legacy = self._legacy_domains()
+        holder = self._hold_first_hostless_record()
         migrations = [
             self.start(base.NOVA_MANAGE, self.config(),
                        'db', 'online_data_migrations')
@@ -154,6 +179,11 @@ class RaceTests(base.ReliabilityTestCase):
         computes = [self.start(base.NOVA_COMPUTE,
                                self.config(DEFAULT={'host': host}))
                     for host in HOSTS]
+        # The race is held until the server shows two migrations waiting
+        # at once on the holder's row: whatever the machine's load, at
+        # least two recorders run together from there.
+        self.wait_for_lock_waits(self.engine, count=2)
+        holder.rollback()
         spawned, errors = [], []
         spawns = threading.Thread(target=self._spawn_stream,
                                   args=(spawned, errors))
@@ -182,8 +212,7 @@ class RaceTests(base.ReliabilityTestCase):
         live = dict(legacy)
         for instance_uuid in spawned:
             domain = self.conn.lookupByUUIDString(instance_uuid)
-            live[instance_uuid] = base.libvirt_guest.parse_machine_type(
-                domain.XMLDesc(0))
+            live[instance_uuid] = base.xml_machine_type(domain.XMLDesc(0))
         self.assertEqual(len(HOSTS) * (DOMAINS_PER_HOST + SPAWNS_PER_HOST),
                          len(live), (legacy, spawned))
         for instance_uuid, machine_type in live.items():

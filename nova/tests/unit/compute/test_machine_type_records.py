@@ -14,6 +14,7 @@ from nova.compute import vm_states
 from nova.db.main import api as db
 from nova import exception
 from nova import objects
+from nova.objects import service as service_obj
 from nova.tests.unit import compute as base
 from nova.virt.libvirt import machine_type_utils
 
@@ -379,9 +380,11 @@ class BadDomainAtStartUpTestCase(base.ComputeTestCase):
         self.assertIn('Instance %s (stopped) stays unrecorded: its domain '
                       'could not be read' % bad.uuid, self.logger.output)
         self.assertIn('flags', self.logger.output)
-        # nova-compute started: its service row is there.
-        self.assertEqual('compute1', objects.Service.get_by_host_and_binary(
-            self.ctxt, 'compute1', 'nova-compute').host)
+        # nova-compute started: it registered at the recording version.
+        self.assertEqual(
+            [('compute1', service_obj.SERVICE_VERSION)],
+            [(s.host, s.version) for s in objects.ServiceList.get_by_binary(
+                self.ctxt, 'nova-compute')])
 
 
 class SpawnWithoutReportTestCase(base.ComputeTestCase):
