@@ -15,8 +15,8 @@ from nova.compute import vm_states
 from nova.db.main import api as db
 from nova import exception
 from nova import objects
-from nova.objects import service as service_obj
 from nova.objects import instance as objects_instance
+from nova.objects import service as service_obj
 from nova.tests import fixtures as nova_fixtures
 from nova.tests.unit import compute as base
 from nova.virt.libvirt import host as libvirt_host
