@@ -136,6 +136,17 @@ class MachineTypeUpdateInvalidState(InstanceInvalidState):
                'or shelve it first, or use --force.')
 
 
+class MachineTypeUnknownForEvacuation(NovaException):
+    msg_fmt = ('Instance %(instance_uuid)s has no recorded machine type and '
+               'its image names none; host %(host)s, where it ran, is down '
+               'and cannot say which one its guest ran. Evacuating it to '
+               '%(dest)s would give it that host\'s default: other '
+               'hardware. Record the type first (nova-manage libvirt '
+               'update_machine_type %(instance_uuid)s TYPE --force, TYPE '
+               'being what virsh dumpxml shows on %(host)s, or what '
+               '[libvirt]hw_machine_type said there), then evacuate again.')
+
+
 class MachineTypeNotYetRecorded(MachineTypeUpdateInvalidState):
     msg_fmt = ('Instance %(instance_uuid)s on host %(host)s has no recorded '
                'machine type yet: what its guest runs is known once '

@@ -46,6 +46,7 @@ from nova import context as nova_context
 import nova.conf
 from nova.db.main import api as db
 from nova import exception
+from nova import machine_type as resolution
 from nova import objects
 from nova.objects import image_meta as image_meta_obj
 from nova.objects import migration as migration_obj
@@ -514,6 +515,7 @@ class ComputeManager:
         after the last save. The source's stale domain is removed by the
         source's start-up (``recovery``).
         """
+        self._check_evacuation_knows_its_type(instance)
         machine_type_records.ensure_recorded(context, instance, self.driver)
         migration = objects.Migration(
             context, instance_uuid=instance.uuid,
@@ -530,6 +532,23 @@ class ComputeManager:
             migration.move_on(migration_obj.FAILED, migration_obj.ACCEPTED)
             raise
         self._finish_evacuation(context, instance, migration)
+
+    def _check_evacuation_knows_its_type(self, instance):
+        """Refuse to guess the machine type of an evacuated instance.
+
+        One without a record (its host's nova-compute never recorded it)
+        ran what its image named, else its host's default, which the
+        source, down, cannot tell; a domain of it here (hosts sharing a
+        libvirt) says it. Without either, MachineTypeUnknownForEvacuation
+        names the remedy, before anything is written.
+        """
+        if (machine_type_records.read_record(instance)
+                or instance.image_meta.properties.get(
+                    resolution.MACHINE_TYPE_IMAGE_PROPERTY)
+                or self.driver.get_instance_machine_type(instance)):
+            return
+        raise exception.MachineTypeUnknownForEvacuation(
+            instance_uuid=instance.uuid, host=instance.host, dest=self.host)
 
     def _finish_evacuation(self, context, instance, migration):
         """Define the domain here from the record; the evacuation is done.

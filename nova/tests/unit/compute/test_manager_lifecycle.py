@@ -586,11 +586,38 @@ class LegacyInstanceTestCase(base.ComputeTestCase):
         self.compute2.unshelve_instance(self.ctxt, instance)
         self.assertRecorded('q35', instance)
 
-    def test_evacuate_without_domain_resolves(self):
+    def test_evacuate_without_record_domain_or_image_type_is_refused(self):
+        # What the guest ran on its host, down, is unknown: the default
+        # here would be a guess, so nothing is done.
         instance = self.legacy(domain=False, vm_state=vm_states.STOPPED)
+        err = self.assertRaises(
+            exception.MachineTypeUnknownForEvacuation,
+            self.compute2.rebuild_instance, self.ctxt, instance, None,
+            recreate=True)
+        self.assertIn('update_machine_type %s' % instance.uuid,
+                      err.format_message())
+        self.assertState(self.reload(instance), vm_states.STOPPED,
+                         host='compute1')
+        self.assertEqual([], self.machine_type_rows(instance))
+        self.assertEqual([], self.migration_rows(instance))
+        self.assertIsNone(self.domain_machine_type(instance))
+
+    def test_evacuate_without_domain_takes_the_image_type(self):
+        # The image's type is what the guest was spawned with.
+        instance = self.legacy(
+            domain=False, vm_state=vm_states.STOPPED,
+            system_metadata={'image_hw_machine_type': 'pc-i440fx-2.11'})
         self.compute2.rebuild_instance(self.ctxt, instance, None,
                                        recreate=True)
-        self.assertRecorded('q35', instance, running=False)
+        self.assertRecorded('pc-i440fx-2.11', instance, running=False)
+
+    def migration_rows(self, instance):
+        with transactions.using(
+                self.ctxt, db.get_context_manager(self.ctxt).reader):
+            return self.ctxt.session.execute(
+                sa.select(db.MIGRATIONS.c.status).where(
+                    db.MIGRATIONS.c.instance_uuid == instance.uuid)
+            ).scalars().all()
 
     def test_record_written_meanwhile_wins_over_computed(self):
         instance = self.legacy(domain=False, host=None, node=None,
