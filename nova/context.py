@@ -13,6 +13,8 @@ import threading
 import uuid as uuid_lib
 
 import nova.conf
+from nova.db.main import api as main_db_api
+from nova import objects
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -109,7 +111,6 @@ def get_admin_context():
 
 def get_context_manager(database_connection):
     """The (cached) transaction context manager of one cell database URL."""
-    from nova.db.main import api as main_db_api
     with _CELL_CACHE_LOCK:
         manager = _CELL_CACHE.get(database_connection)
         if manager is None:
@@ -226,7 +227,6 @@ def scatter_gather_all_cells(context, fn, *args, timeout=None, **kwargs):
 
     ``timeout`` defaults to cell_timeout().
     """
-    from nova import objects
     cells = objects.CellMappingList.get_all(context)
     return scatter_gather_cells(
         context, cells, cell_timeout() if timeout is None else timeout,
