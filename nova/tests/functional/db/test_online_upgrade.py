@@ -276,7 +276,10 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
         survivors = self.seed_with_duplicates()
         first = min(survivors)
         process, lock = self.sync_paused_in_dedup(survivors)
-        base.poll(self.dedup_underway, self.TIMEOUT)
+        # The de-duplication has passed the first instance (and waits on
+        # the lock further on) before the old service writes there.
+        self.assertTrue(base.poll(self.dedup_underway, self.TIMEOUT),
+                        process.describe())
         # The old service's insert, not committed until the build began.
         writer = self.blocker()
         writer.execute(sa.text(
