@@ -19,6 +19,11 @@ Two scenarios run every move:
   the domain from the alias and pins the record to the versioned type
   libvirt reports.
 
+Both hosts share the one libvirtd, so a domain left untouched would look
+like one redefined from the record: each move must also be reported by
+libvirtd as a "defined" lifecycle event (none for a confirm, which defines
+nothing), and the domain's metadata must name the host the instance is on.
+
 The expected versioned type is the one libvirt's capabilities give for the
 alias (``<machine canonical='pc-q35-7.2'>q35</machine>`` on QEMU 7.2).
 compute1 and compute2 share the one libvirtd, so a move between them is
@@ -27,12 +32,15 @@ Guests are diskless; their domains are removed after each test. SQLite
 holds the databases: the point here is QEMU.
 """
 
+import threading
 import time
 import xml.etree.ElementTree as ET
 
+import fixtures
 import libvirt
 
 from nova.compute import vm_states
+from nova.tests import fixtures as nova_fixtures
 from nova.tests.functional.compute import test_qemu_machine_type as qemu
 from nova.tests.unit import compute as base
 from nova.virt.libvirt import machine_type_utils
@@ -43,6 +51,68 @@ DOMAIN_STATE_TIMEOUT = 60
 POLL_INTERVAL = 0.1
 STATE_NAMES = {libvirt.VIR_DOMAIN_RUNNING: 'running',
                libvirt.VIR_DOMAIN_SHUTOFF: 'shut off'}
+
+
+NOVA_NS = 'http://openstack.org/xmlns/libvirt/nova/1.1'
+_EVENT_LOOP = []
+
+
+def _run_event_loop():
+    """libvirt's default event loop, in a daemon thread: once a process.
+
+    A connection opened afterwards delivers its domain events through
+    it.
+    """
+    if not _EVENT_LOOP:
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run():
+            while True:
+                libvirt.virEventRunDefaultImpl()
+        thread = threading.Thread(target=run, daemon=True,
+                                  name='libvirt-events')
+        thread.start()
+        _EVENT_LOOP.append(thread)
+
+
+class DefinedEvents(fixtures.Fixture):
+    """Count libvirtd's "defined" lifecycle events, per domain uuid.
+
+    What libvirtd itself reports each time a domain's definition is
+    written (new or updated), however the test's code got there.
+    """
+
+    def __init__(self, uri):
+        super().__init__()
+        self.uri = uri
+
+    def _setUp(self):
+        self._counts = {}
+        self._lock = threading.Lock()
+        _run_event_loop()
+        conn = libvirt.open(self.uri)
+        self.addCleanup(conn.close)
+        callback = conn.domainEventRegisterAny(
+            None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event,
+            None)
+        self.addCleanup(conn.domainEventDeregisterAny, callback)
+
+    def _on_event(self, conn, domain, event, detail, opaque):
+        if event == libvirt.VIR_DOMAIN_EVENT_DEFINED:
+            with self._lock:
+                uuid = domain.UUIDString()
+                self._counts[uuid] = self._counts.get(uuid, 0) + 1
+
+    def count(self, uuid):
+        with self._lock:
+            return self._counts.get(uuid, 0)
+
+
+def xml_owner_host(xml):
+    """The host nova's metadata says defined a domain, or None."""
+    host = ET.fromstring(xml).find('./metadata/{%s}instance/{%s}host'
+                                   % (NOVA_NS, NOVA_NS))
+    return None if host is None else host.text
 
 
 def xml_machine_type(xml):
@@ -69,6 +139,7 @@ class QemuMoveTestCase(qemu.QemuTestCase):
     def setUp(self):
         super().setUp()
         self.conn = self.libvirt.get_connection()
+        self.defined = self.useFixture(DefinedEvents(qemu.URI))
         # The versioned type the instance gets at spawn and must keep.
         self.expected = self.canonical(self.FAMILY)
 
@@ -154,6 +225,9 @@ class QemuMoveTestCase(qemu.QemuTestCase):
         reason = self.wait_for_domain_state(instance,
                                             libvirt.VIR_DOMAIN_RUNNING)
         self.assertDomainDefinitions(self.expected, instance)
+        # The domain is the one this host defined (nova's metadata).
+        self.assertEqual(host, xml_owner_host(self.domain(instance).XMLDesc(
+            libvirt.VIR_DOMAIN_XML_INACTIVE)))
         return reason
 
     def assertRecordUnchanged(self, instance):
@@ -173,13 +247,25 @@ class QemuMoveTestCase(qemu.QemuTestCase):
         self.assertRecordUnchanged(instance)
 
     def move(self, operation, instance, *args, vm_state=vm_states.ACTIVE,
-             host='compute1', **kwargs):
+             host='compute1', defines=True, **kwargs):
         """Run ``operation`` on ``instance``, then check it with assertKept.
 
+        ``defines``: the operation (re)defines the domain, which libvirtd
+        must report with a "defined" event; else it must report none.
         Returns what assertKept returns.
         """
+        before = self.defined.count(instance.uuid)
         operation(self.ctxt, instance, *args, **kwargs)
-        return self.assertKept(instance, vm_state, host)
+        reason = self.assertKept(instance, vm_state, host)
+        if defines:
+            self.assertTrue(nova_fixtures.poll(
+                lambda: self.defined.count(instance.uuid) > before,
+                timeout=DOMAIN_STATE_TIMEOUT),
+                'libvirtd reported no definition of the domain of %s'
+                % instance.uuid)
+        else:
+            self.assertEqual(before, self.defined.count(instance.uuid))
+        return reason
 
     def down_and_up(self, down, up):
         """Spawn, power down with ``down``, bring back up on compute1 with
@@ -234,7 +320,8 @@ class MovesTests:
         instance = self.spawn()
         self.move(self.compute.migrate_instance, instance, self.compute2,
                   vm_state=vm_states.RESIZED, host='compute2')
-        self.move(self.compute2.confirm_migration, instance, host='compute2')
+        self.move(self.compute2.confirm_migration, instance, host='compute2',
+                  defines=False)
 
     def test_cold_migration_reverted(self):
         instance = self.spawn()
