@@ -34,8 +34,9 @@ def _runs(paths, kind='runs'):
 
 
 def loop_notes(loop):
-    """The notes of the --max-count loop's line: its start-up share."""
-    return ('--max-count %d until 0: %d calls; lower s = one '
+    """The notes of the --max-count loop's line: its start-up share, and
+    its bound where the result has one."""
+    text = ('--max-count %d until 0: %d calls; lower s = one '
             'uninterrupted run; start-up %d x %.2f s = %.1f s; work %.1f s, '
             '%.2fx the run\'s; floor %.2f s a call: at best %.2fx' % (
                 loop['max_count'], loop['calls'], loop['calls'],
@@ -43,6 +44,11 @@ def loop_notes(loop):
                 loop['startup_total_s'], loop['work_s'],
                 loop['work_ratio'], loop['floor_start_s'],
                 loop['floor_ratio']))
+    if 'bound_s' in loop:
+        text += ('; bound (run + (floor + 0.15 s) a further call) %.1f s: '
+                 '%s' % (loop['bound_s'], 'within' if loop['within_bound']
+                         else 'EXCEEDED'))
+    return text
 
 
 def notes(row):

@@ -399,6 +399,9 @@ def migrated_uuids(count):
 # --max-count of the loop operators run (Nova's upgrade notes suggest
 # batches of this size).
 LOOP_MAX_COUNT = 1000
+# Seconds a --max-count call may cost beyond the floor of a fresh process
+# (probes.py floor_start): the loop's bound.
+LOOP_CALL_ALLOWANCE = 0.15
 
 
 def undo_records(dep, undo, before):
@@ -449,13 +452,19 @@ def loop_pair(loop, op, startup, floor, rows):
     startup_total = loop['calls'] * startup['wall']
     work = loop['wall'] - startup_total
     floor_loop = op['wall'] + (loop['calls'] - 1) * floor['wall']
+    # What a loop may cost at most: the run, and per further call the
+    # floor of a fresh process plus LOOP_CALL_ALLOWANCE.
+    bound = op['wall'] + (loop['calls'] - 1) * (floor['wall']
+                                                + LOOP_CALL_ALLOWANCE)
     return pair('online_data_migrations loop', loop, op, rows=rows,
                 loop={'max_count': LOOP_MAX_COUNT, 'calls': loop['calls'],
                       'startup_s': startup['wall'],
                       'startup_total_s': startup_total, 'work_s': work,
                       'work_ratio': work / (op['wall'] - startup['wall']),
                       'floor_start_s': floor['wall'],
-                      'floor_ratio': floor_loop / op['wall']})
+                      'floor_ratio': floor_loop / op['wall'],
+                      'bound_s': bound,
+                      'within_bound': loop['wall'] <= bound})
 
 
 def bulk_shape(i):

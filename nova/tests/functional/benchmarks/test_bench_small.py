@@ -55,6 +55,9 @@ class SmallBenchmarkTest(testtools.TestCase):
             capture_output=True, text=True, timeout=900, cwd=ROOT)
         print(proc.stdout)
         self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
+        # Each loop's bound is printed beside it, with whether it held.
+        self.assertEqual(1 + len(SERVERS), proc.stdout.count(
+            'bound (run + (floor + 0.15 s) a further call)'), proc.stdout)
         with open(results) as f:
             figures = json.load(f)
         self.assertEqual([(backend, 2000) for backend in ('sqlite',)
@@ -81,6 +84,7 @@ class SmallBenchmarkTest(testtools.TestCase):
         self.assertEqual(2, loop['calls'])
         self.assertGreater(loop['startup_s'], 0)
         self.assertGreater(loop['floor_start_s'], 0)
+        self.assertIn(loop['within_bound'], (True, False))
         migration = run['rows'][2]
         if run['backend'] == 'sqlite':
             # One writer locks the whole file: nobody writes beside it.
