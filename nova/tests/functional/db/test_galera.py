@@ -138,6 +138,10 @@ class Writer(threading.Thread):
         self.errors = []
         self.replayed = 0
         self.done = threading.Event()
+        # Set by a test: a callable asked right after each commit; the
+        # commits it answered True for are counted in ``during``.
+        self.watch = None
+        self.during = 0
 
     def run(self):
         attempt = 0
@@ -173,6 +177,9 @@ class Writer(threading.Thread):
                 time.sleep(min(0.1 * 2 ** replay, 2))
             else:
                 self.written.append((instance_uuid, key))
+                watch = self.watch
+                if watch is not None and watch():
+                    self.during += 1
                 return
 
     def wait_for(self, count):
@@ -390,7 +397,15 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
         writer = self.start_writer()
         self.assertTrue(writer.wait_for(1), writer.errors)
         sync = self.start(base.NOVA_MANAGE, self.config(), 'db', 'sync')
+        # From the moment the sync holds its lease (it migrates), a commit
+        # followed by the sync still running was made while it ran.
+        self.assertTrue(wait_until(lambda: sync.proc.poll() is not None
+                                   or self.lease_held()), sync.describe())
+        writer.watch = lambda: sync.proc.poll() is None
         sync.finish()
+        writer.watch = None
+        self.assertGreater(writer.during, 0,
+                           'no client write committed while db sync ran')
         # The client goes on once the migration is over.
         self.assertTrue(writer.wait_for(len(writer.written) + 5),
                         writer.errors)
@@ -402,6 +417,13 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
         self.addDetail('replayed', testtools.content.text_content(
             '%d of %d writes replayed after a total-order abort'
             % (writer.replayed, len(writer.written))))
+
+    def lease_held(self):
+        """Whether a db sync holds the cluster-wide lease of this cell."""
+        return bool(self.execute(
+            "SELECT COUNT(*) FROM information_schema.tables "
+            "WHERE table_schema = DATABASE() AND table_name = :name",
+            name=sync_waits.SYNC_LEASE)[0][0])
 
     def _soft_deleted(self, engine):
         """Rows soft-deleted so far (a dead instance's, or duplicates)."""
