@@ -328,7 +328,8 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
     def test_second_sync_waits_for_the_first_then_finds_it_done(self):
         survivors = self.seed_with_duplicates()
         first, lock = self.sync_paused_in_dedup(survivors)
-        base.poll(self.dedup_underway, self.TIMEOUT)
+        self.assertTrue(base.poll(self.dedup_underway, self.TIMEOUT),
+                        first.describe())
         second = self.sync()
         # The first run holds the sync lock (the server says so) and the
         # second names that session while it waits.
