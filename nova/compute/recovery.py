@@ -69,8 +69,8 @@ def recover_host(manager, context):
     """
     recovered = _finish_reverts_to_here(manager, context)
     _end_evacuations_to_here(manager, context)
-    for instance in objects.InstanceList.get_by_host(
-            context, manager.host, expected_attrs=['system_metadata']):
+    # System metadata only for the few with a task (loaded on first use).
+    for instance in objects.InstanceList.get_by_host(context, manager.host):
         if instance.task_state is not None:
             _recover(manager, context, instance)
             recovered += 1
