@@ -62,8 +62,8 @@ if ROOT not in sys.path:
 
 import sqlalchemy as sa  # noqa: E402
 
+from benchmarks import harness  # noqa: E402
 from benchmarks import probes  # noqa: E402
-from benchmarks import run  # noqa: E402
 from benchmarks import seed as seeding  # noqa: E402
 from nova import config  # noqa: E402
 from nova.db import migration  # noqa: E402
@@ -72,7 +72,7 @@ BULK_OLD, BULK_NEW = 'pc-q35-7.2', 'pc-q35-8.2'
 # Seconds the failing cells may cost a command beyond its documented
 # time-out: the lock-wait time-out fires just after the cell time-out.
 MARGIN = 5
-log = run.log
+log = harness.log
 
 
 # -- the cells ----------------------------------------------------------------
@@ -162,12 +162,12 @@ class Cloud:
 
     def __init__(self, backend, count, workdir):
         self.backend = backend
-        self.server = run.SERVERS[backend]
+        self.server = harness.SERVERS[backend]
         self.workdir = workdir
         tag = 'cellsbench_%d' % os.getpid()
-        self.api_url = run.create_database(self.server, tag + '_api')
-        self.cell_urls = [run.create_database(self.server, '%s_cell%02d'
-                                              % (tag, i + 1))
+        self.api_url = harness.create_database(self.server, tag + '_api')
+        self.cell_urls = [harness.create_database(self.server, '%s_cell%02d'
+                                                  % (tag, i + 1))
                           for i in range(count)]
         self.conf = os.path.join(workdir, 'nova.conf')
         self.cells = []   # [(name, uuid)]
@@ -176,7 +176,7 @@ class Cloud:
         return [self.api_url] + self.cell_urls
 
     def drop(self):
-        run.drop_databases(self.server, self.urls())
+        harness.drop_databases(self.server, self.urls())
 
     def write_conf(self, cell_timeout):
         config.write_config_file(self.conf, {
@@ -188,16 +188,16 @@ class Cloud:
                         'connection_uri': 'test:///default'}})
 
     def nova(self, command, *argv):
-        return [os.path.join(run.BIN, command), '--config-file',
+        return [os.path.join(harness.BIN, command), '--config-file',
                 self.conf] + list(argv)
 
     def create(self):
         """Sync every schema, map every cell with the real command."""
-        run.run_child(self.nova('nova-manage', 'api_db', 'sync'))
+        harness.run_child(self.nova('nova-manage', 'api_db', 'sync'))
         for index, url in enumerate(self.cell_urls):
             migration.db_sync(migration.MAIN, url=url)
             name = 'cell%02d' % (index + 1)
-            created = run.run_child(self.nova(
+            created = harness.run_child(self.nova(
                 'nova-manage', 'cell_v2', 'create_cell', '--name', name,
                 '--database_connection', url))
             self.cells.append((name, created['stdout'].split()[-1]))
@@ -219,7 +219,7 @@ class Cloud:
                                      number, cell_ids[number - 1])
             log('  copied into cell%02d' % number)
         for url in self.cell_urls:
-            run.analyze(url)
+            harness.analyze(url)
         return time.perf_counter() - started
 
     def _cell_ids(self):
@@ -241,7 +241,7 @@ class Cloud:
         for url, top in zip(self.cell_urls, max_ids):
             probes.execute(url, 'DELETE FROM instance_system_metadata '
                            'WHERE id > %d' % top)
-            run.analyze(url)
+            harness.analyze(url)
 
     def set_value(self, old, new):
         """Move every hw_machine_type ``old`` back to ``new``, every cell."""
@@ -249,7 +249,7 @@ class Cloud:
             probes.execute(url, "UPDATE instance_system_metadata SET value "
                            "= %(new)s WHERE {key} = 'hw_machine_type' AND "
                            "value = %(old)s", {'old': old, 'new': new})
-            run.analyze(url)
+            harness.analyze(url)
 
 
 def _db(url):
@@ -269,15 +269,15 @@ def _scalar(url, sql):
 def lower_bound(cloud, kind, *params):
     """Run probes.py ``cells kind`` over every cell; its figures."""
     out = os.path.join(cloud.workdir, 'lower-%s.txt' % kind)
-    measured = run.run_child(run.probe('cells', kind, out, *cloud.cell_urls,
-                                       *params))
-    counted = run.probe_result(measured)
+    measured = harness.run_child(harness.probe('cells', kind, out,
+                                               *cloud.cell_urls, *params))
+    counted = harness.probe_result(measured)
     measured.update(counted)
     return measured
 
 
 def command(cloud, script, *argv, expect=(0,)):
-    measured = run.run_child(cloud.nova(script, *argv), expect=expect)
+    measured = harness.run_child(cloud.nova(script, *argv), expect=expect)
     measured.pop('stdout')
     return measured
 
@@ -286,24 +286,24 @@ def measure(cloud):
     """Every cross-cell command beside its lower bound: table rows."""
     rows = []
     status = command(cloud, 'nova-status', 'upgrade', 'check', expect=(1,))
-    rows.append(run.pair('nova-status upgrade check', status,
-                         lower_bound(cloud, 'status'), rows=0))
+    rows.append(harness.pair('nova-status upgrade check', status,
+                             lower_bound(cloud, 'status'), rows=0))
     listed = os.path.join(cloud.workdir, 'unset.txt')
-    op = run.run_child(cloud.nova('nova-manage', 'libvirt',
-                                  'list_unset_machine_type'), out=listed,
-                       expect=(3,))
+    op = harness.run_child(cloud.nova('nova-manage', 'libvirt',
+                                      'list_unset_machine_type'), out=listed,
+                           expect=(3,))
     lower = lower_bound(cloud, 'list')
-    if run._count_lines(listed) != lower['rows']:
+    if harness.count_lines(listed) != lower['rows']:
         raise SystemExit('list_unset_machine_type listed %d instances, the '
-                         'anti-join %d' % (run._count_lines(listed),
+                         'anti-join %d' % (harness.count_lines(listed),
                                            lower['rows']))
-    rows.append(run.pair('list_unset_machine_type', op, lower,
-                         rows=lower['rows']))
-    rows.append(run.pair(
+    rows.append(harness.pair('list_unset_machine_type', op, lower,
+                             rows=lower['rows']))
+    rows.append(harness.pair(
         'machine_type_summary',
         command(cloud, 'nova-manage', 'libvirt', 'machine_type_summary'),
         lower_bound(cloud, 'summary'), rows=0))
-    rows.append(run.pair(
+    rows.append(harness.pair(
         'bulk_update_machine_type --dry-run',
         command(cloud, 'nova-manage', 'libvirt', 'bulk_update_machine_type',
                 '--from', BULK_OLD, '--to', BULK_NEW, '--dry-run',
@@ -330,10 +330,10 @@ def median_rows(rounds):
             for peak in ('rss_mib', 'load'):
                 measured[peak] = max(s[side][peak] for s in samples)
             row[side] = measured
-        rows.append(run.pair(row.pop('operation'), row.pop('op'),
-                             row.pop('lower_bound'),
-                             **{k: v for k, v in row.items()
-                                if k != 'ratio'}))
+        rows.append(harness.pair(row.pop('operation'), row.pop('op'),
+                                 row.pop('lower_bound'),
+                                 **{k: v for k, v in row.items()
+                                    if k != 'ratio'}))
     return rows
 
 
@@ -341,7 +341,7 @@ def measure_bulk_update(cloud):
     """The real bulk update vs GROUP BY + UPDATE; both undone after."""
     lower = lower_bound(cloud, 'bulk', BULK_OLD, BULK_NEW)
     cloud.set_value(BULK_NEW, BULK_OLD)
-    op = run.run_child(cloud.nova(
+    op = harness.run_child(cloud.nova(
         'nova-manage', 'libvirt', 'bulk_update_machine_type', '--from',
         BULK_OLD, '--to', BULK_NEW, '--format', 'json'), expect=(3,))
     updated = json.loads(op.pop('stdout'))['updated']
@@ -349,7 +349,7 @@ def measure_bulk_update(cloud):
     if updated != lower['rows']:
         raise SystemExit('bulk_update_machine_type updated %d instances, '
                          'the UPDATE %d' % (updated, lower['rows']))
-    return run.pair('bulk_update_machine_type', op, lower, rows=updated)
+    return harness.pair('bulk_update_machine_type', op, lower, rows=updated)
 
 
 def measure_migration(cloud):
@@ -365,8 +365,8 @@ def measure_migration(cloud):
     if recorded != lower['per_cell']:
         raise SystemExit('online_data_migrations recorded %s, the INSERT '
                          '... SELECT %s' % (recorded, lower['per_cell']))
-    return run.pair('db online_data_migrations', op, lower,
-                    rows=sum(recorded))
+    return harness.pair('db online_data_migrations', op, lower,
+                        rows=sum(recorded))
 
 
 # -- one cell stopped, one slow -----------------------------------------------
@@ -481,7 +481,7 @@ def references(cloud):
         if name == 'bulk_update_machine_type':
             refs[name] = refs[name + ' --dry-run']
             continue
-        done = run.run_child(cloud.nova(*argv), expect=None)
+        done = harness.run_child(cloud.nova(*argv), expect=None)
         refs[name] = figures(json.loads(done['stdout']))
     return refs
 
@@ -521,16 +521,16 @@ def measure_failures(cloud, timeout, healthy, migrated):
     before = cloud.max_sysmeta_ids()
     with Failures(cloud, stopped, slow):
         for name, argv, code, figures in FAILURE_COMMANDS:
-            done = run.run_child(cloud.nova(*argv), expect=None,
-                                 keep_stderr=True)
+            done = harness.run_child(cloud.nova(*argv), expect=None,
+                                     keep_stderr=True)
             reported = figures(json.loads(done['stdout']))
             rows.append(check_failure_run(name, done, code, timeout,
                                           healthy[name], refs[name],
                                           reported, failing))
             log('  %s: %.1f s, exit %d' % (name, done['wall'], done['rc']))
-        done = run.run_child(cloud.nova('nova-manage', 'db',
-                                        'online_data_migrations'),
-                             expect=None, keep_stderr=True)
+        done = harness.run_child(cloud.nova('nova-manage', 'db',
+                                            'online_data_migrations'),
+                                 expect=None, keep_stderr=True)
     # Read after the lock is gone; the failing cells must be untouched.
     recorded = [_scalar(url, 'SELECT count(*) FROM instance_system_metadata '
                         'WHERE id > %d' % top)
@@ -650,7 +650,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     config.parse_args([], configure_logging=False)
-    results = {'machine': run.machine(), 'runs': []}
+    results = {'machine': harness.machine(), 'runs': []}
     for backend in args.backend:
         results['runs'].append(bench(backend, args))
         with open(args.json, 'w') as f:

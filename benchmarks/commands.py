@@ -37,6 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from benchmarks import harness  # noqa: E402
 from benchmarks import probes  # noqa: E402
 from benchmarks import run  # noqa: E402
 from benchmarks import seed as seeding  # noqa: E402
@@ -73,14 +74,15 @@ def lines(dep, uuid):
         ('refused update (exit 4)', manage(
             'nova-manage', 'libvirt', 'update_machine_type', uuid, OLDER),
          (4,), True),
-        ('nova-manage --help', [os.path.join(run.BIN, 'nova-manage'),
+        ('nova-manage --help', [os.path.join(harness.BIN, 'nova-manage'),
                                 '--help'], (0,), False),
-        ('driver get', run.probe('get', dep.urls['api'], uuid), (0,), False),
-        ('driver update', run.probe('update_one', dep.urls['api'], uuid,
-                                    OLD, NEW), (0,), True),
-        ('floor get', run.probe('floor_get', dep.conf, uuid), (0,), False),
-        ('floor update', run.probe('floor_update', dep.conf, uuid, OLD,
-                                   NEW), (0,), True),
+        ('driver get', harness.probe('get', dep.urls['api'], uuid), (0,),
+         False),
+        ('driver update', harness.probe('update_one', dep.urls['api'], uuid,
+                                        OLD, NEW), (0,), True),
+        ('floor get', harness.probe('floor_get', dep.conf, uuid), (0,), False),
+        ('floor update', harness.probe('floor_update', dep.conf, uuid, OLD,
+                                       NEW), (0,), True),
     ]
 
 
@@ -91,7 +93,7 @@ def measure(dep, uuid, repeat):
         for name, argv, expect, reset in lines(dep, uuid):
             if reset:
                 reset_record(dep, uuid)
-            result = run.run_child(argv, expect=expect)
+            result = harness.run_child(argv, expect=expect)
             entry = measured.setdefault(name, {'walls': [], 'rss_mib': 0,
                                                'loads': []})
             entry['walls'].append(result['wall'])
@@ -105,9 +107,9 @@ def measure(dep, uuid, repeat):
 def check_outputs(dep, uuid):
     """The command and both bounds read the same record; stop if not."""
     reset_record(dep, uuid)
-    printed = run.run_child(dep.nova('nova-manage', 'libvirt',
-                                     'get_machine_type', uuid))['stdout']
-    bounds = [run.probe_result(run.run_child(run.probe(*argv)))
+    printed = harness.run_child(dep.nova('nova-manage', 'libvirt',
+                                         'get_machine_type', uuid))['stdout']
+    bounds = [harness.probe_result(harness.run_child(harness.probe(*argv)))
               ['machine_type'] for argv in (
                   ('get', dep.urls['api'], uuid),
                   ('floor_get', dep.conf, uuid))]
@@ -124,7 +126,7 @@ def bench(backend, count, args):
     try:
         dep.create()
         seconds = dep.seed(count)
-        run.log('  seeded %d instances in %.1f s' % (count, seconds))
+        harness.log('  seeded %d instances in %.1f s' % (count, seconds))
         uuid = seeding.str_uuid(target_instance(count))
         check_outputs(dep, uuid)
         return {'backend': backend, 'instances': count,
@@ -168,13 +170,13 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    results = {'machine': run.machine(), 'runs': []}
+    results = {'machine': harness.machine(), 'runs': []}
     for backend in args.backend:
         results['runs'].append(bench(backend, args.instances, args))
         print_table(results['runs'][-1])
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=1)
-    run.log('\nfigures written to %s' % args.json)
+    harness.log('\nfigures written to %s' % args.json)
     return 0
 
 

@@ -43,9 +43,9 @@ import time
 
 import sqlalchemy as sa
 
+from benchmarks import harness
 from benchmarks import probes
 from benchmarks import report
-from benchmarks import run
 from benchmarks import seed as seeding
 from nova import config
 
@@ -89,14 +89,14 @@ HEAD_SCHEMA = {
     'instances': ('instances_host_deleted_id_idx',),
 }
 
-log = run.log
+log = harness.log
 
 
 # -- connections --------------------------------------------------------------
 
 def node_url(backend, database, role):
     """URL of ``database`` on the server (Galera: node) of ``role``."""
-    url = sa.engine.make_url(run.SERVERS[backend]).set(database=database)
+    url = sa.engine.make_url(harness.SERVERS[backend]).set(database=database)
     if backend == 'galera':
         url = url.set(port=GALERA_PORTS[role])
     return url.render_as_string(hide_password=False)
@@ -398,7 +398,7 @@ def run_sync(argv, env):
     load = os.getloadavg()[0]
     start, began = time.time(), time.perf_counter()
     proc = subprocess.run(argv, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, env=env, cwd=run.ROOT)
+                          stderr=subprocess.STDOUT, env=env, cwd=harness.ROOT)
     wall = time.perf_counter() - began
     output = proc.stdout.decode(errors='replace').splitlines()
     return {'argv': argv, 'wall': wall, 'rc': proc.returncode,
@@ -704,8 +704,8 @@ print(json.dumps({'nova_file': nova.__file__,
 def nova_env(tree):
     """The nova commands' environment: ``tree``'s nova package first."""
     if not tree:
-        return run.CHILD_ENV
-    return dict(run.CHILD_ENV, PYTHONPATH=os.path.abspath(tree))
+        return harness.CHILD_ENV
+    return dict(harness.CHILD_ENV, PYTHONPATH=os.path.abspath(tree))
 
 
 def describe_tree(env, tree):
@@ -716,7 +716,7 @@ def describe_tree(env, tree):
     SystemExit if ``tree`` was asked for and another nova is imported.
     """
     # -P: not the working directory first on the path, as for a script.
-    found = json.loads(run.run_child(
+    found = json.loads(harness.run_child(
         [sys.executable, '-P', '-c', TREE_PROBE], env=env)['stdout'])
     source = os.path.dirname(os.path.dirname(found['nova_file']))
     if tree and source != os.path.abspath(tree):
@@ -748,21 +748,21 @@ def bench(backend, count, args):
         'head %(head)s' % result['nova'])
     # Unique per run: several runs may share a database server.
     database = 'bench_upgrade_%d_%d' % (count, os.getpid())
-    run.create_database(run.SERVERS[backend], database)
+    harness.create_database(harness.SERVERS[backend], database)
     urls = {role: node_url(backend, database, role) for role in GALERA_PORTS}
     conf = os.path.join(workdir, 'nova.conf')
     config.write_config_file(conf, {'database': {'connection': urls['sync']}})
-    sync = [os.path.join(run.BIN, 'nova-manage'), '--config-file', conf,
+    sync = [os.path.join(harness.BIN, 'nova-manage'), '--config-file', conf,
             'db', 'sync', '--local_cell']
     try:
-        result['baseline_seconds'] = run.run_child(
+        result['baseline_seconds'] = harness.run_child(
             sync + ['--version', BASELINE], env=env)['wall']
         population, result['seed_seconds'] = seed(urls['sync'], count,
                                                   workdir)
         result.update(sysmeta_rows=population.next_sysmeta_id - 1,
                       duplicated_pairs=len(population.groups))
         started = time.perf_counter()
-        run.analyze(urls['sync'])
+        harness.analyze(urls['sync'])
         result['analyze_seconds'] = time.perf_counter() - started
         if backend == 'galera':
             catch_up(urls)
@@ -779,7 +779,7 @@ def bench(backend, count, args):
         if args.keep:
             log('  kept: %s, %s' % (workdir, urls['sync']))
         else:
-            run.drop_databases(run.SERVERS[backend], [urls['sync']])
+            harness.drop_databases(harness.SERVERS[backend], [urls['sync']])
             subprocess.run(['rm', '-rf', workdir])
     return result
 
@@ -850,16 +850,16 @@ def dba_bound(backend, count, workdir, env):
     Returns {'statements': [(what, seconds)], 'seconds': their sum}.
     """
     database = 'bench_dba_%d_%d' % (count, os.getpid())
-    run.create_database(run.SERVERS[backend], database)
+    harness.create_database(harness.SERVERS[backend], database)
     url = node_url(backend, database, 'sync')
     conf = os.path.join(workdir, 'dba.conf')
     config.write_config_file(conf, {'database': {'connection': url}})
     try:
-        run.run_child([os.path.join(run.BIN, 'nova-manage'), '--config-file',
-                       conf, 'db', 'sync', '--local_cell', '--version',
-                       BASELINE], env=env)
+        harness.run_child([os.path.join(harness.BIN, 'nova-manage'),
+                           '--config-file', conf, 'db', 'sync',
+                           '--local_cell', '--version', BASELINE], env=env)
         seed(url, count, workdir)
-        run.analyze(url)
+        harness.analyze(url)
         timed = []
         password = {'PGPASSWORD': sa.engine.make_url(url).password or ''}
         for what, statement in DBA_STATEMENTS[dialect_of(url)]:
@@ -870,7 +870,7 @@ def dba_bound(backend, count, workdir, env):
             timed.append((what, time.perf_counter() - started))
             log('  DBA: %s %.1f s' % (what, timed[-1][1]))
     finally:
-        run.drop_databases(run.SERVERS[backend], [url])
+        harness.drop_databases(harness.SERVERS[backend], [url])
     return {'statements': timed, 'seconds': sum(t for _, t in timed)}
 
 
