@@ -151,7 +151,8 @@ def _recover_rebuild(manager, context, instance):
 def _undo_unshelve(manager, context, instance):
     """Back to the shelved state it was unshelved from."""
     if instance.vm_state == vm_states.SHELVED_OFFLOADED:
-        manager.driver.destroy(instance)
+        # Only a domain the unshelve defined here.
+        manager.driver.destroy_own(instance)
         instance.host = None
         instance.node = None
         state = power_state.NOSTATE
