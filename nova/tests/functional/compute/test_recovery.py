@@ -13,11 +13,12 @@ globals().update(nova_fixtures.backend_variants(unit.RecoveryTestCase))
 
 
 class QemuRecoveryTestCase(qemu.QemuTestCase, unit.RecoveryTestCase):
-    """A cold migration killed at every step, its domains on QEMU: what
-    libvirt reports (versioned types, what a redefinition keeps) is real.
+    """A cold migration and its revert killed at every step, their
+    domains on QEMU: what libvirt reports (versioned types, what a
+    redefinition keeps) is real.
 
-    A stopped instance: each QEMU start costs a second or more, and the
-    steps are the same whatever the hypervisor; every operation runs
+    Of a stopped instance: each QEMU start costs a second or more, and
+    the steps are the same whatever the hypervisor; every operation runs
     killed at every step on the test driver above.
     """
 

@@ -268,6 +268,11 @@ class RecoveryTestCase(base.ComputeTestCase):
         self.compute.migrate_instance(self.ctxt, instance, self.compute2)
         return self.reload(instance)
 
+    def migrated_stopped(self):
+        instance = self.stopped()
+        self.compute.migrate_instance(self.ctxt, instance, self.compute2)
+        return self.reload(instance)
+
     def offloaded(self):
         instance = self.build()
         self.compute.shelve_instance(self.ctxt, instance)
@@ -303,6 +308,11 @@ class RecoveryTestCase(base.ComputeTestCase):
         # destination recovers, so the source finishes at its start-up.
         self.check_every_kill(self.migrated, self.revert, {
             (vm_states.RESIZED, 'compute2'), (vm_states.ACTIVE, 'compute1')},
+            orders=(('compute1', 'compute2'), ('compute2', 'compute1')))
+
+    def test_revert_of_a_stopped_instance(self):
+        self.check_every_kill(self.migrated_stopped, self.revert, {
+            (vm_states.RESIZED, 'compute2'), (vm_states.STOPPED, 'compute1')},
             orders=(('compute1', 'compute2'), ('compute2', 'compute1')))
 
     def test_rebuild(self):
