@@ -131,11 +131,13 @@ MACHINE_TYPE_DRIFT = sa.Table(
                         name='uniq_machine_type_drift0host0instance_uuid'),
 )
 
-# A cold migration of an instance, from its start to confirm or revert.
-# Kept in the database, not in one nova-compute's memory, so that the
-# confirm or revert of a resize works after either host restarted.
-# ``status`` goes migrating -> post-migrating -> finished, then
-# confirming -> confirmed or reverting -> reverted (error on failure);
+# A cold migration or an evacuation of an instance, from its start to its
+# end. Kept in the database, not in one nova-compute's memory, so that a
+# confirm, a revert or start-up's recovery works after either host
+# restarted. A cold migration's ``status`` goes migrating ->
+# post-migrating -> finished, then confirmed, or reverting -> reverted
+# (error on failure); an evacuation's accepted -> done (or failed). See
+# doc/source/contributor/architecture.rst, "Cold migrations".
 # ``old_vm_state`` is the vm_state to come back to (ACTIVE or STOPPED).
 MIGRATIONS = sa.Table(
     'migrations', METADATA,
