@@ -350,9 +350,12 @@ class OnlineUpgradeTests(base.ReliabilityTestCase):
 
     def sync_lock_holder(self):
         if self.DATABASE == 'postgresql':
+            # Advisory locks are per database: another worker's sync
+            # holds the same key in its own.
             rows = self.execute(
                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory' "
-                "AND granted AND objid = :key",
+                "AND granted AND objid = :key AND database = (SELECT oid "
+                "FROM pg_database WHERE datname = current_database())",
                 key=sync_waits._pg_lock_key(sync_waits.SYNC_LOCK))
         else:
             rows = self.execute(
