@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid as uuid_lib
 
@@ -99,6 +100,18 @@ def poll(check, timeout=120, interval=0.02):
         if result or time.monotonic() > deadline:
             return result or False
         time.sleep(interval)
+
+
+def start_thread(fn, errors):
+    """Run ``fn()`` in a new thread; what it raises goes to ``errors``."""
+    def run():
+        try:
+            fn()
+        except Exception as exc:
+            errors.append(exc)
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
 
 
 def wait_for_login(url, timeout, interval):

@@ -42,14 +42,7 @@ class CommandsDuringAnOperationTestCase(qemu.QemuTestCase):
         driver's ``method``; returns (release, thread, errors)."""
         entered, release = self.hold(method)
         errors = []
-
-        def run():
-            try:
-                operation()
-            except Exception as exc:
-                errors.append(exc)
-        thread = threading.Thread(target=run)
-        thread.start()
+        thread = nova_fixtures.start_thread(operation, errors)
         self.addCleanup(thread.join, HOLD_TIMEOUT)
         self.addCleanup(release.set)
         self.assertTrue(entered.wait(HOLD_TIMEOUT))

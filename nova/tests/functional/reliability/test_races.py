@@ -37,18 +37,6 @@ DOMAINS_PER_HOST = 10
 SPAWNS_PER_HOST = 4
 
 
-def start_thread(fn, errors):
-    """Run ``fn()`` in a new thread; what it raises goes to ``errors``."""
-    def run():
-        try:
-            fn()
-        except Exception as exc:
-            errors.append(exc)
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
 def add_weight(connection, instance_uuid):
     """100 system metadata rows of ``instance_uuid`` in ``connection``'s
     transaction: they make it the heavier one, so InnoDB picks the other
@@ -283,7 +271,7 @@ class DeadlockRetryTests(LockWaitsMixin, nova_fixtures.TestCase):
                     instance_uuid=second, key=base.KEY, value='other',
                     deleted=0))
                 # The writer records ``first``, then waits for ``second``.
-                writer = start_thread(
+                writer = nova_fixtures.start_thread(
                     lambda: db.instance_system_metadata_record(
                         ctxt, base.KEY, {first: 'q35', second: 'q35'}),
                     errors)
@@ -321,7 +309,7 @@ class DeadlockRetryTests(LockWaitsMixin, nova_fixtures.TestCase):
                 instance.vm_state = vm_states.STOPPED
                 # The save updates the instance row, then waits for the
                 # system metadata row.
-                writer = start_thread(instance.save, errors)
+                writer = nova_fixtures.start_thread(instance.save, errors)
                 self.wait_for_lock_waits(other.engine)
                 # Now the other client waits for the instance row.
                 other.execute(db.INSTANCES.update().where(
@@ -388,7 +376,7 @@ class StartUpDeadlockTests(nova_fixtures.TestCase):
                 # Many rows make this transaction the heavier one, so
                 # InnoDB picks the writer under test as the victim.
                 other.execute(table.insert(), other_host[:100])
-                thread = start_thread(
+                thread = nova_fixtures.start_thread(
                     lambda: db.host_machine_types_replace(ctxt, 'host-b',
                                                           mine), errors)
                 self._wait_for_insert(other)
@@ -431,7 +419,7 @@ class AutoincLockDeadlockTests(LockWaitsMixin, nova_fixtures.TestCase):
                     "WHERE uuid IN :uuids ORDER BY uuid").bindparams(
                         sa.bindparam('uuids', expanding=True)),
                     {'key': base.KEY, 'uuids': uuids})
-        return start_thread(insert, errors)
+        return nova_fixtures.start_thread(insert, errors)
 
     def test_migration_replays_an_autoinc_lock_deadlock(self):
         retries = self.useFixture(fixtures.FakeLogger(
@@ -448,7 +436,7 @@ class AutoincLockDeadlockTests(LockWaitsMixin, nova_fixtures.TestCase):
             holder.execute(sa.text(
                 'SELECT id FROM instances WHERE uuid = :uuid FOR UPDATE'),
                 {'uuid': blocked})
-            writer = start_thread(
+            writer = nova_fixtures.start_thread(
                 lambda: db.instance_system_metadata_record_hostless(
                     ctxt, base.KEY, {'pc': [mine], 'q35': [blocked]}),
                 errors)
