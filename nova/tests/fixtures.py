@@ -359,6 +359,34 @@ def statement_of(engine, verb, call):
     return captured
 
 
+def lock_waits(connection, statement_start=''):
+    """How many sessions of ``connection``'s database wait for a lock in a
+    statement that starts with ``statement_start``, as the server says.
+
+    The servers' views are server-wide, so narrowed to the database:
+    another test worker on the same server may wait at the same time.
+    InnoDB refreshes innodb_trx only when it was last read, by any
+    session, more than 0.1 s before: poll less often than that. The
+    transaction is ended here because PostgreSQL keeps one statistics
+    snapshot for a whole transaction.
+    """
+    if connection.dialect.name == 'postgresql':
+        query = ("SELECT count(*) FROM pg_stat_activity "
+                 "WHERE datname = current_database() "
+                 "AND wait_event_type = 'Lock' AND query LIKE :q")
+    else:
+        query = ("SELECT count(*) FROM information_schema.innodb_trx t "
+                 "JOIN information_schema.processlist p "
+                 "ON p.id = t.trx_mysql_thread_id "
+                 "WHERE t.trx_state = 'LOCK WAIT' AND p.db = DATABASE() "
+                 "AND t.trx_query LIKE :q")
+    try:
+        return connection.execute(
+            sa.text(query), {'q': statement_start + '%'}).scalar()
+    finally:
+        connection.rollback()
+
+
 def backend_variants(base, backends=('mysql', 'postgresql')):
     """Classes running ``base``'s tests on each of ``backends``.
 

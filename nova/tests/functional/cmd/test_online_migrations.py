@@ -99,22 +99,6 @@ class RecordingBesideInstanceSavesTests(mtu_tests.MachineTypeTestMixin,
         self.addCleanup(conn.close)
         return conn
 
-    def waiting(self, conn, statement):
-        """Is a transaction waiting for a lock with ``statement``?
-
-        InnoDB refreshes innodb_trx only when it was last read more than
-        0.1 s before: poll it less often than that (POLL_INTERVAL). The
-        view is server-wide: narrowed to this test's database, so that
-        another worker's wait never passes for this one's.
-        """
-        return conn.execute(sa.text(
-            "SELECT count(*) FROM information_schema.innodb_trx t "
-            "JOIN information_schema.processlist p "
-            "ON p.id = t.trx_mysql_thread_id "
-            "WHERE t.trx_state = 'LOCK WAIT' AND p.db = DATABASE() "
-            "AND t.trx_query LIKE :statement"),
-            {'statement': statement + '%'}).scalar()
-
     def test_a_save_during_a_page_is_not_a_deadlock_victim(self):
         offloaded = {'vm_state': 'shelved_offloaded', 'host': None}
         first, second = sorted(
@@ -141,7 +125,7 @@ class RecordingBesideInstanceSavesTests(mtu_tests.MachineTypeTestMixin,
                 {'pc-q35-8.2': [first, second]}),))
         page.start()
         self.addCleanup(page.join, 60)
-        self.assertTrue(fixtures.poll(lambda: self.waiting(
+        self.assertTrue(fixtures.poll(lambda: fixtures.lock_waits(
             observer, 'INSERT INTO instance_system_metadata'), timeout=30,
             interval=self.POLL_INTERVAL))
         saver = self.connect()
@@ -158,7 +142,7 @@ class RecordingBesideInstanceSavesTests(mtu_tests.MachineTypeTestMixin,
         # The save either finished or waits for the page's locks.
         self.assertTrue(fixtures.poll(
             lambda: not save_thread.is_alive()
-            or self.waiting(observer, 'UPDATE instances'), timeout=30,
+            or fixtures.lock_waits(observer, 'UPDATE instances'), timeout=30,
             interval=self.POLL_INTERVAL))
         holder.rollback()
         page.join(60)

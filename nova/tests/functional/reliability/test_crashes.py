@@ -143,14 +143,13 @@ class ComputeCrashTests(CrashTestCase):
                               'value': 'pc'})
         return conn
 
-    def insert_waiting(self):
-        """Whether another client's INSERT of system metadata is on the
-        server (it can only be waiting: a held row blocks it; PostgreSQL
-        says so)."""
-        waiting = self.sessions('INSERT INTO instance_system_metadata')
-        if self.engine.dialect.name == 'postgresql':
-            waiting = [s for s in waiting if s[1] == 'Lock']
-        return bool(waiting)
+    def live_committed_computed_waiting(self, watcher):
+        """Whether start-up is between its two writes: the live records
+        committed, and an INSERT of system metadata waiting for a lock
+        (the held record), as the server says."""
+        return (nova_fixtures.lock_waits(
+                    watcher, 'INSERT INTO instance_system_metadata')
+                and self.new_records() == len(self.live))
 
     def test_kill_9_during_init_host_then_rerun(self):
         self.run_to_running()
@@ -161,14 +160,15 @@ class ComputeCrashTests(CrashTestCase):
             self.forget_new_records()
             held = self.hold_a_computed_record()
             process = self.start_compute()
-            self.assertTrue(base.poll(self.insert_waiting),
-                            process.describe())
-            # Between its first write and its last: the live records
-            # are committed, the computed ones wait.
-            at_kill = self.new_records()
+            with self.engine.connect() as watcher:
+                self.assertTrue(base.poll(
+                    lambda: self.live_committed_computed_waiting(watcher),
+                    interval=0.25), process.describe())
             process.kill_running()
             held.rollback()
-            self.assertEqual(len(self.live), at_kill)
+            # Killed between its first write and its last: nothing more
+            # than the live records was committed.
+            self.assertEqual(len(self.live), self.new_records())
             self.run_to_running()
             self.assertEqual(expected, self.records())
             self.assertEqual([], self.duplicates())

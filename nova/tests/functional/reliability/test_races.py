@@ -51,35 +51,14 @@ class LockWaitsMixin:
 
     def wait_for_lock_waits(self, engine, count=1):
         """Wait until ``count`` sessions on this test's database wait for
-        a lock.
-
-        The servers' views are server-wide, so narrowed to the database:
-        the other test worker runs on the same servers, and may build a
-        deadlock of its own at the same time.
-        """
-        if engine.dialect.name == 'postgresql':
-            query = ("SELECT COUNT(*) FROM pg_stat_activity "
-                     "WHERE datname = current_database() "
-                     "AND wait_event_type = 'Lock'")
-        else:
-            query = ("SELECT COUNT(*) FROM information_schema.innodb_trx t "
-                     "JOIN information_schema.processlist p "
-                     "ON p.id = t.trx_mysql_thread_id "
-                     "WHERE t.trx_state = 'LOCK WAIT' AND p.db = DATABASE()")
+        a lock (the other test worker may build a deadlock of its own at
+        the same time: not counted)."""
         with engine.connect() as watcher:
-            def waiting():
-                try:
-                    return watcher.execute(sa.text(query)).scalar() >= count
-                finally:
-                    # PostgreSQL keeps one statistics snapshot for a
-                    # whole transaction.
-                    watcher.rollback()
-            # InnoDB refreshes its transaction views only when they were
-            # last read, by any session, more than 0.1 s before: polled
-            # every 0.15 s here and in the other worker, they never were.
-            # Well within PostgreSQL's 1 s deadlock_timeout too.
+            # Every 0.25 s: InnoDB's views stay fresh, and well within
+            # PostgreSQL's 1 s deadlock_timeout.
             self.assertTrue(nova_fixtures.poll(
-                waiting, timeout=50, interval=0.25),
+                lambda: nova_fixtures.lock_waits(watcher) >= count,
+                timeout=50, interval=0.25),
                 'never %d lock waits' % count)
 
 
