@@ -11,7 +11,7 @@ first eight hex digits replaced by the cell's number, so that no two
 cells share an instance uuid, plus its instance mappings.
 
 Then each cross-cell command runs in a process of its own (wall time and
-peak RSS through GNU time, as benchmarks/run.py measures), beside its
+peak RSS through GNU time, as benchmarks/scale.py measures), beside its
 lower bound: the same per-cell SQL run one cell after another through
 the bare driver in one process (benchmarks/probes.py ``cells``). Every
 command and bound runs --repeat times, in rounds (each round runs them
@@ -64,9 +64,9 @@ import sqlalchemy as sa  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
 from benchmarks import probes  # noqa: E402
+from benchmarks import report  # noqa: E402
 from benchmarks import seed as seeding  # noqa: E402
 from nova import config  # noqa: E402
-from nova.db import migration  # noqa: E402
 
 BULK_OLD, BULK_NEW = 'pc-q35-7.2', 'pc-q35-8.2'
 # Seconds the failing cells may cost a command beyond its documented
@@ -157,99 +157,55 @@ def copy_cell_postgresql(src_url, dst_url, api_url, number, cell_id):
              'instance_uuid, cell_id, project_id, deleted')
 
 
-class Cloud:
-    """An API database and ``count`` cell databases, mapped and seeded."""
+def seed_cells(cloud, per_cell):
+    """Seed the first cell, copy it into the others; seconds taken."""
+    started = time.perf_counter()
+    cloud.seed(per_cell)
+    cell_ids = _cell_ids(cloud)
+    server = harness.SERVERS[cloud.backend]
+    for number, url in enumerate(cloud.cell_urls[1:], start=2):
+        if cloud.backend == 'mysql':
+            copy_cell_mysql(server, _db(cloud.cell_url), _db(url),
+                            _db(cloud.api_url), number, cell_ids[number - 1])
+        else:
+            copy_cell_postgresql(cloud.cell_url, url, cloud.api_url,
+                                 number, cell_ids[number - 1])
+        harness.analyze(url)
+        log('  copied into cell%02d' % number)
+    return time.perf_counter() - started
 
-    def __init__(self, backend, count, workdir):
-        self.backend = backend
-        self.server = harness.SERVERS[backend]
-        self.workdir = workdir
-        tag = 'cellsbench_%d' % os.getpid()
-        self.api_url = harness.create_database(self.server, tag + '_api')
-        self.cell_urls = [harness.create_database(self.server, '%s_cell%02d'
-                                                  % (tag, i + 1))
-                          for i in range(count)]
-        self.conf = os.path.join(workdir, 'nova.conf')
-        self.cells = []   # [(name, uuid)]
 
-    def urls(self):
-        return [self.api_url] + self.cell_urls
+def _cell_ids(cloud):
+    """The API database ids of the cells, in cloud.cells' order."""
+    engine = sa.create_engine(cloud.api_url)
+    with engine.connect() as conn:
+        ids = dict(conn.execute(sa.select(
+            seeding.CELLS.c.uuid, seeding.CELLS.c.id)).all())
+    engine.dispose()
+    return [ids[uuid] for _, uuid in cloud.cells]
 
-    def drop(self):
-        harness.drop_databases(self.server, self.urls())
 
-    def write_conf(self, cell_timeout):
-        config.write_config_file(self.conf, {
-            'DEFAULT': {'state_path': self.workdir,
-                        'cell_timeout': cell_timeout},
-            'database': {'connection': self.cell_urls[0]},
-            'api_database': {'connection': self.api_url},
-            'libvirt': {'virt_type': 'test',
-                        'connection_uri': 'test:///default'}})
+def max_sysmeta_ids(cloud):
+    """The highest system metadata id of each cell."""
+    return [_scalar(url, 'SELECT max(id) FROM instance_system_metadata')
+            for url in cloud.cell_urls]
 
-    def nova(self, command, *argv):
-        return [os.path.join(harness.BIN, command), '--config-file',
-                self.conf] + list(argv)
 
-    def create(self):
-        """Sync every schema, map every cell with the real command."""
-        harness.run_child(self.nova('nova-manage', 'api_db', 'sync'))
-        for index, url in enumerate(self.cell_urls):
-            migration.db_sync(migration.MAIN, url=url)
-            name = 'cell%02d' % (index + 1)
-            created = harness.run_child(self.nova(
-                'nova-manage', 'cell_v2', 'create_cell', '--name', name,
-                '--database_connection', url))
-            self.cells.append((name, created['stdout'].split()[-1]))
+def delete_sysmeta_after(cloud, max_ids):
+    """Delete every system metadata row above ``max_ids`` (per cell)."""
+    for url, top in zip(cloud.cell_urls, max_ids):
+        probes.execute(url, 'DELETE FROM instance_system_metadata '
+                       'WHERE id > %d' % top)
+        harness.analyze(url)
 
-    def seed(self, per_cell):
-        """Seed the first cell, copy it into the others; seconds taken."""
-        started = time.perf_counter()
-        seeding.seed(self.cell_urls[0], self.api_url, per_cell,
-                     cell_uuid=self.cells[0][1],
-                     log=lambda msg: log('  ' + msg))
-        cell_ids = self._cell_ids()
-        for number, url in enumerate(self.cell_urls[1:], start=2):
-            if self.backend == 'mysql':
-                copy_cell_mysql(self.server, _db(self.cell_urls[0]),
-                                _db(url), _db(self.api_url), number,
-                                cell_ids[number - 1])
-            else:
-                copy_cell_postgresql(self.cell_urls[0], url, self.api_url,
-                                     number, cell_ids[number - 1])
-            log('  copied into cell%02d' % number)
-        for url in self.cell_urls:
-            harness.analyze(url)
-        return time.perf_counter() - started
 
-    def _cell_ids(self):
-        """The API database ids of the cells, in self.cells' order."""
-        engine = sa.create_engine(self.api_url)
-        with engine.connect() as conn:
-            ids = dict(conn.execute(sa.select(
-                seeding.CELLS.c.uuid, seeding.CELLS.c.id)).all())
-        engine.dispose()
-        return [ids[uuid] for _, uuid in self.cells]
-
-    def max_sysmeta_ids(self):
-        """The highest system metadata id of each cell."""
-        return [_scalar(url, 'SELECT max(id) FROM instance_system_metadata')
-                for url in self.cell_urls]
-
-    def delete_sysmeta_after(self, max_ids):
-        """Delete every system metadata row above ``max_ids`` (per cell)."""
-        for url, top in zip(self.cell_urls, max_ids):
-            probes.execute(url, 'DELETE FROM instance_system_metadata '
-                           'WHERE id > %d' % top)
-            harness.analyze(url)
-
-    def set_value(self, old, new):
-        """Move every hw_machine_type ``old`` back to ``new``, every cell."""
-        for url in self.cell_urls:
-            probes.execute(url, "UPDATE instance_system_metadata SET value "
-                           "= %(new)s WHERE {key} = 'hw_machine_type' AND "
-                           "value = %(old)s", {'old': old, 'new': new})
-            harness.analyze(url)
+def set_value(cloud, old, new):
+    """Move every hw_machine_type ``old`` back to ``new``, every cell."""
+    for url in cloud.cell_urls:
+        probes.execute(url, "UPDATE instance_system_metadata SET value "
+                       "= %(new)s WHERE {key} = 'hw_machine_type' AND "
+                       "value = %(old)s", {'old': old, 'new': new})
+        harness.analyze(url)
 
 
 def _db(url):
@@ -340,12 +296,12 @@ def median_rows(rounds):
 def measure_bulk_update(cloud):
     """The real bulk update vs GROUP BY + UPDATE; both undone after."""
     lower = lower_bound(cloud, 'bulk', BULK_OLD, BULK_NEW)
-    cloud.set_value(BULK_NEW, BULK_OLD)
+    set_value(cloud, BULK_NEW, BULK_OLD)
     op = harness.run_child(cloud.nova(
         'nova-manage', 'libvirt', 'bulk_update_machine_type', '--from',
         BULK_OLD, '--to', BULK_NEW, '--format', 'json'), expect=(3,))
     updated = json.loads(op.pop('stdout'))['updated']
-    cloud.set_value(BULK_NEW, BULK_OLD)
+    set_value(cloud, BULK_NEW, BULK_OLD)
     if updated != lower['rows']:
         raise SystemExit('bulk_update_machine_type updated %d instances, '
                          'the UPDATE %d' % (updated, lower['rows']))
@@ -354,14 +310,14 @@ def measure_bulk_update(cloud):
 
 def measure_migration(cloud):
     """online_data_migrations vs INSERT ... SELECT; both undone after."""
-    before = cloud.max_sysmeta_ids()
+    before = max_sysmeta_ids(cloud)
     lower = lower_bound(cloud, 'insert_select')
-    cloud.delete_sysmeta_after(before)
+    delete_sysmeta_after(cloud, before)
     op = command(cloud, 'nova-manage', 'db', 'online_data_migrations')
     recorded = [_scalar(url, 'SELECT count(*) FROM instance_system_metadata '
                         'WHERE id > %d' % top)
                 for url, top in zip(cloud.cell_urls, before)]
-    cloud.delete_sysmeta_after(before)
+    delete_sysmeta_after(cloud, before)
     if recorded != lower['per_cell']:
         raise SystemExit('online_data_migrations recorded %s, the INSERT '
                          '... SELECT %s' % (recorded, lower['per_cell']))
@@ -518,7 +474,7 @@ def measure_failures(cloud, timeout, healthy, migrated):
     stopped, slow = len(cloud.cells) // 3, 2 * len(cloud.cells) // 3
     failing = {cloud.cells[stopped][1], cloud.cells[slow][1]}
     rows = []
-    before = cloud.max_sysmeta_ids()
+    before = max_sysmeta_ids(cloud)
     with Failures(cloud, stopped, slow):
         for name, argv, code, figures in FAILURE_COMMANDS:
             done = harness.run_child(cloud.nova(*argv), expect=None,
@@ -540,8 +496,8 @@ def measure_failures(cloud, timeout, healthy, migrated):
         'db online_data_migrations', done, 2, timeout,
         healthy['db online_data_migrations'], dict(zip(cells, migrated)),
         dict(zip(cells, recorded)), failing))
-    cloud.delete_sysmeta_after(before)
-    cloud.set_value(BULK_NEW, BULK_OLD)
+    delete_sysmeta_after(cloud, before)
+    set_value(cloud, BULK_NEW, BULK_OLD)
     return rows, [cloud.cells[stopped], cloud.cells[slow]]
 
 
@@ -553,18 +509,18 @@ def bench(backend, args):
                                dir=args.workdir)
     log('== %s, %d cells of %d instances (work directory %s)' % (
         backend, args.cells, args.instances_per_cell, workdir))
-    cloud = Cloud(backend, args.cells, workdir)
+    cloud = harness.Deployment(backend, workdir, 'cells_%d' % os.getpid(),
+                               cells=args.cells,
+                               cell_timeout=args.cell_timeout)
     try:
-        cloud.write_conf(args.cell_timeout)
         cloud.create()
         result = {'backend': backend, 'cells': args.cells,
                   'instances_per_cell': args.instances_per_cell,
                   'cell_timeout': args.cell_timeout,
-                  'seed_seconds': cloud.seed(args.instances_per_cell)}
+                  'seed_seconds': seed_cells(cloud, args.instances_per_cell)}
         log('  seeded in %.0f s' % result['seed_seconds'])
         result['rows'] = median_rows(
             [measure(cloud) for _ in range(args.repeat)])
-        print_table(result)
         healthy = {row['operation']: row['op']['wall']
                    for row in result['rows']}
         migrated = next(row['lower_bound']['per_cell']
@@ -574,7 +530,7 @@ def bench(backend, args):
             cloud, args.cell_timeout, healthy, migrated)
         result['failing_cells'] = {'stopped': failing[0],
                                    'slow': failing[1]}
-        print_failures(result)
+        log(report.cells_table(result))
     finally:
         if args.keep:
             log('  kept: %s, %s' % (workdir, cloud.urls()))
@@ -582,39 +538,6 @@ def bench(backend, args):
             cloud.drop()
             subprocess.run(['rm', '-rf', workdir])
     return result
-
-
-def print_table(result):
-    log('\n%s: %d cells x %d instances (seeded in %.0f s)' % (
-        result['backend'], result['cells'], result['instances_per_cell'],
-        result['seed_seconds']))
-    header = '%-36s %8s %8s %9s %8s %7s %6s' % (
-        'command', 'wall s', 'MiB', 'lower s', 'MiB', 'ratio', 'load')
-    log(header)
-    log('-' * len(header))
-    for row in result['rows']:
-        op, lower = row['op'], row['lower_bound']
-        log('%-36s %8.2f %8.1f %9.2f %8.1f %6.2fx %6.2f' % (
-            row['operation'], op['wall'], op['rss_mib'], lower['wall'],
-            lower['rss_mib'], row['ratio'], max(op['load'], lower['load'])))
-
-
-def print_failures(result):
-    log('\n%s: cell %s stopped, cell %s slow; cell_timeout %d s' % (
-        result['backend'], result['failing_cells']['stopped'][0],
-        result['failing_cells']['slow'][0], result['cell_timeout']))
-    header = '%-36s %8s %9s %7s %5s %7s %6s %6s' % (
-        'command', 'wall s', 'healthy s', 'cost s', 'exit', 'cells',
-        'named', 'load')
-    log(header)
-    log('-' * len(header))
-    for row in result['failures']:
-        log('%-36s %8.1f %9.1f %7.1f %2d/%-2d %3d/%-3d %6s %6.2f%s' % (
-            row['command'], row['wall'], row['healthy'], row['cost'],
-            row['rc'],
-            row['expected_rc'], row['cells_reported'], row['other_cells'],
-            'yes' if row['named'] else 'NO', row['load'],
-            '' if row['in_time'] else '  LATE'))
 
 
 def parse_args(argv):
@@ -650,9 +573,9 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     config.parse_args([], configure_logging=False)
-    results = {'machine': harness.machine(), 'runs': []}
+    results = {'machine': harness.machine(), 'cells': []}
     for backend in args.backend:
-        results['runs'].append(bench(backend, args))
+        results['cells'].append(bench(backend, args))
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=1)
     log('\nfigures written to %s' % args.json)

@@ -39,7 +39,7 @@ if ROOT not in sys.path:
 
 from benchmarks import harness  # noqa: E402
 from benchmarks import probes  # noqa: E402
-from benchmarks import run  # noqa: E402
+from benchmarks import report  # noqa: E402
 from benchmarks import seed as seeding  # noqa: E402
 
 OLD, NEW, OLDER = 'pc-q35-7.1', 'pc-q35-7.2', 'pc-q35-6.2'
@@ -56,7 +56,7 @@ def target_instance(count):
 
 def reset_record(dep, uuid):
     """Set the instance's record back to OLD (not timed)."""
-    probes.execute(dep.urls['cell'], (
+    probes.execute(dep.cell_url, (
         "UPDATE instance_system_metadata SET value = %(old)s "
         "WHERE instance_uuid = %(uuid)s AND {key} = 'hw_machine_type' "
         "AND deleted = 0"), {'old': OLD, 'uuid': uuid})
@@ -76,9 +76,9 @@ def lines(dep, uuid):
          (4,), True),
         ('nova-manage --help', [os.path.join(harness.BIN, 'nova-manage'),
                                 '--help'], (0,), False),
-        ('driver get', harness.probe('get', dep.urls['api'], uuid), (0,),
+        ('driver get', harness.probe('get', dep.api_url, uuid), (0,),
          False),
-        ('driver update', harness.probe('update_one', dep.urls['api'], uuid,
+        ('driver update', harness.probe('update_one', dep.api_url, uuid,
                                         OLD, NEW), (0,), True),
         ('floor get', harness.probe('floor_get', dep.conf, uuid), (0,), False),
         ('floor update', harness.probe('floor_update', dep.conf, uuid, OLD,
@@ -111,7 +111,7 @@ def check_outputs(dep, uuid):
                                          'get_machine_type', uuid))['stdout']
     bounds = [harness.probe_result(harness.run_child(harness.probe(*argv)))
               ['machine_type'] for argv in (
-                  ('get', dep.urls['api'], uuid),
+                  ('get', dep.api_url, uuid),
                   ('floor_get', dep.conf, uuid))]
     if [printed.strip()] * 2 != bounds or bounds[0] != OLD:
         raise SystemExit('get_machine_type printed %r, the bounds read %r'
@@ -121,8 +121,8 @@ def check_outputs(dep, uuid):
 def bench(backend, count, args):
     """Every line on one backend; returns the figures as a dict."""
     workdir = tempfile.mkdtemp(prefix='bench-commands-%s-' % backend)
-    dep = run.Deployment(backend, workdir,
-                         tag='cmd_%d_%d' % (count, os.getpid()))
+    dep = harness.Deployment(backend, workdir,
+                             tag='cmd_%d_%d' % (count, os.getpid()))
     try:
         dep.create()
         seconds = dep.seed(count)
@@ -134,26 +134,6 @@ def bench(backend, count, args):
     finally:
         dep.drop()
         subprocess.run(['rm', '-rf', workdir])
-
-
-def print_table(result):
-    lines = result['lines']
-    print('\n%s, N = %d (median of %d runs; load %.1f-%.1f)' % (
-        result['backend'], result['instances'],
-        len(lines['get_machine_type']['walls']),
-        min(min(e['loads']) for e in lines.values()),
-        max(max(e['loads']) for e in lines.values())))
-    print('%-26s %8s %8s %8s %9s %9s' % (
-        'command', 'wall s', 'driver', 'ratio', 'floor', '- floor'))
-    bounds = {'get_machine_type': 'get', 'update_machine_type': 'update',
-              'refused update (exit 4)': 'update',
-              'nova-manage --help': 'get'}
-    for name, kind in bounds.items():
-        wall = lines[name]['wall']
-        driver = lines['driver ' + kind]['wall']
-        floor = lines['floor ' + kind]['wall']
-        print('%-26s %8.3f %8.3f %7.2fx %9.3f %+9.3f' % (
-            name, wall, driver, wall / driver, floor, wall - floor))
 
 
 def parse_args(argv):
@@ -170,10 +150,10 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    results = {'machine': harness.machine(), 'runs': []}
+    results = {'machine': harness.machine(), 'commands': []}
     for backend in args.backend:
-        results['runs'].append(bench(backend, args.instances, args))
-        print_table(results['runs'][-1])
+        results['commands'].append(bench(backend, args.instances, args))
+        harness.log(report.commands_table(results['commands'][-1]))
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=1)
     harness.log('\nfigures written to %s' % args.json)

@@ -3,8 +3,9 @@
 Server URLs, running and timing a child command (run_child: wall time,
 peak RSS, load), medians of rounds (run_repeated), the lower-bound
 probes of benchmarks/probes.py, databases made and dropped on the test
-servers, and one line of a results table (pair). run.py, upgrade.py,
-cells.py and commands.py import it; it imports none of them.
+servers, a deployment (an API database and N cells, created with the
+real commands and seeded), and one line of a results table (pair).
+Every scenario module imports it; it imports none of them.
 """
 
 import json
@@ -20,6 +21,10 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import sqlalchemy as sa  # noqa: E402
+
+from benchmarks import seed as seeding  # noqa: E402
+from nova import config  # noqa: E402
+from nova.db import migration  # noqa: E402
 
 BIN = os.path.dirname(os.path.abspath(sys.executable))
 CITEST = 'openstack_citest'
@@ -119,7 +124,7 @@ def probe_result(measured):
     return json.loads(measured.pop('stdout').strip().splitlines()[-1])
 
 
-# -- one deployment: databases, configuration, cell ---------------------------
+# -- databases and deployments ------------------------------------------------
 
 def create_database(server_url, name):
     """Create database ``name`` afresh on the server of ``server_url``.
@@ -175,6 +180,96 @@ def analyze(cell_url):
         for statement in statements:
             conn.execute(sa.text(statement))
     engine.dispose()
+
+
+class Deployment:
+    """An API database and ``cells`` cell databases on one backend, with
+    their nova.conf: what nova's commands run against.
+
+    ``create`` syncs the schemas and maps the cells; ``seed`` fills the
+    first cell (a scenario with more cells copies it into the others).
+    """
+
+    def __init__(self, backend, workdir, tag, cells=1, cell_timeout=None):
+        self.backend = backend
+        self.workdir = workdir
+        self.api_url = self._create_database(tag, 'api')
+        self.cell_urls = [self._create_database(tag, 'cell%02d' % number)
+                          for number in range(1, cells + 1)]
+        self.cells = []   # [(name, uuid)], in cell_urls' order
+        self.conf = os.path.join(workdir, 'nova.conf')
+        default = {'state_path': workdir}
+        if cell_timeout is not None:
+            default['cell_timeout'] = cell_timeout
+        config.write_config_file(self.conf, {
+            'DEFAULT': default,
+            'database': {'connection': self.cell_url},
+            'api_database': {'connection': self.api_url},
+            'libvirt': {'virt_type': 'test',
+                        'connection_uri': 'test:///default'},
+            'compute': {'libvirt_connect_retries': 0},
+        })
+
+    @property
+    def cell_url(self):
+        """The first cell's URL: [database] of nova.conf."""
+        return self.cell_urls[0]
+
+    @property
+    def cell_uuid(self):
+        return self.cells[0][1]
+
+    def urls(self):
+        return [self.api_url] + self.cell_urls
+
+    def _create_database(self, tag, name):
+        if self.backend == 'sqlite':
+            return 'sqlite:///%s' % os.path.join(self.workdir,
+                                                 '%s.sqlite' % name)
+        return create_database(SERVERS[self.backend],
+                               'bench_%s_%s' % (tag, name))
+
+    def drop(self):
+        """Drop the server databases (SQLite files go with the workdir)."""
+        if self.backend != 'sqlite':
+            drop_databases(SERVERS[self.backend], self.urls())
+
+    def nova(self, command, *argv):
+        """argv of a console script run with this deployment's nova.conf."""
+        return [os.path.join(BIN, command), '--config-file', self.conf] + \
+            list(argv)
+
+    def create(self):
+        """Sync every schema and map every cell.
+
+        The API schema and the mappings with the real commands; the cell
+        schemas with the code ``nova-manage db sync`` runs, given each
+        cell's URL (the command syncs only the [database] of its file).
+        Then import what the measured commands import, so that their
+        bytecode is compiled before anything is timed.
+        """
+        run_child(self.nova('nova-manage', 'api_db', 'sync'))
+        for number, url in enumerate(self.cell_urls, start=1):
+            migration.db_sync(migration.MAIN, url=url)
+            created = run_child(self.nova(
+                'nova-manage', 'cell_v2', 'create_cell', '--name',
+                'cell%02d' % number, '--database_connection', url))
+            self.cells.append(
+                ('cell%02d' % number,
+                 created['stdout'].strip().splitlines()[-1]))
+        run_child([sys.executable, '-c', 'import nova.cmd.manage, '
+                   'nova.cmd.status, nova.compute.manager, benchmarks.probes, '
+                   'libvirt, pymysql, psycopg2, sqlite3'])
+
+    def seed(self, count, start=0, shape=seeding.instance_shape):
+        """Seed ``count`` instances from id start+1 in the first cell,
+        then refresh its statistics; returns the seconds taken."""
+        started = time.perf_counter()
+        seeding.seed(self.cell_url, self.api_url, count,
+                     cell_uuid=self.cell_uuid, start=start, shape=shape,
+                     log=lambda msg: log('  ' + msg))
+        analyze(self.cell_url)
+        return time.perf_counter() - started
 
 
 def pair(name, op, lower, **extra):

@@ -1,6 +1,6 @@
 """The lower bounds of the benchmark, and init_host counted in-process.
 
-Each probe runs in a process of its own, started by benchmarks/run.py
+Each probe runs in a process of its own, started by a scenario
 exactly as the nova command it is compared with, so that wall time and
 peak RSS (read from that child's rusage) compare like with like:
 

@@ -1,12 +1,16 @@
-"""Markdown tables of the figures benchmarks/run.py wrote as JSON.
+"""Markdown tables of the figures the scenarios wrote as JSON.
 
-    python benchmarks/report.py results.json [more.json ...]
+    python -m benchmarks report results.json [more.json ...]
 
-One table per backend and N (operation beside its lower bound), then
-one table per backend of how each operation's wall time and peak RSS
-grow with N. Then, for the upgrade measurements (run.py --upgrade), a
-table per backend, N and nova commit of what each client saw during
-db sync, and one line per measurement side by side.
+Each result file holds one kind of result, by scenario: ``runs``
+(scale.py): a table per backend and N (operation beside its lower
+bound), then per backend how each operation's wall time and peak RSS
+grow with N; ``upgrades`` (upgrade.py): a table per backend, N and nova
+commit of what each client saw during db sync, and one line per
+measurement side by side; ``cells`` (cells.py): the cross-cell commands
+beside their bound, healthy and with failing cells; ``commands``
+(commands.py): the one-instance commands beside the driver's look-ups.
+The scenarios print the same tables when they end.
 """
 
 import collections
@@ -25,7 +29,8 @@ def _runs(paths, kind='runs'):
     for path in paths:
         with open(path) as f:
             for run in json.load(f).get(kind, []):
-                key = (run['backend'], run['instances'])
+                key = (run['backend'], run.get('instances')
+                       or (run['cells'], run['instances_per_cell']))
                 if kind == 'upgrades':
                     key += (run['nova']['commit'],
                             bool(run['nova']['changed']))
@@ -138,6 +143,36 @@ def upgrade_checks(check):
                 check['unexpected']))
 
 
+# db sync held to this multiple of the DBA's statements (upgrade.py).
+DBA_BOUND = 1.3
+
+
+def beside_lines(run):
+    """What ran beside db sync (a held transaction, a backup) and the
+    DBA's bound, where the measurement had them."""
+    sync, lines = run['sync'], []
+    beside = sync.get('beside')
+    if beside:
+        lines += ['', 'Beside db sync: %s; ALTER TABLE statements sent: %s.'
+                  % ('; '.join(
+                      ['a transaction held %.0f s from %.0f s into the '
+                       'sync' % (closed - opened, opened - sync['start'])
+                       for opened, closed in beside['held']]
+                      + ['a backup (exit %d) of %.0f s' % backup
+                         for backup in beside['backups']]) or 'nothing',
+                     beside['alter_statements'])]
+    if 'dba' in run:
+        dba = run['dba']
+        lines += ['', "The DBA's statements alone: %.1f s (%s); db sync "
+                  "%.1f s = %.2fx of them (bound %.1fx: %s)." % (
+                      dba['seconds'], ', '.join('%s %.1f s' % s
+                                                for s in dba['statements']),
+                      sync['wall'], sync['wall'] / dba['seconds'], DBA_BOUND,
+                      'met' if sync['wall'] <= DBA_BOUND * dba['seconds']
+                      else 'NOT MET')]
+    return lines
+
+
 def upgrade_table(run):
     """Markdown of one upgrade measurement: a client a line."""
     sync = run['sync']
@@ -157,6 +192,7 @@ def upgrade_table(run):
             row['p99_ms'], row['slow'], row['sync_requests'],
             row['sync_worst_ms']))
     lines += ['', upgrade_checks(run['verify'])]
+    lines += beside_lines(run)
     errors = ['- %s: `%s`' % (row['client'], error)
               for row in run['clients'] for error in row['first_errors']]
     if errors:
@@ -185,7 +221,60 @@ def upgrade_summary(runs):
     return '\n'.join(out)
 
 
+def cells_table(run):
+    """Markdown of one many-cells run: each command beside its lower
+    bound (medians), then each command with one cell stopped and one
+    slow."""
+    lines = ['#### %s, %d cells x %s instances (seeded in %.0f s)' % (
+        run['backend'], run['cells'], '{:,}'.format(
+            run['instances_per_cell']), run['seed_seconds']), '',
+        '| command | wall s | peak MiB | lower bound s | ratio | load |',
+        '|---|---:|---:|---:|---:|---:|']
+    for row in run['rows']:
+        op, lower = row['op'], row['lower_bound']
+        lines.append('| %s | %.2f | %.1f | %.2f | %.2fx | %.1f |' % (
+            row['operation'], op['wall'], op['rss_mib'], lower['wall'],
+            row['ratio'], max(op['load'], lower['load'])))
+    lines += ['', 'Cell %s stopped, cell %s slow, cell_timeout %d s:' % (
+        run['failing_cells']['stopped'][0], run['failing_cells']['slow'][0],
+        run['cell_timeout']), '',
+        '| command | wall s | healthy s | exit (expected) | other cells '
+        'reported | failing cells named | in time |',
+        '|---|---:|---:|---|---|---|---|']
+    for row in run['failures']:
+        lines.append('| %s | %.1f | %.1f | %d (%d) | %d of %d | %s | %s |'
+                     % (row['command'], row['wall'], row['healthy'],
+                        row['rc'], row['expected_rc'],
+                        row['cells_reported'], row['other_cells'],
+                        'yes' if row['named'] else 'NO',
+                        'yes' if row['in_time'] else 'LATE'))
+    return '\n'.join(lines)
+
+
+def commands_table(run):
+    """Markdown of the one-instance commands: medians beside the same
+    look-ups through the driver and the floor of a Python process."""
+    lines = run['lines']
+    out = ['#### %s, N = %s (median of %d runs)' % (
+        run['backend'], '{:,}'.format(run['instances']),
+        len(lines['get_machine_type']['walls'])), '',
+        '| command | wall s | driver s | ratio | floor s | above floor s |',
+        '|---|---:|---:|---:|---:|---:|']
+    bounds = {'get_machine_type': 'get', 'update_machine_type': 'update',
+              'refused update (exit 4)': 'update',
+              'nova-manage --help': 'get'}
+    for name, kind in bounds.items():
+        wall = lines[name]['wall']
+        driver = lines['driver ' + kind]['wall']
+        floor = lines['floor ' + kind]['wall']
+        out.append('| %s | %.3f | %.3f | %.2fx | %.3f | %+.3f |' % (
+            name, wall, driver, wall / driver, floor, wall - floor))
+    return '\n'.join(out)
+
+
 def main(paths):
+    """Print the Markdown of every result in ``paths``, whatever the
+    scenario that wrote it."""
     runs = _runs(paths)
     for key in sorted(runs):
         print(run_table(runs[key]))
@@ -198,7 +287,13 @@ def main(paths):
         print()
     if upgrades:
         print(upgrade_summary(upgrades))
+    for kind, table in (('cells', cells_table),
+                        ('commands', commands_table)):
+        found = _runs(paths, kind)
+        for key in sorted(found):
+            print(table(found[key]))
+            print()
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

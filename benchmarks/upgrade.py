@@ -2,8 +2,7 @@
 
 What an operator meets when upgrading: the schema goes from
 001_baseline to the newest revision while clients keep reading and
-writing. For one backend and N instances (``benchmarks/run.py
---upgrade`` runs it for each --backend and --instances):
+writing. For each --backend and --instances N:
 
 1. a fresh cell database, brought to 001_baseline by the real command,
    ``nova-manage db sync --local_cell --version 001_baseline``;
@@ -26,40 +25,44 @@ writing. For one backend and N instances (``benchmarks/run.py
 On Galera (tools/galera.sh) db sync, the seed and the checks go through
 node 1, the writing clients through node 2, the reading ones through
 node 3. With --nova-tree PATH nova-manage imports the nova package of
-that source tree (PYTHONPATH), to measure another commit.
+that source tree (PYTHONPATH), to measure another commit, for example
+a worktree of an older one:
+
+    python benchmarks/upgrade.py --backend mysql --backend postgresql \\
+        --instances 100000 --instances 1000000 --json upgrade.json
+    git worktree add /tmp/before HEAD~10
+    python benchmarks/upgrade.py --backend mysql --instances 100000 \\
+        --nova-tree /tmp/before --json upgrade-before.json
 """
 
+import argparse
 import io
 import json
-import math
-import multiprocessing
 import os
-import random
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-import sqlalchemy as sa
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
-from benchmarks import harness
-from benchmarks import probes
-from benchmarks import report
-from benchmarks import seed as seeding
-from nova import config
+import sqlalchemy as sa  # noqa: E402
+
+from benchmarks import clients  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from benchmarks import probes  # noqa: E402
+from benchmarks import report  # noqa: E402
+from benchmarks import seed as seeding  # noqa: E402
+from nova import config  # noqa: E402
 
 BASELINE = '001_baseline'
 # The node each role uses on Galera; elsewhere all share one server.
 GALERA_PORTS = {'sync': 4306, 'writers': 4307, 'readers': 4308}
-INTERVAL = 0.05
-# Connect, lock and statement time-outs of the clients (seconds): long,
-# so that a blocked request shows as a long wait rather than an error.
-TIMEOUT = 120
 CHUNK = 10000
 OUTPUT_LINES = 40
-SLOW = 1.0
-ERRORS_KEPT = 3
 
 # created_at of every seeded row; a duplicate is NEWER (updated_at) or
 # OLDER (created_at) than the row it duplicates.
@@ -100,43 +103,6 @@ def node_url(backend, database, role):
     if backend == 'galera':
         url = url.set(port=GALERA_PORTS[role])
     return url.render_as_string(hide_password=False)
-
-
-def connect(url, **options):
-    """A DB-API connection of ``url``'s driver, in autocommit.
-
-    SQLAlchemy only turns the URL into the driver's arguments, to which
-    ``options`` are added. Waits for locks and statements end after
-    TIMEOUT seconds.
-    """
-    parsed = sa.engine.make_url(url)
-    dialect = parsed.get_dialect()()
-    args, kwargs = dialect.create_connect_args(parsed)
-    kwargs['connect_timeout'] = TIMEOUT
-    mysql = dialect_of(url) == 'mysql'
-    if mysql:
-        kwargs.update(autocommit=True, read_timeout=2 * TIMEOUT,
-                      init_command='SET SESSION innodb_lock_wait_timeout = '
-                      '%d, lock_wait_timeout = %d, max_statement_time = %d'
-                      % ((TIMEOUT,) * 3))
-    else:
-        kwargs['options'] = '-c lock_timeout=%ds -c statement_timeout=%ds' \
-            % (TIMEOUT, TIMEOUT)
-    kwargs.update(options)
-    conn = dialect.import_dbapi().connect(*args, **kwargs)
-    if not mysql:
-        conn.autocommit = True
-    return conn
-
-
-def dialect_of(url):
-    """'mysql' or 'postgresql': the kind of server of ``url``."""
-    return sa.engine.make_url(url).get_backend_name()
-
-
-def key_column(url):
-    """The ``key`` column as it is written in SQL on ``url``'s server."""
-    return probes.quoted_key(dialect_of(url))
 
 
 # -- seeding, with the driver alone -------------------------------------------
@@ -232,8 +198,8 @@ def bulk_loader(url, workdir):
     file in ``workdir`` (the server must have local_infile ON). Returns
     (that function, its connection).
     """
-    if dialect_of(url) == 'mysql':
-        conn = connect(url, local_infile=True)
+    if clients.dialect_of(url) == 'mysql':
+        conn = clients.connect(url, local_infile=True)
         cursor = conn.cursor()
         cursor.execute('SELECT @@local_infile')
         if not cursor.fetchone()[0]:
@@ -250,7 +216,7 @@ def bulk_loader(url, workdir):
                            (path,))
         return load, conn
 
-    conn = connect(url)
+    conn = clients.connect(url)
     cursor = conn.cursor()
     # No foreign key triggers (the rows are consistent by construction):
     # they halve COPY's speed. Needs a superuser, as openstack_citest is.
@@ -280,7 +246,7 @@ def seed(url, count, workdir):
         if done % (CHUNK * 10) == 0 or done == count:
             log('  seeded %d/%d instances (%.0f/s)' % (
                 done, count, done / (time.perf_counter() - started)))
-    if dialect_of(url) == 'postgresql':
+    if clients.dialect_of(url) == 'postgresql':
         # Explicit ids leave the sequences behind: move them past.
         cursor = conn.cursor()
         for table in ('instances', 'instance_system_metadata'):
@@ -342,52 +308,6 @@ CLIENTS = {
 }
 
 
-def client(name, url, population, barrier, stop, results):
-    """Run one client until ``stop``; put its record on ``results``.
-
-    A request starts every INTERVAL seconds, or as soon as the previous
-    one ends if that took longer. A failed request is recorded with its
-    error and not retried; the connection is then opened again, within
-    the next request. The record: name, url, requests as [start (epoch
-    s), latency (s), error or None] and the rows written.
-    """
-    request = CLIENTS[name][1]
-    key = key_column(url)
-    rng = random.Random(name)
-    conn = connect(url)
-    requests, written = [], []
-    barrier.wait()
-    due = time.monotonic()
-    while not stop.is_set():
-        time.sleep(max(0.0, due - time.monotonic()))
-        start, began, error = time.time(), time.perf_counter(), None
-        try:
-            conn = conn or connect(url)
-            row = request(conn.cursor(), key, rng, population,
-                          len(requests))
-        except Exception as exc:  # every failure counts, whatever it is
-            error = '%s: %s' % (type(exc).__name__, exc)
-            conn = _close(conn)
-        else:
-            if row:
-                written.append(row)
-        requests.append((start, time.perf_counter() - began, error))
-        due = max(due + INTERVAL, time.monotonic())
-    _close(conn)
-    results.put({'name': name, 'url': url, 'requests': requests,
-                 'written': written})
-
-
-def _close(conn):
-    """Close ``conn`` (if any), ignoring a broken one; return None."""
-    if conn is None:
-        return
-    try:
-        conn.close()
-    except Exception:  # already broken: nothing left to close
-        pass
-
-
 def run_sync(argv, env):
     """Run the measured db sync to completion, whatever its exit code.
 
@@ -428,9 +348,9 @@ def hold_during_unique_build(url, seconds, stop, log_to):
     while the unique key is built and held ``seconds``: an online ALTER
     must wait for it at its end, a concurrent build in its last phase.
     Appends (opened at, closed at) to ``log_to``."""
-    mysql = dialect_of(url) == 'mysql'
-    watch = connect(url)
-    holder = connect(url)
+    mysql = clients.dialect_of(url) == 'mysql'
+    watch = clients.connect(url)
+    holder = clients.connect(url)
     cursor = watch.cursor()
     while not stop.is_set() and not _building_unique(cursor, mysql):
         time.sleep(0.05)
@@ -444,14 +364,14 @@ def hold_during_unique_build(url, seconds, stop, log_to):
     stop.wait(seconds)
     holder.rollback()
     log_to.append((opened, time.time()))
-    _close(holder)
-    _close(watch)
+    clients.close(holder)
+    clients.close(watch)
 
 
 def backup_argv(url):
     """The server's own consistent dump of the cell, as a backup runs."""
     parsed = sa.engine.make_url(url)
-    if dialect_of(url) == 'mysql':
+    if clients.dialect_of(url) == 'mysql':
         return ['mysqldump', '--single-transaction', '-h', parsed.host,
                 '-P', str(parsed.port or 3306), '-u', parsed.username,
                 '-p' + parsed.password, parsed.database]
@@ -461,13 +381,13 @@ def backup_argv(url):
 
 def alter_statements(url):
     """The server's count of ALTER TABLE statements (MySQL; else None)."""
-    if dialect_of(url) != 'mysql':
+    if clients.dialect_of(url) != 'mysql':
         return None
-    conn = connect(url)
+    conn = clients.connect(url)
     cursor = conn.cursor()
     cursor.execute("SHOW GLOBAL STATUS LIKE 'Com_alter_table'")
     count = int(cursor.fetchone()[1])
-    _close(conn)
+    clients.close(conn)
     return count
 
 
@@ -511,16 +431,7 @@ def under_load(urls, population, argv, env, settle, args=None):
     dict, the clients' records). With ``args.hold`` or ``args.backup``
     (see beside_sync) run_sync's dict gains 'beside'.
     """
-    ctx = multiprocessing.get_context('fork')
-    barrier, stop, results = ctx.Barrier(len(CLIENTS) + 1), ctx.Event(), \
-        ctx.Queue()
-    procs = [ctx.Process(target=client, args=(
-        name, urls[role], population, barrier, stop, results))
-        for name, (role, _) in CLIENTS.items()]
-    for proc in procs:
-        proc.start()
-    try:
-        barrier.wait(timeout=TIMEOUT)
+    def sync_settled():
         time.sleep(settle)
         log('  db sync: %s' % ' '.join(argv))
         end = beside_sync(urls['sync'], args) if args else None
@@ -529,52 +440,11 @@ def under_load(urls, population, argv, env, settle, args=None):
             sync['beside'] = end()
         log('  db sync exited %d after %.1f s' % (sync['rc'], sync['wall']))
         time.sleep(settle)
-    finally:
-        stop.set()
-    records = {}
-    for _ in procs:
-        record = results.get(timeout=3 * TIMEOUT)
-        records[record['name']] = record
-    for proc in procs:
-        proc.join()
-    return sync, [records[name] for name in CLIENTS]
-
-
-# -- what the clients saw -----------------------------------------------------
-
-def percentile(values, fraction):
-    """The ``fraction`` quantile of ``values`` (nearest rank); 0 if none."""
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
-def summarize(record, sync):
-    """One client's figures; latencies in ms, times from db sync's start.
-
-    A request counts as during db sync if it overlapped it at all.
-    """
-    requests = record['requests']
-    latencies = [latency for _, latency, _ in requests]
-    during = [latency for start, latency, _ in requests
-              if start < sync['end'] and start + latency > sync['start']]
-    errors = [error for _, _, error in requests if error]
-    return {
-        'client': record['name'],
-        'port': sa.engine.make_url(record['url']).port,
-        'requests': len(requests), 'failures': len(errors),
-        'first_errors': list(dict.fromkeys(errors))[:ERRORS_KEPT],
-        'worst_ms': 1000 * max(latencies, default=0),
-        'p99_ms': 1000 * percentile(latencies, 0.99),
-        'sync_requests': len(during),
-        'sync_worst_ms': 1000 * max(during, default=0),
-        'slow': sum(1 for latency in latencies if latency > SLOW),
-        # [s from db sync's start, ms, error]: the whole timeline.
-        'timeline': [[round(start - sync['start'], 3),
-                      round(1000 * latency, 1), error]
-                     for start, latency, error in requests],
-    }
+        return sync
+    return clients.run_beside(
+        [(name, urls[role], request)
+         for name, (role, request) in CLIENTS.items()],
+        population, sync_settled)
 
 
 # -- checks after the upgrade -------------------------------------------------
@@ -642,7 +512,7 @@ def catch_up(urls):
     starts.
     """
     for url in dict.fromkeys(urls.values()):
-        conn = connect(url)
+        conn = clients.connect(url)
         cursor = conn.cursor()
         sync_wait(cursor)
         scalar(cursor, 'SELECT count(*) FROM alembic_version')
@@ -655,11 +525,11 @@ def verify(urls, population, written, head, galera):
     Returns a dict of the figures and ``ok``; ``nodes`` holds each
     server's (Galera: node's) revision and schema.
     """
-    conn = connect(urls['sync'])
+    conn = clients.connect(urls['sync'])
     cursor = conn.cursor()
     if galera:
         sync_wait(cursor)
-    key = key_column(urls['sync'])
+    key = clients.key_column(urls['sync'])
     result = {'head': head}
     result['live_duplicates'] = scalar(cursor, (
         'SELECT count(*) FROM (SELECT instance_uuid FROM '
@@ -670,7 +540,7 @@ def verify(urls, population, written, head, galera):
         'WHERE value = %s AND deleted = 0', (LOOKALIKE,)))
     wrong = wrong_survivors(cursor, key, population.groups)
     result.update(groups=len(population.groups), wrong_survivors=len(wrong),
-                  wrong_examples=wrong[:ERRORS_KEPT])
+                  wrong_examples=wrong[:clients.ERRORS_KEPT])
     cursor.execute('SELECT instance_uuid, %s FROM instance_system_metadata '
                    'WHERE %s LIKE %%s AND deleted = 0' % (key, key),
                    (INSERTED_PREFIX + '%',))
@@ -735,7 +605,8 @@ def describe_tree(env, tree):
 def bench(backend, count, args):
     """The upgrade measurement on ``backend`` at ``count`` instances.
 
-    Returns a dict of everything measured, as print_table shows it.
+    Returns a dict of everything measured, as report.upgrade_table
+    shows it.
     """
     workdir = tempfile.mkdtemp(prefix='upgrade-%s-%d-' % (backend, count),
                                dir=args.workdir)
@@ -768,7 +639,9 @@ def bench(backend, count, args):
             catch_up(urls)
         result['sync'], records = under_load(urls, population, sync, env,
                                              args.settle, args)
-        result['clients'] = [summarize(r, result['sync']) for r in records]
+        result['clients'] = [clients.summarize(
+            r, result['sync']['start'], result['sync']['end'])
+            for r in records]
         result['verify'] = verify(
             urls, population, [tuple(row) for r in records
                                for row in r['written']],
@@ -788,8 +661,8 @@ def bench(backend, count, args):
 # What a DBA would run for the same end state, alone, one statement after
 # another, through the database's own client: one de-duplicating UPDATE
 # and the CREATE [UNIQUE] INDEX of each index db sync builds (on MySQL
-# the instances index is a rename there too). db sync is held to 1.3x
-# their sum.
+# the instances index is a rename there too). db sync is held to
+# report.DBA_BOUND times their sum.
 
 _NEWEST_FIRST = ('ROW_NUMBER() OVER (PARTITION BY instance_uuid, {k} '
                  'ORDER BY COALESCE(updated_at, created_at) DESC, id DESC)')
@@ -830,13 +703,12 @@ DBA_STATEMENTS = {
          'ON instances (host, deleted, id)'),
     ],
 }
-BOUND = 1.3
 
 
 def client_argv(url, statement):
     """The database's own command-line client running ``statement``."""
     parsed = sa.engine.make_url(url)
-    if dialect_of(url) == 'mysql':
+    if clients.dialect_of(url) == 'mysql':
         return ['mysql', '-h', parsed.host, '-P', str(parsed.port or 3306),
                 '-u', parsed.username, '-p' + parsed.password,
                 parsed.database, '-e', statement]
@@ -862,7 +734,7 @@ def dba_bound(backend, count, workdir, env):
         harness.analyze(url)
         timed = []
         password = {'PGPASSWORD': sa.engine.make_url(url).password or ''}
-        for what, statement in DBA_STATEMENTS[dialect_of(url)]:
+        for what, statement in DBA_STATEMENTS[clients.dialect_of(url)]:
             started = time.perf_counter()
             subprocess.run(client_argv(url, statement), check=True,
                            env=dict(os.environ, **password),
@@ -874,55 +746,62 @@ def dba_bound(backend, count, workdir, env):
     return {'statements': timed, 'seconds': sum(t for _, t in timed)}
 
 
-# -- output -------------------------------------------------------------------
+# -- command line -------------------------------------------------------------
 
-def print_table(result):
-    """What the clients saw during one db sync, a client a line."""
-    sync = result['sync']
-    log('\nupgrade, %s, N = %d: db sync %s -> %s in %.1f s, exit %d '
-        '(load %.1f -> %.1f)' % (
-            result['backend'], result['instances'], BASELINE,
-            result['verify']['revision'], sync['wall'], sync['rc'],
-            *sync['load']))
-    log('nova: %s (commit %s%s); seeded %d instances, %d system metadata '
-        'rows in %.0f s (%.0f instances/s)' % (
-            result['nova']['nova_file'], result['nova']['commit'][:10],
-            ', changed' if result['nova']['changed'] else '',
-            result['instances'], result['sysmeta_rows'],
-            result['seed_seconds'],
-            result['instances'] / result['seed_seconds']))
-    header = '%-16s %5s %8s %6s %9s %9s %5s %10s %10s' % (
-        'client', 'port', 'requests', 'fails', 'worst ms', 'p99 ms',
-        '>1 s', 'sync reqs', 'sync worst')
-    log(header)
-    log('-' * len(header))
-    for row in result['clients']:
-        log('%-16s %5s %8d %6d %9.1f %9.1f %5d %10d %10.1f' % (
-            row['client'], row['port'] or '-', row['requests'],
-            row['failures'], row['worst_ms'], row['p99_ms'], row['slow'],
-            row['sync_requests'], row['sync_worst_ms']))
-    log(report.upgrade_checks(result['verify']))
-    beside = sync.get('beside')
-    if beside:
-        log('beside db sync: %s; ALTER TABLE statements sent: %s' % (
-            '; '.join(['a transaction held %.0f s from %.0f s into the '
-                       'sync' % (closed - opened, opened - sync['start'])
-                       for opened, closed in beside['held']]
-                      + ['a backup (exit %d) of %.0f s' % backup
-                         for backup in beside['backups']]) or 'nothing',
-            beside['alter_statements']))
-    if 'dba' in result:
-        dba = result['dba']
-        log("DBA's statements alone: %.1f s (%s); db sync %.1f s = %.2fx "
-            "of them (bound %.1fx: %s)" % (
-                dba['seconds'], ', '.join('%s %.1f s' % s
-                                          for s in dba['statements']),
-                sync['wall'], sync['wall'] / dba['seconds'], BOUND,
-                'met' if sync['wall'] <= BOUND * dba['seconds']
-                else 'NOT MET'))
-    for row in result['clients']:
-        for error in row['first_errors']:
-            log('%s: %s' % (row['client'], error))
-    log('db sync output (last %d lines):' % OUTPUT_LINES)
-    for line in sync['output_tail']:
-        log('  ' + line)
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--backend', action='append',
+                        choices=('mysql', 'postgresql', 'galera'),
+                        help='repeatable; default: mysql and postgresql '
+                             '(galera: the cluster of tools/galera.sh)')
+    parser.add_argument('--instances', action='append', type=int,
+                        metavar='N', help='instances to seed (repeatable; '
+                        'default: 100000)')
+    parser.add_argument('--json', default='bench-upgrade.json',
+                        help='where to write every figure')
+    parser.add_argument('--workdir', help='parent of the work directories')
+    parser.add_argument('--keep', action='store_true',
+                        help='keep the database and files afterwards')
+    parser.add_argument('--nova-tree', metavar='PATH',
+                        help='run nova-manage with the nova package of this '
+                        'source tree')
+    parser.add_argument('--dba-bound', action='store_true',
+                        help='also time, on a second identical cell, the '
+                        'bare statements a DBA would run for the same end '
+                        'state')
+    parser.add_argument('--hold', type=float, metavar='SECONDS',
+                        help='another client opens a transaction on '
+                        'instance_system_metadata while the unique key is '
+                        'built and holds it this long')
+    parser.add_argument('--backup', action='store_true',
+                        help='mysqldump --single-transaction (pg_dump) of '
+                        'the cell runs beside db sync')
+    parser.add_argument('--settle', type=float, default=5.0,
+                        help='seconds the clients run before db sync '
+                        'starts and after it ends')
+    args = parser.parse_args(argv)
+    if args.workdir:
+        os.makedirs(args.workdir, exist_ok=True)
+    args.backend = args.backend or ['mysql', 'postgresql']
+    args.instances = args.instances or [100000]
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    results = {'machine': harness.machine(), 'upgrades': []}
+    for backend in args.backend:
+        for count in args.instances:
+            result = bench(backend, count, args)
+            results['upgrades'].append(result)
+            log(report.upgrade_table(result))
+            with open(args.json, 'w') as f:
+                json.dump(results, f, indent=1)
+    log('\nfigures written to %s' % args.json)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

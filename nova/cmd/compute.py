@@ -14,7 +14,6 @@ is written), or start-up failed. Every error is one line on stderr.
 import logging
 import signal
 import sys
-import threading
 
 from nova.cmd import common
 from nova.compute import manager as compute_manager
@@ -28,10 +27,32 @@ LOG = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def _stop_on_signals(stop):
-    """Make SIGTERM and SIGINT set the ``stop`` event instead of killing."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, lambda _signum, _frame: stop.set())
+class StopSignals:
+    """SIGTERM and SIGINT, taken when the service is ready to stop.
+
+    Both are blocked (in every thread: the mask is inherited) and waited
+    for with sigtimedwait. A Python handler would run in the main thread
+    between any two bytecodes, also inside ``threading.Event.wait`` while
+    it holds the lock that ``Event.set`` needs: a SIGTERM that arrived as
+    the service settled into its wait then hung it for good. A signal
+    that arrives during start-up stays pending and stops the service as
+    soon as start-up is done.
+    """
+
+    def __init__(self):
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        self.received = None
+
+    def wait(self, timeout=None):
+        """Wait up to ``timeout`` seconds (None: for ever) for a stop
+        signal; returns whether one has come."""
+        if self.received is None:
+            if timeout is None:
+                self.received = signal.sigwaitinfo(STOP_SIGNALS).si_signo
+            else:
+                info = signal.sigtimedwait(STOP_SIGNALS, timeout)
+                self.received = info.si_signo if info else None
+        return self.received is not None
 
 
 def connect_libvirt(driver, retries, interval, stop):
@@ -39,8 +60,8 @@ def connect_libvirt(driver, retries, interval, stop):
 
     The first retry waits ``interval`` seconds and each further one twice
     as long. Every failure prints one line naming the URI. Returns True
-    once connected; False when the last attempt failed or ``stop`` was set
-    while waiting. Nothing is recorded before libvirt answers, so no
+    once connected; False when the last attempt failed or a stop signal
+    came while waiting. Nothing is recorded before libvirt answers, so no
     machine type is ever guessed for an instance whose domain could not be
     read.
     """
@@ -61,8 +82,7 @@ def connect_libvirt(driver, retries, interval, stop):
 
 def start(argv):
     """Run nova-compute until SIGTERM or SIGINT; return the exit code."""
-    stop = threading.Event()
-    _stop_on_signals(stop)
+    stop = StopSignals()
     try:
         config.parse_args(argv)
     except exception.ConfigError as exc:
@@ -71,7 +91,7 @@ def start(argv):
     if not connect_libvirt(manager.driver,
                            CONF.compute.libvirt_connect_retries,
                            CONF.compute.libvirt_connect_retry_interval, stop):
-        return 0 if stop.is_set() else 1
+        return 0 if stop.received else 1
     try:
         manager.init_host()
     except Exception as exc:

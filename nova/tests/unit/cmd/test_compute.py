@@ -147,6 +147,19 @@ class NovaComputeProcessTestCase(nova_fixtures.TestCase):
         self.assertEqual(0, proc.wait(TIMEOUT))
         self.assertEqual('', proc.stderr.read())
 
+    def test_a_burst_of_signals_as_it_settles_stops_it(self):
+        # Signals sent from the moment it says it runs, as a service
+        # manager's stop would: the service must not hang in its own
+        # wait (a Python signal handler setting a threading.Event did,
+        # when a signal came while the main thread held the event's
+        # lock).
+        for _ in range(5):
+            proc = self.start_compute(self.write_config())
+            for _ in range(200):
+                proc.send_signal(signal.SIGTERM)
+            self.assertEqual(0, proc.wait(TIMEOUT))
+            self.assertEqual('', proc.stderr.read())
+
     def test_stops_on_sigint(self):
         proc = self.start_compute(self.write_config())
         proc.send_signal(signal.SIGINT)

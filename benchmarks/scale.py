@@ -15,34 +15,19 @@ that process as GNU time reports it from wait4):
                                    plus its database round trips
   get_machine_type             vs  the two lookups with the DB driver
 
-    python benchmarks/run.py --backend mysql --backend postgresql \\
+    python benchmarks/scale.py --backend mysql --backend postgresql \\
         --instances 100000 --instances 1000000 --domains 2000
 
 Prints a table per backend and N; writes every figure to --json.
-
-With --upgrade, instead of all that: the schema upgrade, ``nova-manage
-db sync`` from 001_baseline to head, on a cell database of N instances
-while five client processes keep reading and writing it
-(benchmarks/upgrade.py; what the clients saw, and checks of the
-result). Backends mysql, postgresql and galera (the cluster of
-tools/galera.sh); --nova-tree PATH measures the nova of another source
-tree, for example a worktree of an older commit:
-
-    git worktree add /tmp/before HEAD
-    python benchmarks/run.py --upgrade --backend mysql \\
-        --backend postgresql --instances 100000 --nova-tree /tmp/before \\
-        --json upgrade-before.json
 """
 
 import argparse
 import json
 import os
-import random
 import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from xml.etree import ElementTree
 
@@ -53,17 +38,15 @@ if ROOT not in sys.path:
 import sqlalchemy as sa  # noqa: E402
 
 from benchmarks.harness import (  # noqa: E402
-    BIN, SERVERS, analyze, count_lines, create_database,
-    drop_databases, log, machine, pair, probe, probe_result, run_child,
-    run_repeated)
+    Deployment, analyze, count_lines, log, machine, pair, probe,
+    probe_result, run_child, run_repeated)
+from benchmarks import clients  # noqa: E402
 from benchmarks import probes  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks import seed as seeding  # noqa: E402
-from benchmarks import upgrade  # noqa: E402
 from nova import config  # noqa: E402
 
 BACKENDS = ('sqlite', 'mysql', 'postgresql')
-UPGRADE_BACKENDS = ('mysql', 'postgresql', 'galera')
 # The bulk update moves --bulk-instances stopped instances from OLD to
 # NEW (types the main seed never records, so only they match).
 BULK_OLD, BULK_NEW = 'pc-q35-6.2', 'pc-q35-7.1'
@@ -75,92 +58,27 @@ INIT_HOST_SMALL = 'bench-host-small'
 DOMAIN_MACHINE = 'pc-i440fx-7.2'
 
 
-class Deployment:
-    """An API and a cell database on one backend, with their nova.conf."""
+def count_recorded(dep):
+    """How many live hw_machine_type rows the cell holds."""
+    engine = sa.create_engine(dep.cell_url)
+    # SELECT count(*) FROM instance_system_metadata
+    #  WHERE key = 'hw_machine_type' AND deleted = 0
+    sysmeta = seeding.SYSMETA
+    with engine.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).where(
+            sysmeta.c.key == probes.KEY,
+            sysmeta.c.deleted == 0)).scalar()
+    engine.dispose()
+    return count
 
-    def __init__(self, backend, workdir, tag):
-        self.backend = backend
-        self.workdir = workdir
-        self.urls = self._create_databases(tag)
-        self.conf = os.path.join(workdir, 'nova.conf')
-        config.write_config_file(self.conf, {
-            'DEFAULT': {'state_path': workdir},
-            'database': {'connection': self.urls['cell']},
-            'api_database': {'connection': self.urls['api']},
-            'libvirt': {'virt_type': 'test',
-                        'connection_uri': 'test:///default'},
-            'compute': {'libvirt_connect_retries': 0},
-        })
-        self.cell_uuid = None
 
-    def _create_databases(self, tag):
-        """{'api': url, 'cell': url} of new, empty databases."""
-        if self.backend == 'sqlite':
-            return {name: 'sqlite:///%s' % os.path.join(
-                self.workdir, '%s.sqlite' % name) for name in ('api', 'cell')}
-        return {name: create_database(SERVERS[self.backend],
-                                      'bench_%s_%s' % (tag, name))
-                for name in ('api', 'cell')}
-
-    def drop(self):
-        """Drop the server databases (SQLite files go with the workdir)."""
-        if self.backend != 'sqlite':
-            drop_databases(SERVERS[self.backend], self.urls.values())
-
-    def nova(self, command, *argv):
-        """argv of a console script run with this deployment's nova.conf."""
-        return [os.path.join(BIN, command), '--config-file', self.conf] + \
-            list(argv)
-
-    def create(self):
-        """Sync both schemas and map the cell, with the real commands.
-
-        Then import what the measured commands import, so that their
-        bytecode is compiled before anything is timed.
-        """
-        run_child([sys.executable, '-c', 'import nova.cmd.manage, '
-                   'nova.cmd.status, nova.compute.manager, benchmarks.probes, '
-                   'libvirt, pymysql, psycopg2, sqlite3'])
-        run_child(self.nova('nova-manage', 'api_db', 'sync'))
-        run_child(self.nova('nova-manage', 'db', 'sync', '--local_cell'))
-        created = run_child(self.nova(
-            'nova-manage', 'cell_v2', 'create_cell', '--name', 'cell1',
-            '--database_connection', self.urls['cell']))
-        self.cell_uuid = created['stdout'].strip().splitlines()[-1]
-
-    def host_conf(self, host, node_file):
-        """A configuration file for nova-compute on ``host``."""
-        path = os.path.join(self.workdir, '%s.conf' % host)
-        config.write_config_file(path, {
-            'DEFAULT': {'host': host},
-            'libvirt': {'connection_uri': 'test://%s' % node_file}})
-        return path
-
-    def seed(self, count, start=0, shape=seeding.instance_shape):
-        """Seed ``count`` instances from id start+1; return seconds taken."""
-        started = time.perf_counter()
-        seeding.seed(self.urls['cell'], self.urls['api'], count,
-                     cell_uuid=self.cell_uuid, start=start, shape=shape,
-                     log=lambda msg: log('  ' + msg))
-        self.analyze()
-        return time.perf_counter() - started
-
-    def analyze(self):
-        """Refresh the planner's statistics of the cell database."""
-        analyze(self.urls['cell'])
-
-    def count_recorded(self):
-        """How many live hw_machine_type rows the cell holds."""
-        engine = sa.create_engine(self.urls['cell'])
-        # SELECT count(*) FROM instance_system_metadata
-        #  WHERE key = 'hw_machine_type' AND deleted = 0
-        sysmeta = seeding.SYSMETA
-        with engine.connect() as conn:
-            count = conn.execute(sa.select(sa.func.count()).where(
-                sysmeta.c.key == probes.KEY,
-                sysmeta.c.deleted == 0)).scalar()
-        engine.dispose()
-        return count
+def host_conf(dep, host, node_file):
+    """A configuration file for nova-compute on ``host``."""
+    path = os.path.join(dep.workdir, '%s.conf' % host)
+    config.write_config_file(path, {
+        'DEFAULT': {'host': host},
+        'libvirt': {'connection_uri': 'test://%s' % node_file}})
+    return path
 
 
 # -- the measurements ---------------------------------------------------------
@@ -172,7 +90,7 @@ def measure_listing(dep, repeat):
     op = run_repeated(dep.nova('nova-manage', 'libvirt',
                                'list_unset_machine_type', '--cell-uuid',
                                dep.cell_uuid), repeat, listed, expect=(0, 3))
-    lower = run_repeated(probe('list', dep.urls['cell'], lower_listed),
+    lower = run_repeated(probe('list', dep.cell_url, lower_listed),
                          repeat)
     rows = count_lines(listed)
     if rows != count_lines(lower_listed):
@@ -182,7 +100,7 @@ def measure_listing(dep, repeat):
                           repeat, expect=(1,))
     status.pop('stdout', None)
     by_host = os.path.join(dep.workdir, 'unset-by-host.txt')
-    status_lower = run_repeated(probe('count_by_host', dep.urls['cell'],
+    status_lower = run_repeated(probe('count_by_host', dep.cell_url,
                                       by_host), repeat)
     lower.pop('stdout')
     status_lower.pop('stdout')
@@ -197,32 +115,31 @@ def measure_migration(dep, count, repeat):
 
     The INSERT ... SELECT runs first, its rows (marked by their
     created_at) are deleted again, and the statistics refreshed; then
-    the command records the same rows while a RowWriter writes the
+    the command records the same rows while a writer saves the
     instances it records (``count`` seeded), which are deleted in turn
     (the rows created after the seed), and the loop records them once
     more.
     """
-    before = dep.count_recorded()
-    lower = run_child(probe('insert_select', dep.urls['cell']))
+    before = count_recorded(dep)
+    lower = run_child(probe('insert_select', dep.cell_url))
     rows = probe_result(lower)['rows']
     undo_records(dep, 'undo_insert_select', before)
-    writer = RowWriter(dep.urls['cell'], migrated_uuids(count),
-                       RowWriter.INSTANCE_SQL)
-    op = writer.run_beside(dep.backend, dep.nova(
-        'nova-manage', 'db', 'online_data_migrations'))
+    op, writer = run_with_writer(dep, dep.nova(
+        'nova-manage', 'db', 'online_data_migrations'), touch_instance,
+        migrated_uuids(count))
     op.pop('stdout')
     check_recorded(dep, before, rows, 'online_data_migrations')
     undo_records(dep, 'undo_migration', before)
     loop = run_migration_loop(dep, LOOP_MAX_COUNT)
     check_recorded(dep, before, rows, 'the --max-count loop')
-    dep.analyze()
+    analyze(dep.cell_url)
     startup = run_repeated(dep.nova('nova-manage', '--help'),
                            max(repeat, 5))
     floor = run_repeated(probe('floor_start', dep.conf), max(repeat, 5))
     for measured in (startup, floor):
         measured.pop('stdout')
     return [pair('db online_data_migrations', op, lower, rows=rows,
-                 **writer.figures()),
+                 **writer),
             loop_pair(loop, op, startup, floor, rows)]
 
 
@@ -243,15 +160,15 @@ LOOP_CALL_ALLOWANCE = 0.15
 
 def undo_records(dep, undo, before):
     """Delete the records probe ``undo`` names; refresh the statistics."""
-    run_child(probe(undo, dep.urls['cell']))
-    dep.analyze()
-    if dep.count_recorded() != before:
+    run_child(probe(undo, dep.cell_url))
+    analyze(dep.cell_url)
+    if count_recorded(dep) != before:
         raise SystemExit('%s left rows behind' % undo)
 
 
 def check_recorded(dep, before, rows, what):
     """SystemExit unless ``what`` recorded the ``rows`` expected."""
-    done = dep.count_recorded() - before
+    done = count_recorded(dep) - before
     if done != rows:
         raise SystemExit('%s recorded %d rows, the INSERT ... SELECT %d'
                          % (what, done, rows))
@@ -309,98 +226,75 @@ def bulk_shape(i):
     return 'stopped', 'compute%04d' % (i % seeding.HOSTS), BULK_OLD, False
 
 
-class RowWriter(threading.Thread):
-    """A client writing rows a command works on, every 50 ms.
+def touch_record(cursor, key, rng, uuids, n):
+    """The bulk update's rows: a random instance's hw_machine_type record
+    stamped, as a service saving it would."""
+    cursor.execute('UPDATE instance_system_metadata SET updated_at = '
+                   "updated_at WHERE instance_uuid = %%s AND %s = "
+                   "'hw_machine_type' AND deleted = 0" % key,
+                   (rng.choice(uuids),))
 
-    Each request runs ``sql`` (``{m}``: the driver's placeholder, ``{k}``:
-    the quoted ``key`` column) for a random uuid of ``uuids`` in a
-    transaction of its own, through the driver alone, and records its
-    latency and any failure (not retried): what another service sees of
-    the command's locks.
+
+def touch_instance(cursor, key, rng, uuids, n):
+    """The online migration's rows: a random instance saved (a user's
+    unshelve, a task state change)."""
+    cursor.execute('UPDATE instances SET updated_at = updated_at '
+                   'WHERE uuid = %s', (rng.choice(uuids),))
+
+
+def run_with_writer(dep, argv, request, uuids):
+    """run_child(argv) while one client runs ``request`` every 50 ms on
+    ``uuids``: (run_child's dict, the writer's figures for the table).
+
+    SQLite, the embedded single-writer database, locks the whole file:
+    other services' writes during a command are a server's matter, so
+    there the command runs alone.
     """
+    if dep.backend == 'sqlite':
+        return run_child(argv), {}
+    window = {}
 
-    # The bulk update's rows: the hw_machine_type records it changes.
-    SYSMETA_SQL = ('UPDATE instance_system_metadata SET updated_at = '
-                   'updated_at WHERE instance_uuid = {m} AND {k} = '
-                   "'hw_machine_type' AND deleted = 0")
-    # The online migration's: the instances whose type it records (a
-    # user's unshelve or a task state change).
-    INSTANCE_SQL = ('UPDATE instances SET updated_at = updated_at '
-                    'WHERE uuid = {m}')
-
-    def __init__(self, url, uuids, sql):
-        super().__init__(daemon=True)
-        self.url, self.uuids, self.sql = url, uuids, sql
-        self.latencies, self.failures = [], []
-        self.done = threading.Event()
-
-    def run(self):
-        conn, dialect = probes.connect(self.url)
-        sql = self.sql.format(m='?' if dialect == 'sqlite' else '%s',
-                              k=probes.quoted_key(dialect))
-        rng = random.Random(0)
-        while not self.done.wait(0.05):
-            began = time.perf_counter()
-            try:
-                conn.cursor().execute(sql, (rng.choice(self.uuids),))
-                conn.commit()
-            except Exception as exc:
-                self.failures.append('%s: %s' % (type(exc).__name__, exc))
-                conn.rollback()
-            self.latencies.append(time.perf_counter() - began)
-        conn.close()
-
-    def run_beside(self, backend, argv):
-        """run_child(argv) while this writer writes; its figures.
-
-        SQLite, the embedded single-writer database, locks the whole
-        file: other services' writes during a command are a server's
-        matter, so there the command runs alone.
-        """
-        if backend != 'sqlite':
-            self.start()
+    def command():
+        window['start'] = time.time()
         try:
             return run_child(argv)
         finally:
-            self.done.set()
-            if self.is_alive():
-                self.join()
-
-    def figures(self):
-        """What the table reports of the writer: requests, worst, failed."""
-        return {'writer_requests': len(self.latencies),
-                'writer_worst_ms': round(
-                    1000 * max(self.latencies, default=0), 1),
-                'writer_failures': self.failures[:3],
-                'writer_failed': len(self.failures)}
+            window['end'] = time.time()
+    op, [record] = clients.run_beside(
+        [('writer', dep.cell_url, request)], uuids, command)
+    seen = clients.summarize(record, window['start'], window['end'])
+    return op, {'writer_requests': seen['requests'],
+                'writer_worst_ms': round(seen['worst_ms'], 1),
+                'writer_p99_ms': round(seen['p99_ms'], 1),
+                'writer_failures': seen['first_errors'],
+                'writer_failed': seen['failures']}
 
 
 def measure_bulk_update(dep, start, count):
     """bulk_update_machine_type vs one UPDATE over ``count`` instances.
 
     The UPDATE runs first and is reverted (not timed), then the command
-    makes the same change while a RowWriter writes the same rows; its
+    makes the same change while a writer saves the same rows; its
     worst wait and failures are reported with the command. Returns (rows
     of the table, seconds seeding).
     """
     seeded = dep.seed(count, start=start, shape=bulk_shape)
-    lower = run_child(probe('update', dep.urls['cell'], BULK_OLD, BULK_NEW))
+    lower = run_child(probe('update', dep.cell_url, BULK_OLD, BULK_NEW))
     rows = probe_result(lower)['rows']
-    run_child(probe('update', dep.urls['cell'], BULK_NEW, BULK_OLD))
-    dep.analyze()
-    writer = RowWriter(dep.urls['cell'], [
-        seeding.str_uuid(i) for i in range(start, start + count)],
-        RowWriter.SYSMETA_SQL)
-    op = writer.run_beside(dep.backend, dep.nova(
+    run_child(probe('update', dep.cell_url, BULK_NEW, BULK_OLD))
+    analyze(dep.cell_url)
+    op, writer = run_with_writer(dep, dep.nova(
         'nova-manage', 'libvirt', 'bulk_update_machine_type', '--from',
-        BULK_OLD, '--to', BULK_NEW, '--cell-uuid', dep.cell_uuid))
+        BULK_OLD, '--to', BULK_NEW, '--cell-uuid', dep.cell_uuid),
+        touch_record, [seeding.str_uuid(i)
+                       for i in range(start, start + count)])
     output = op.pop('stdout')
     updated = re.search(r'updated\s*\|\s*(\d+)', output)
     if not updated or int(updated.group(1)) != rows:
         raise SystemExit('bulk_update_machine_type did not update the %d '
                          'rows the UPDATE did:\n%s' % (rows, output))
     return [pair('bulk_update_machine_type', op, lower, rows=rows,
-                 **writer.figures())], seeded
+                 **writer)], seeded
 
 
 def host_shape(host):
@@ -435,7 +329,7 @@ def prepare_host(dep, host, domains, start):
              if i % 20 != 0]
     node_file = os.path.join(dep.workdir, 'node-%s.xml' % host)
     write_node_file(node_file, uuids)
-    return dep.host_conf(host, node_file), 'test://%s' % node_file
+    return host_conf(dep, host, node_file), 'test://%s' % node_file
 
 
 def measure_init_host(dep, domains, start):
@@ -465,7 +359,7 @@ def measure_get(dep, repeat):
     op = run_repeated(dep.nova('nova-manage', 'libvirt', 'get_machine_type',
                                uuid), repeat)
     machine_type = op.pop('stdout').strip()
-    lower = run_repeated(probe('get', dep.urls['api'], uuid), repeat)
+    lower = run_repeated(probe('get', dep.api_url, uuid), repeat)
     if probe_result(lower)['machine_type'] != machine_type:
         raise SystemExit('get_machine_type printed %r' % machine_type)
     return [pair('get_machine_type', op, lower, rows=1)]
@@ -500,41 +394,19 @@ def bench(backend, count, args):
             dep.drop()
             subprocess.run(['rm', '-rf', workdir])
         else:
-            log('  kept: %s, %s' % (workdir, dep.urls))
+            log('  kept: %s, %s' % (workdir, dep.urls()))
     return result
 
 
-# -- output ------------------------------------------------------------------
-
-def print_table(result):
-    """The figures of one backend and N, an operation a line."""
-    log('\n%s, N = %d (seeded in %.0f s)' % (
-        result['backend'], result['instances'], result['seed_seconds']))
-    header = '%-30s %9s %8s %9s %8s %7s %6s  %s' % (
-        'operation', 'wall s', 'MiB', 'lower s', 'MiB', 'ratio', 'load',
-        'rows / notes')
-    log(header)
-    log('-' * len(header))
-    for row in result['rows']:
-        op, lower = row['op'], row['lower_bound']
-        notes = ', '.join(filter(None, ['%d' % row['rows'],
-                                        report.notes(row)]))
-        log('%-30s %9.3f %8.1f %9.3f %8.1f %6.2fx %6.2f  %s' % (
-            row['operation'], op['wall'], op['rss_mib'], lower['wall'],
-            lower['rss_mib'], row['ratio'], max(op['load'], lower['load']),
-            notes))
-
+# -- command line ------------------------------------------------------------
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--backend', action='append',
-                        choices=BACKENDS + ('galera',),
+    parser.add_argument('--backend', action='append', choices=BACKENDS,
                         help='sqlite, mysql or postgresql (repeatable; '
-                             'default: all three); with --upgrade mysql, '
-                             'postgresql or galera (default: mysql and '
-                             'postgresql)')
+                             'default: all three)')
     parser.add_argument('--instances', action='append', type=int,
                         metavar='N', help='instances to seed (repeatable; '
                         'default: 100000)')
@@ -545,58 +417,27 @@ def parse_args(argv):
                         'update changes (seeded besides --instances)')
     parser.add_argument('--repeat', type=int, default=1,
                         help='runs of each read-only measurement (median)')
-    parser.add_argument('--json', default='bench-results.json',
+    parser.add_argument('--json', default='bench-scale.json',
                         help='where to write every figure')
     parser.add_argument('--workdir', help='parent of the work directories')
     parser.add_argument('--keep', action='store_true',
                         help='keep the databases and files afterwards')
-    parser.add_argument('--upgrade', action='store_true',
-                        help='measure db sync from 001_baseline to head '
-                        'under client load instead (benchmarks/upgrade.py)')
-    parser.add_argument('--nova-tree', metavar='PATH',
-                        help='with --upgrade: run nova-manage with the nova '
-                        'package of this source tree')
-    parser.add_argument('--dba-bound', action='store_true',
-                        help='with --upgrade: also time, on a second '
-                        'identical cell, the bare statements a DBA would '
-                        'run for the same end state (benchmarks/upgrade.py)')
-    parser.add_argument('--hold', type=float, metavar='SECONDS',
-                        help='with --upgrade: another client opens a '
-                        'transaction on instance_system_metadata while the '
-                        'unique key is built and holds it this long')
-    parser.add_argument('--backup', action='store_true',
-                        help='with --upgrade: mysqldump --single-transaction '
-                        '(pg_dump) of the cell runs beside db sync')
-    parser.add_argument('--settle', type=float, default=5.0,
-                        help='with --upgrade: seconds the clients run '
-                        'before db sync starts and after it ends')
     args = parser.parse_args(argv)
     if args.workdir:
         os.makedirs(args.workdir, exist_ok=True)
-    backends = UPGRADE_BACKENDS if args.upgrade else BACKENDS
-    # The upgrade's default: the two servers that are always there.
-    args.backend = args.backend or list(
-        backends[:2] if args.upgrade else backends)
-    wrong = set(args.backend) - set(backends)
-    if wrong:
-        parser.error('--backend %s does not go %s --upgrade' % (
-            ', '.join(sorted(wrong)), 'with' if args.upgrade else 'without'))
+    args.backend = args.backend or list(BACKENDS)
     args.instances = args.instances or [100000]
     return args
 
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    results = {'machine': machine(), 'runs': [], 'upgrades': []}
-    if args.upgrade:
-        measure, show, kind = upgrade.bench, upgrade.print_table, 'upgrades'
-    else:
-        measure, show, kind = bench, print_table, 'runs'
+    results = {'machine': machine(), 'runs': []}
     for backend in args.backend:
         for count in args.instances:
-            result = measure(backend, count, args)
-            results[kind].append(result)
-            show(result)
+            result = bench(backend, count, args)
+            results['runs'].append(result)
+            log(report.run_table(result))
             with open(args.json, 'w') as f:
                 json.dump(results, f, indent=1)
     log('\nfigures written to %s' % args.json)
