@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid as uuid_lib
 from xml.etree import ElementTree
@@ -215,19 +216,21 @@ class Cloud:
             % host)
         proc = subprocess.Popen(full, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + timeout
-        lines = []
+        # Killed at the deadline even if it prints nothing more: reading
+        # its output alone would wait for ever.
+        watchdog = threading.Timer(timeout, proc.kill)
+        watchdog.start()
         for line in proc.stdout:
             line = line.rstrip()
-            lines.append(line)
             say('  ' + line.split(' ', 3)[-1] if ' INFO ' in line
                 or ' WARNING ' in line or ' ERROR ' in line else '  ' + line)
             if 'nova-compute running on host' in line:
                 proc.send_signal(signal.SIGTERM)
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise SystemExit('nova-compute on %s did not start' % host)
         code = proc.wait()
+        watchdog.cancel()
+        if code == -signal.SIGKILL:
+            raise SystemExit('nova-compute on %s did not start and stop '
+                             'within %d s' % (host, timeout))
         say('(exit code %d)' % code)
         if code != 0:
             raise SystemExit('nova-compute on %s exited %d' % (host, code))
