@@ -151,16 +151,20 @@ def beside_lines(run):
     """What ran beside db sync (a held transaction, a backup) and the
     DBA's bound, where the measurement had them."""
     sync, lines = run['sync'], []
-    beside = sync.get('beside')
-    if beside:
-        lines += ['', 'Beside db sync: %s; ALTER TABLE statements sent: %s.'
-                  % ('; '.join(
-                      ['a transaction held %.0f s from %.0f s into the '
-                       'sync' % (closed - opened, opened - sync['start'])
-                       for opened, closed in beside['held']]
-                      + ['a backup (exit %d) of %.0f s' % backup
-                         for backup in beside['backups']]) or 'nothing',
-                     beside['alter_statements'])]
+    beside = sync.get('beside') or {
+        'held': [], 'backups': [], 'alter_statements': None}
+    ran = (['a transaction held %.0f s from %.0f s into the sync'
+            % (closed - opened, opened - sync['start'])
+            for opened, closed in beside['held']]
+           + ['a backup (exit %d) of %.0f s' % backup
+              for backup in beside['backups']])
+    if ran:
+        lines += ['', 'Beside db sync: %s.' % '; '.join(ran)]
+    if beside['alter_statements'] is not None:
+        # MySQL's global Com_alter_table: read it with nothing else
+        # using the server.
+        lines += ['', 'ALTER TABLE statements the server counted: %d.'
+                  % beside['alter_statements']]
     if 'dba' in run:
         dba = run['dba']
         lines += ['', "The DBA's statements alone: %.1f s (%s); db sync "
@@ -255,7 +259,7 @@ def commands_table(run):
     """Markdown of the one-instance commands: medians beside the same
     look-ups through the driver and the floor of a Python process."""
     lines = run['lines']
-    out = ['#### %s, N = %s (median of %d runs)' % (
+    out = ['#### one-instance commands, %s, N = %s (median of %d runs)' % (
         run['backend'], '{:,}'.format(run['instances']),
         len(lines['get_machine_type']['walls'])), '',
         '| command | wall s | driver s | ratio | floor s | above floor s |',

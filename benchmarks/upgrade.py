@@ -53,7 +53,6 @@ import sqlalchemy as sa  # noqa: E402
 
 from benchmarks import clients  # noqa: E402
 from benchmarks import harness  # noqa: E402
-from benchmarks import probes  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks import seed as seeding  # noqa: E402
 from nova import config  # noqa: E402

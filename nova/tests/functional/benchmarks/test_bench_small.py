@@ -1,6 +1,6 @@
 """The scale benchmark at a small size, so that it keeps working.
 
-Runs benchmarks/run.py on SQLite, MariaDB and PostgreSQL with about 2,000
+Runs benchmarks/scale.py on SQLite, MariaDB and PostgreSQL with about 2,000
 instances and a few hundred domains, and checks that every figure is
 produced. Timings are printed, never asserted: they belong to
 benchmarks/RESULTS.md.
@@ -19,7 +19,7 @@ from nova.tests import fixtures as nova_fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__))))))
-SCRIPT = os.path.join(ROOT, 'benchmarks', 'run.py')
+SCRIPT = os.path.join(ROOT, 'benchmarks', 'scale.py')
 OPERATIONS = ('list_unset_machine_type', 'nova-status upgrade check',
               'db online_data_migrations', 'online_data_migrations loop',
               'bulk_update_machine_type', 'init_host', 'get_machine_type')
@@ -88,7 +88,7 @@ class SmallBenchmarkTest(testtools.TestCase):
         migration = run['rows'][2]
         if run['backend'] == 'sqlite':
             # One writer locks the whole file: nobody writes beside it.
-            self.assertEqual(0, migration['writer_requests'])
+            self.assertNotIn('writer_requests', migration)
         else:
             self.assertGreater(migration['writer_requests'], 0)
             self.assertEqual(0, migration['writer_failed'],
