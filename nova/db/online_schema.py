@@ -50,9 +50,15 @@ REPORT_ROWS = 100000
 REPORT_EVERY = 10.0
 # How long a DDL statement may wait for a table lock before it gives way
 # to other clients (PostgreSQL in milliseconds; MySQL's
-# lock_wait_timeout is whole seconds, 1 the shortest wait there is).
+# lock_wait_timeout is whole seconds, 1 the shortest wait there is, so
+# on MariaDB a watchdog cuts the wait at MARIADB_MDL_WAIT_S).
 PG_LOCK_TIMEOUT_MS = 200
 MYSQL_LOCK_WAIT_S = 1
+MARIADB_MDL_WAIT_S = 0.25
+_MDL_POLL = 0.05
+_MDL_WAIT_STATE = 'Waiting for table metadata lock'
+# ER_QUERY_INTERRUPTED: what KILL QUERY makes the statement raise.
+_MYSQL_INTERRUPTED = 1317
 _MYSQL_DUPLICATE = 1062
 # ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON): the algorithm asked for
 # cannot do this change.
@@ -364,6 +370,77 @@ def _pg_alter(connection, table, clause, report):
             'ALTER TABLE %s %s' % (table, clause)), table, report)
 
 
+class _MariaDBLockWaitCutter(threading.Thread):
+    """Cuts an ALTER's wait for the table's metadata lock short.
+
+    While an ALTER waits for the metadata lock, every client that then
+    touches the table queues behind it; MariaDB cannot make that wait
+    shorter than a second (lock_wait_timeout is whole seconds). This
+    thread watches the ALTER's session from a connection of its own and,
+    once the ALTER has waited MARIADB_MDL_WAIT_S, interrupts that one
+    statement (``KILL QUERY ID``, MariaDB's, which cannot hit a later
+    statement of the session). DDL is atomic on MariaDB, so the
+    interrupted ALTER leaves nothing behind: run_when_table_free then
+    handles it as a lock time-out (waits for the holders, sends it
+    again). Not on Galera, where DDL runs in total order and takes its
+    locks by priority.
+    """
+
+    def __init__(self, connection):
+        super().__init__(daemon=True)
+        self.engine = connection.engine
+        self.session = connection.execute(
+            sa.text('SELECT CONNECTION_ID()')).scalar()
+        self.done = threading.Event()
+        self.interrupted = 0
+
+    @staticmethod
+    def usable(connection):
+        """MariaDB (query ids in its process list), not Galera."""
+        return (getattr(connection.dialect, 'is_mariadb', False)
+                and not sync_waits.on_galera(connection))
+
+    def run(self):
+        waiting_since = None
+        with self.engine.connect() as conn:
+            while not self.done.wait(_MDL_POLL):
+                # SELECT query_id FROM information_schema.processlist
+                #  WHERE id = <the ALTER's session>
+                #    AND state = 'Waiting for table metadata lock'
+                query_id = conn.execute(sa.text(
+                    'SELECT query_id FROM information_schema.processlist '
+                    'WHERE id = :id AND state = :state'),
+                    {'id': self.session, 'state': _MDL_WAIT_STATE}).scalar()
+                conn.rollback()
+                if query_id is None:
+                    waiting_since = None
+                    continue
+                now = time.monotonic()
+                if waiting_since is None or waiting_since[0] != query_id:
+                    waiting_since = (query_id, now)
+                elif now - waiting_since[1] >= MARIADB_MDL_WAIT_S:
+                    # Counted first: the ALTER fails as soon as the KILL
+                    # lands, maybe before this thread runs again.
+                    self.interrupted += 1
+                    conn.execute(sa.text('KILL QUERY ID %d' % query_id))
+                    waiting_since = None
+
+    def cut_short(self, code):
+        """Whether error ``code`` is this thread's interruption."""
+        if code == _MYSQL_INTERRUPTED and self.interrupted:
+            self.interrupted -= 1
+            return True
+        return False
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.done.set()
+        self.join()
+
+
 def _mysql_alter(connection, table, clause, algorithm='INPLACE',
                  report=None):
     """One online ALTER TABLE on MySQL/MariaDB.
@@ -371,19 +448,27 @@ def _mysql_alter(connection, table, clause, algorithm='INPLACE',
     ``ALGORITHM=INPLACE, LOCK=NONE`` (or ``ALGORITHM=INSTANT``) makes the
     server refuse an ALTER it cannot do without blocking writes. The
     ALTER needs the table's metadata lock to itself at its start and at
-    its end; a 1 s lock_wait_timeout bounds how long other clients
-    queue behind it, and run_when_table_free waits for the transactions
-    that held the table before sending it again.
+    its end; a 1 s lock_wait_timeout (on MariaDB, a quarter of a second:
+    _MariaDBLockWaitCutter) bounds how long other clients queue behind
+    it, and run_when_table_free waits for the transactions that held the
+    table before sending it again.
     """
     lock = ', LOCK=NONE' if algorithm == 'INPLACE' else ''
     saved = connection.execute(
         sa.text('SELECT @@SESSION.lock_wait_timeout')).scalar()
     connection.execute(sa.text('SET SESSION lock_wait_timeout = %d'
                                % MYSQL_LOCK_WAIT_S))
+    statement = sa.text('ALTER TABLE %s %s, ALGORITHM=%s%s'
+                        % (table, clause, algorithm, lock))
     try:
-        sync_waits.run_when_table_free(connection, sa.text(
-            'ALTER TABLE %s %s, ALGORITHM=%s%s'
-            % (table, clause, algorithm, lock)), table, report)
+        if _MariaDBLockWaitCutter.usable(connection):
+            with _MariaDBLockWaitCutter(connection) as cutter:
+                sync_waits.run_when_table_free(
+                    connection, statement, table, report,
+                    cut_short=cutter.cut_short)
+        else:
+            sync_waits.run_when_table_free(connection, statement, table,
+                                           report)
     finally:
         connection.execute(sa.text('SET SESSION lock_wait_timeout = %d'
                                    % saved))

@@ -125,7 +125,7 @@ def open_transactions(connection, sessions=None):
 
 
 def run_when_table_free(connection, statement, what, report=None,
-                        params=None):
+                        params=None, cut_short=None):
     """Run a statement that needs ``what`` (a table, rows) for itself.
 
     DDL asks for its lock with a short time-out (set by the caller), so
@@ -135,8 +135,10 @@ def run_when_table_free(connection, statement, what, report=None,
     statement sent again: a long transaction (a backup, a client idle in
     a transaction) costs one more attempt, not one a second. Deadlocks
     (and Galera certification failures) are replayed after a pause.
-    Bounded by a Wait. Safe because the connection autocommits: a failed
-    statement leaves nothing to roll back. Returns the result.
+    ``cut_short(code)``, if given, says whether an error is the caller's
+    own interruption of a lock wait (see online_schema), handled as a
+    time-out. Bounded by a Wait. Safe because the connection autocommits:
+    a failed statement leaves nothing to roll back. Returns the result.
     """
     wait = Wait('the open transactions on %s to end' % what, report)
     while True:
@@ -144,9 +146,11 @@ def run_when_table_free(connection, statement, what, report=None,
             return connection.execute(statement, params or {})
         except sa.exc.DBAPIError as exc:
             code = db_utils.server_error_code(exc)
-            if code not in _MYSQL_RETRY + _PG_RETRY:
+            timed_out = code in LOCK_TIME_OUTS or bool(
+                cut_short and cut_short(code))
+            if not timed_out and code not in _MYSQL_RETRY + _PG_RETRY:
                 raise
-            if code not in LOCK_TIME_OUTS:
+            if not timed_out:
                 wait.still(['a deadlock with another session'])
                 time.sleep(RETRY_PAUSE)
                 continue
@@ -179,7 +183,7 @@ def _pg_lock_key(name):
     return zlib.crc32(name.encode()) & 0x7fffffff
 
 
-def _galera(connection):
+def on_galera(connection):
     """Whether ``connection`` is to a node of a Galera cluster."""
     if db_utils.connection_family(connection) != 'mysql':
         return False
@@ -200,7 +204,7 @@ class _SyncLock:
     def __init__(self, connection):
         self.connection = connection
         self.family = db_utils.connection_family(connection)
-        self.galera = _galera(connection)
+        self.galera = on_galera(connection)
         self.me = 'db sync %s:%d:%s' % (
             socket.gethostname(), os.getpid(), uuid_lib.uuid4().hex[:8])
         self.beating = threading.Event()
