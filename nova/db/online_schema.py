@@ -267,7 +267,25 @@ def pg_settings(connection, **settings):
                                {'n': name, 'v': value})
 
 
-class _PgWaitReporter(threading.Thread):
+class _SessionWatcher(threading.Thread):
+    """Watches a statement of ``connection``'s session from a connection
+    of its own, for as long as a ``with`` block runs."""
+
+    def __init__(self, connection):
+        super().__init__(daemon=True)
+        self.engine = connection.engine
+        self.done = threading.Event()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.done.set()
+        self.join()
+
+
+class _PgWaitReporter(_SessionWatcher):
     """Says whom a concurrent index build waits for, while it runs.
 
     CREATE INDEX CONCURRENTLY waits, inside the one statement, for every
@@ -278,12 +296,10 @@ class _PgWaitReporter(threading.Thread):
     """
 
     def __init__(self, connection, wait):
-        super().__init__(daemon=True)
-        self.engine = connection.engine
+        super().__init__(connection)
         self.pid = connection.execute(
             sa.text('SELECT pg_backend_pid()')).scalar()
         self.wait = wait
-        self.done = threading.Event()
         self.holders = []
 
     def run(self):
@@ -300,14 +316,6 @@ class _PgWaitReporter(threading.Thread):
                         self.wait.still(self.holders)
                     except exception.DBSyncWaitTimeout:
                         pass
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.done.set()
-        self.join()
 
 
 def _pg_build(connection, statement, what, report):
@@ -370,7 +378,7 @@ def _pg_alter(connection, table, clause, report):
             'ALTER TABLE %s %s' % (table, clause)), table, report)
 
 
-class _MariaDBLockWaitCutter(threading.Thread):
+class _MariaDBLockWaitCutter(_SessionWatcher):
     """Cuts an ALTER's wait for the table's metadata lock short.
 
     While an ALTER waits for the metadata lock, every client that then
@@ -387,11 +395,9 @@ class _MariaDBLockWaitCutter(threading.Thread):
     """
 
     def __init__(self, connection):
-        super().__init__(daemon=True)
-        self.engine = connection.engine
+        super().__init__(connection)
         self.session = connection.execute(
             sa.text('SELECT CONNECTION_ID()')).scalar()
-        self.done = threading.Event()
         self.interrupted = 0
 
     @staticmethod
@@ -431,14 +437,6 @@ class _MariaDBLockWaitCutter(threading.Thread):
             self.interrupted -= 1
             return True
         return False
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.done.set()
-        self.join()
 
 
 def _mysql_alter(connection, table, clause, algorithm='INPLACE',
