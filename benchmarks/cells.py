@@ -47,6 +47,7 @@ Prints a table per backend; writes every figure to --json.
 """
 
 import argparse
+import functools
 import json
 import os
 import socket
@@ -530,7 +531,6 @@ def bench(backend, args):
             cloud, args.cell_timeout, healthy, migrated)
         result['failing_cells'] = {'stopped': failing[0],
                                    'slow': failing[1]}
-        log(report.cells_table(result))
     finally:
         if args.keep:
             log('  kept: %s, %s' % (workdir, cloud.urls()))
@@ -573,13 +573,10 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     config.parse_args([], configure_logging=False)
-    results = {'machine': harness.machine(), 'cells': []}
-    for backend in args.backend:
-        results['cells'].append(bench(backend, args))
-        with open(args.json, 'w') as f:
-            json.dump(results, f, indent=1)
-    log('\nfigures written to %s' % args.json)
-    return 0
+    return harness.record_results(
+        'cells', (functools.partial(bench, backend, args)
+                  for backend in args.backend),
+        args.json, report.cells_table)
 
 
 if __name__ == '__main__':

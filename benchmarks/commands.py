@@ -26,7 +26,7 @@ bounds: the ratio to the driver's and the difference to the floor's.
 """
 
 import argparse
-import json
+import functools
 import os
 import statistics
 import subprocess
@@ -150,14 +150,10 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    results = {'machine': harness.machine(), 'commands': []}
-    for backend in args.backend:
-        results['commands'].append(bench(backend, args.instances, args))
-        harness.log(report.commands_table(results['commands'][-1]))
-        with open(args.json, 'w') as f:
-            json.dump(results, f, indent=1)
-    harness.log('\nfigures written to %s' % args.json)
-    return 0
+    return harness.record_results(
+        'commands', (functools.partial(bench, backend, args.instances, args)
+                     for backend in args.backend),
+        args.json, report.commands_table)
 
 
 if __name__ == '__main__':

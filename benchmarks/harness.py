@@ -272,6 +272,22 @@ class Deployment:
         return time.perf_counter() - started
 
 
+def record_results(kind, measurements, path, table):
+    """Run each of ``measurements`` (functions returning a result) in
+    turn, print its ``table`` and rewrite ``path`` with every result so
+    far, under ``kind`` (the key report.py reads), so that a run cut
+    short keeps what it measured. Returns the exit code, 0."""
+    results = {'machine': machine(), kind: []}
+    for measure in measurements:
+        result = measure()
+        results[kind].append(result)
+        log(table(result))
+        with open(path, 'w') as f:
+            json.dump(results, f, indent=1)
+    log('\nfigures written to %s' % path)
+    return 0
+
+
 def pair(name, op, lower, **extra):
     """One line of the table: an operation beside its lower bound."""
     row = {'operation': name, 'op': op, 'lower_bound': lower,

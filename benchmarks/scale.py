@@ -22,7 +22,7 @@ Prints a table per backend and N; writes every figure to --json.
 """
 
 import argparse
-import json
+import functools
 import os
 import re
 import subprocess
@@ -38,8 +38,8 @@ if ROOT not in sys.path:
 import sqlalchemy as sa  # noqa: E402
 
 from benchmarks.harness import (  # noqa: E402
-    Deployment, analyze, count_lines, log, machine, pair, probe,
-    probe_result, run_child, run_repeated)
+    Deployment, analyze, count_lines, log, pair, probe, probe_result,
+    record_results, run_child, run_repeated)
 from benchmarks import clients  # noqa: E402
 from benchmarks import probes  # noqa: E402
 from benchmarks import report  # noqa: E402
@@ -432,16 +432,10 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    results = {'machine': machine(), 'runs': []}
-    for backend in args.backend:
-        for count in args.instances:
-            result = bench(backend, count, args)
-            results['runs'].append(result)
-            log(report.run_table(result))
-            with open(args.json, 'w') as f:
-                json.dump(results, f, indent=1)
-    log('\nfigures written to %s' % args.json)
-    return 0
+    return record_results(
+        'runs', (functools.partial(bench, backend, count, args)
+                 for backend in args.backend for count in args.instances),
+        args.json, report.run_table)
 
 
 if __name__ == '__main__':

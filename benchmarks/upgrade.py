@@ -36,6 +36,7 @@ a worktree of an older one:
 """
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -790,16 +791,11 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    results = {'machine': harness.machine(), 'upgrades': []}
-    for backend in args.backend:
-        for count in args.instances:
-            result = bench(backend, count, args)
-            results['upgrades'].append(result)
-            log(report.upgrade_table(result))
-            with open(args.json, 'w') as f:
-                json.dump(results, f, indent=1)
-    log('\nfigures written to %s' % args.json)
-    return 0
+    return harness.record_results(
+        'upgrades', (functools.partial(bench, backend, count, args)
+                     for backend in args.backend
+                     for count in args.instances),
+        args.json, report.upgrade_table)
 
 
 if __name__ == '__main__':
