@@ -76,18 +76,28 @@ class ConfFixture(config_fixture.Config):
         self.state_path = state_path
 
 
-def create_database(test, admin_url, db_name, what):
-    """CREATE DATABASE ``db_name`` through ``admin_url``; return the
-    admin engine (AUTOCOMMIT). A server that cannot be reached skips the
-    test, or fails it under CI (``what`` names the server)."""
+def create_database(test, admin_url, db_name, what, template=None):
+    """CREATE DATABASE ``db_name`` through ``admin_url`` (PostgreSQL: a
+    copy of ``template``); return the admin engine (AUTOCOMMIT). A server
+    that cannot be reached skips the test, or fails it under CI (``what``
+    names the server)."""
     admin = sa.create_engine(admin_url, isolation_level='AUTOCOMMIT')
+    statement = 'CREATE DATABASE %s' % db_name
+    if template:
+        statement += ' TEMPLATE %s' % template
     try:
         with admin.connect() as conn:
-            conn.execute(sa.text('CREATE DATABASE %s' % db_name))
+            conn.execute(sa.text(statement))
     except sa.exc.OperationalError:
         admin.dispose()
         unavailable(test, what)
     return admin
+
+
+def server_url(backend, db_name):
+    """The URL of database ``db_name`` on ``backend``'s server."""
+    return sa.engine.make_url(ADMIN_URLS[backend]).set(
+        database=db_name).render_as_string(hide_password=False)
 
 
 def poll(check, timeout=120, interval=0.02):
@@ -133,35 +143,45 @@ def wait_for_login(url, timeout, interval):
 
 
 class Database(fixtures.Fixture):
-    """A new, empty database on ``backend``; ``url`` points at it.
+    """A new database on ``backend``; ``url`` points at it.
 
+    Empty, or with ``schema=(database, revision)`` already migrated to
+    that revision (None: head) of migration.API or migration.MAIN.
     ``db_name`` fixes the server-side database name (default: random,
     starting with ``prefix``).
     """
 
     def __init__(self, test, backend, name='nova', db_name=None,
-                 prefix='nt'):
+                 prefix='nt', schema=None):
         super().__init__()
         self.test = test
         self.backend = backend
         self.name = name
         self.db_name = db_name
         self.prefix = prefix
+        self.schema = schema
 
     def setUp(self):
         super().setUp()
+        template = self.schema and schema_template(
+            self.test, self.backend, *self.schema)
         if self.backend == 'sqlite':
             directory = self.useFixture(fixtures.TempDir()).path
-            self.url = 'sqlite:///%s' % os.path.join(directory,
-                                                     self.name + '.sqlite')
+            path = os.path.join(directory, self.name + '.sqlite')
+            if template:
+                shutil.copyfile(template, path)
+            self.url = 'sqlite:///' + path
             return
         db_name = self.db_name or '%s_%s_%s' % (
             self.prefix, self.name, uuid_lib.uuid4().hex[:12])
-        admin = create_database(self.test, ADMIN_URLS[self.backend],
-                                db_name, self.backend)
+        admin = create_database(
+            self.test, ADMIN_URLS[self.backend], db_name, self.backend,
+            template=template if self.backend == 'postgresql' else None)
         self.addCleanup(self._drop, admin, db_name)
-        self.url = sa.engine.make_url(ADMIN_URLS[self.backend]).set(
-            database=db_name).render_as_string(hide_password=False)
+        if template and self.backend != 'postgresql':
+            with admin.connect() as conn:
+                copy_mysql_schema(conn, template, db_name)
+        self.url = server_url(self.backend, db_name)
 
     def _drop(self, admin, db_name):
         context.reset_cell_cache()
@@ -174,6 +194,106 @@ class Database(fixtures.Fixture):
             conn.execute(sa.text('DROP DATABASE IF EXISTS %s%s'
                                  % (db_name, force)))
         admin.dispose()
+
+
+# (backend, database, revision) -> the template each test's database of
+# that schema is copied from: an SQLite file, or a database on the
+# server, migrated once per test process and removed when it exits.
+# Running Alembic for every test would dominate the tier (0.5 to 1.5 s
+# a test on the servers, more than most tests' own work).
+_TEMPLATES = {}
+_TEMPLATE_DIR = tempfile.mkdtemp(prefix='nova-schema-')
+atexit.register(shutil.rmtree, _TEMPLATE_DIR, True)
+TEMPLATE_PREFIX = 'ntt_'
+
+
+def schema_template(test, backend, database, revision=None):
+    """The template of ``database`` at ``revision`` on ``backend``: an
+    SQLite file's path, or a database name on the server."""
+    key = (backend, database, revision)
+    if key in _TEMPLATES:
+        return _TEMPLATES[key]
+    name = '%s_%s' % (database, revision or 'head')
+    if backend == 'sqlite':
+        template = os.path.join(_TEMPLATE_DIR, name + '.sqlite')
+        migration.db_sync(database, version=revision,
+                          url='sqlite:///' + template)
+    else:
+        _drop_orphan_templates(test, backend)
+        # 'mysql' and 'mariadb' are one server: the name says which.
+        template = '%s%d_%s_%s' % (TEMPLATE_PREFIX, os.getpid(), backend,
+                                   name)
+        admin = create_database(test, ADMIN_URLS[backend], template,
+                                backend)
+        atexit.register(_drop_template, admin, template)
+        migration.db_sync(database, version=revision,
+                          url=server_url(backend, template))
+    _TEMPLATES[key] = template
+    return template
+
+
+def _drop_template(admin, template):
+    with admin.connect() as conn:
+        conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % template))
+    admin.dispose()
+
+
+def _drop_orphan_templates(test, backend):
+    """Drop the templates of test processes of this machine that ended
+    without removing theirs (killed): nothing else would."""
+    admin = sa.create_engine(ADMIN_URLS[backend],
+                             isolation_level='AUTOCOMMIT')
+    if backend == 'postgresql':
+        query = 'SELECT datname FROM pg_database'
+    else:
+        query = 'SELECT schema_name FROM information_schema.schemata'
+    try:
+        with admin.connect() as conn:
+            for name in conn.execute(sa.text(query)).scalars():
+                if name.startswith(TEMPLATE_PREFIX) and not _alive(
+                        int(name[len(TEMPLATE_PREFIX):].split('_')[0])):
+                    conn.execute(sa.text('DROP DATABASE IF EXISTS %s'
+                                         % name))
+    except sa.exc.OperationalError:
+        unavailable(test, backend)
+    finally:
+        admin.dispose()
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def copy_mysql_schema(conn, template, db_name):
+    """Create in ``db_name`` the tables of ``template``, with their rows
+    (the Alembic version), on a MySQL-family server, which has no
+    CREATE DATABASE ... TEMPLATE.
+
+    SHOW CREATE TABLE names a foreign key's table without its database,
+    so each table is created from inside ``db_name``; the checks are off
+    because a table may come before the table it refers to.
+    """
+    tables = conn.execute(sa.text(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = :db AND table_type = 'BASE TABLE'"),
+        {'db': template}).scalars().all()
+    conn.exec_driver_sql('USE %s' % db_name)
+    conn.exec_driver_sql('SET SESSION foreign_key_checks = 0')
+    try:
+        for table in tables:
+            ddl = conn.exec_driver_sql(
+                'SHOW CREATE TABLE %s.%s' % (template, table)).one()[1]
+            conn.exec_driver_sql(ddl)
+            conn.exec_driver_sql('INSERT INTO %s SELECT * FROM %s.%s'
+                                 % (table, template, table))
+    finally:
+        conn.exec_driver_sql('SET SESSION foreign_key_checks = 1')
 
 
 class GaleraDatabase(fixtures.Fixture):
@@ -210,30 +330,6 @@ class GaleraDatabase(fixtures.Fixture):
         admin.dispose()
 
 
-# (database, revision) -> an SQLite file already migrated there, copied
-# for each test: running Alembic for every test would dominate the tier.
-# Made outside any test's temporary directory, removed when the process
-# exits.
-_SQLITE_TEMPLATES = {}
-_TEMPLATE_DIR = tempfile.mkdtemp(prefix='nova-schema-')
-atexit.register(shutil.rmtree, _TEMPLATE_DIR, True)
-
-
-def sync_schema(database, url, revision=None):
-    """Migrate the empty database at ``url`` to ``revision`` (head)."""
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() != 'sqlite':
-        migration.db_sync(database, version=revision, url=url)
-        return
-    key = (database, revision)
-    if key not in _SQLITE_TEMPLATES:
-        template = os.path.join(_TEMPLATE_DIR, '%s-%s.sqlite' % key)
-        migration.db_sync(database, version=revision,
-                          url='sqlite:///' + template)
-        _SQLITE_TEMPLATES[key] = template
-    shutil.copyfile(_SQLITE_TEMPLATES[key], parsed.database)
-
-
 class CellDatabases(fixtures.Fixture):
     """An API database and ``cells`` cell databases, synced and mapped.
 
@@ -255,20 +351,19 @@ class CellDatabases(fixtures.Fixture):
     def setUp(self):
         super().setUp()
         conf = self.test.conf_fixture
-        api = self.useFixture(Database(self.test, self.backend, 'api',
-                                       prefix=self.prefix))
+        api = self.useFixture(Database(
+            self.test, self.backend, 'api', prefix=self.prefix,
+            schema=(migration.API, None)))
         cell_urls = [
-            self.useFixture(Database(self.test, self.backend,
-                                     'cell%d' % (i + 1),
-                                     prefix=self.prefix)).url
+            self.useFixture(Database(
+                self.test, self.backend, 'cell%d' % (i + 1),
+                prefix=self.prefix,
+                schema=(migration.MAIN, self.cell_revision))).url
             for i in range(self.cell_count)]
         conf.config(connection=api.url, group='api_database')
         conf.config(connection=cell_urls[0], group='database')
         self._reset()
         self.addCleanup(self._reset)
-        sync_schema(migration.API, api.url)
-        for url in cell_urls:
-            sync_schema(migration.MAIN, url, self.cell_revision)
         self.api_url = api.url
         self.cell_urls = cell_urls
         ctxt = context.get_admin_context()

@@ -219,9 +219,9 @@ class GaleraCells:
         self.flags(connection=self.api_db.url, group='api_database')
         self.flags(connection=self.cell_db.url, group='database')
         nova_fixtures.CellDatabases._reset()
-        nova_fixtures.sync_schema(migration.API, self.api_db.url)
+        migration.db_sync(migration.API, url=self.api_db.url)
         if self.SYNC_CELL:
-            nova_fixtures.sync_schema(migration.MAIN, self.cell_db.url)
+            migration.db_sync(migration.MAIN, url=self.cell_db.url)
         cell = objects.CellMapping(
             self.context, uuid=str(uuid_lib.uuid4()), name='cell1',
             database_connection=self.cell_db.urls[self.CELL_NODE],
