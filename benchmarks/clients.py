@@ -18,6 +18,7 @@ import time
 import sqlalchemy as sa
 
 from benchmarks import probes
+from nova.db import utils as db_utils
 
 INTERVAL = 0.05
 # Connect, lock and statement time-outs of the clients (seconds): long,
@@ -29,8 +30,9 @@ ERRORS_KEPT = 3
 
 
 def dialect_of(url):
-    """'mysql', 'postgresql' or 'sqlite': the kind of server of ``url``."""
-    return sa.engine.make_url(url).get_backend_name()
+    """'mysql', 'postgresql' or 'sqlite': the kind of server of ``url``
+    (a ``mariadb+pymysql://`` URL's is 'mysql')."""
+    return db_utils.backend_family(sa.engine.make_url(url).get_backend_name())
 
 
 def key_column(url):

@@ -7,10 +7,11 @@ writing. For each --backend and --instances N:
 1. a fresh cell database, brought to 001_baseline by the real command,
    ``nova-manage db sync --local_cell --version 001_baseline``;
 2. N instances seeded through the database driver alone, no nova code
-   (PostgreSQL COPY, MariaDB LOAD DATA LOCAL INFILE, CHUNK instances at
-   a time), in the shape of benchmarks/seed.py, plus for 0.5% of the
-   instances a second live row of one system metadata key, newer or
-   older than the first, for revision 002 to resolve; then ANALYZE;
+   (benchmarks/seed.py's BulkLoader: PostgreSQL COPY, MariaDB LOAD DATA
+   LOCAL INFILE, CHUNK instances at a time), in the shape of
+   benchmarks/seed.py, plus for 0.5% of the instances a second live row
+   of one system metadata key, newer or older than the first, for
+   revision 002 to resolve; then ANALYZE;
 3. five client processes (CLIENTS), each with its own connection in
    autocommit, starting a request every 50 ms and recording every
    request's start, latency and error, never retrying;
@@ -37,7 +38,6 @@ a worktree of an older one:
 
 import argparse
 import functools
-import io
 import json
 import os
 import subprocess
@@ -79,9 +79,7 @@ DUP_KEY = 'image_disk_format'
 LOOKALIKE_EVERY, LOOKALIKE_AT = 100, 37
 LOOKALIKE = 'lookalike'
 INSERTED_PREFIX = 'upgrade-client-'
-INSTANCE_COLUMNS = ('id', 'uuid', 'user_id', 'project_id', 'image_ref',
-                    'host', 'node', 'vm_state', 'architecture',
-                    'created_at', 'deleted')
+# With explicit ids, and updated_at: the duplicates' timestamps matter.
 SYSMETA_COLUMNS = ('id', 'instance_uuid', 'key', 'value', 'created_at',
                    'updated_at', 'deleted')
 # What the head schema must have, by table.
@@ -124,7 +122,7 @@ class Population:
         return self.next_sysmeta_id - 1
 
     def duplicate(self, i, uuid, original):
-        """The TSV line of a second live DUP_KEY row of instance ``i``.
+        """The row of a second live DUP_KEY row of instance ``i``.
 
         Every other duplicate is newer than the row it duplicates (and
         has the higher id), the others older: the newest row must win
@@ -135,18 +133,18 @@ class Population:
         self.groups.append((uuid, row_id if newer else original,
                             original if newer else row_id))
         self.pinned.update((row_id, original))
-        return tsv(row_id, uuid, DUP_KEY, 'raw', STAMP if newer else OLDER,
-                   NEWER if newer else None, 0)
+        return (row_id, uuid, DUP_KEY, 'raw', STAMP if newer else OLDER,
+                NEWER if newer else None, 0)
 
     def lookalike(self, i, uuid):
-        """The TSV line of a key like DUP_KEY but for case or a space."""
+        """The row of a key like DUP_KEY but for case or a space."""
         self.lookalikes += 1
         key = DUP_KEY.upper() if (i // LOOKALIKE_EVERY) % 2 else \
             DUP_KEY + ' '
         row_id = self.take_id()
         # Left alone by the updating client, so that it is still there.
         self.pinned.add(row_id)
-        return tsv(row_id, uuid, key, LOOKALIKE, STAMP, None, 0)
+        return (row_id, uuid, key, LOOKALIKE, STAMP, None, 0)
 
     def live_uuid(self, rng):
         """A random seeded instance that is not deleted."""
@@ -167,92 +165,42 @@ class Population:
                 return row_id
 
 
-def tsv(*values):
-    """One line of COPY / LOAD DATA text (tab-separated, \\N for NULL)."""
-    return '\t'.join('\\N' if v is None else str(v) for v in values) + '\n'
-
-
-def instance_lines(i, population, instances, sysmeta):
-    """Append the i-th instance's line and its system metadata's."""
+def instance_rows(i, population, instances, sysmeta):
+    """Append the i-th instance's row and its system metadata's."""
     vm_state, host, machine_type, deleted = seeding.instance_shape(i)
     uuid = seeding.str_uuid(i)
     deleted_id = i + 1 if deleted else 0
-    instances.append(tsv(i + 1, uuid, 'user', 'project-%d' % (i % 100),
-                         'image-%d' % (i % 40), host, host, vm_state,
-                         'x86_64', STAMP, deleted_id))
+    instances.append(seeding.instance_row(i, host, vm_state, deleted_id,
+                                          STAMP))
     # The rows benchmarks/seed.py writes (their created_at is ours).
-    for row in seeding._sysmeta(uuid, i, machine_type, deleted_id, STAMP):
+    for key, value in seeding.sysmeta_items(i, machine_type):
         row_id = population.take_id()
-        sysmeta.append(tsv(row_id, uuid, row['key'], row['value'], STAMP,
-                           None, deleted_id))
-        if row['key'] == DUP_KEY and i % DUP_EVERY == DUP_AT:
+        sysmeta.append((row_id, uuid, key, value, STAMP, None, deleted_id))
+        if key == DUP_KEY and i % DUP_EVERY == DUP_AT:
             sysmeta.append(population.duplicate(i, uuid, row_id))
     if i % LOOKALIKE_EVERY == LOOKALIKE_AT:
         sysmeta.append(population.lookalike(i, uuid))
 
 
-def bulk_loader(url, workdir):
-    """A function(table, columns, lines) loading rows the fastest way.
-
-    PostgreSQL: COPY from memory. MariaDB: LOAD DATA LOCAL INFILE from a
-    file in ``workdir`` (the server must have local_infile ON). Returns
-    (that function, its connection).
-    """
-    if clients.dialect_of(url) == 'mysql':
-        conn = clients.connect(url, local_infile=True)
-        cursor = conn.cursor()
-        cursor.execute('SELECT @@local_infile')
-        if not cursor.fetchone()[0]:
-            raise SystemExit('the MariaDB server has local_infile OFF: '
-                             'SET GLOBAL local_infile = 1')
-        path = os.path.join(workdir, 'rows.tsv')
-
-        def load(table, columns, lines):
-            with open(path, 'w') as f:
-                f.writelines(lines)
-            cursor.execute("LOAD DATA LOCAL INFILE %%s INTO TABLE %s "
-                           "CHARACTER SET utf8mb4 (%s)" % (
-                               table, ', '.join('`%s`' % c for c in columns)),
-                           (path,))
-        return load, conn
-
-    conn = clients.connect(url)
-    cursor = conn.cursor()
-    # No foreign key triggers (the rows are consistent by construction):
-    # they halve COPY's speed. Needs a superuser, as openstack_citest is.
-    cursor.execute('SET session_replication_role = replica')
-
-    def copy(table, columns, lines):
-        cursor.copy_expert('COPY %s (%s) FROM STDIN' % (
-            table, ', '.join(columns)), io.StringIO(''.join(lines)))
-    return copy, conn
-
-
-def seed(url, count, workdir):
-    """Seed ``count`` instances on ``url`` with plain driver SQL.
+def seed(url, count):
+    """Seed ``count`` instances on ``url`` with the driver alone.
 
     Returns (Population, seconds taken).
     """
     started = time.perf_counter()
     population = Population(count)
-    load, conn = bulk_loader(url, workdir)
+    loader = seeding.BulkLoader(url)
     for first in range(0, count, CHUNK):
         instances, sysmeta = [], []
         for i in range(first, min(first + CHUNK, count)):
-            instance_lines(i, population, instances, sysmeta)
-        load('instances', INSTANCE_COLUMNS, instances)
-        load('instance_system_metadata', SYSMETA_COLUMNS, sysmeta)
+            instance_rows(i, population, instances, sysmeta)
+        loader.load('instances', seeding.INSTANCE_COLUMNS, instances)
+        loader.load('instance_system_metadata', SYSMETA_COLUMNS, sysmeta)
         done = first + len(instances)
         if done % (CHUNK * 10) == 0 or done == count:
             log('  seeded %d/%d instances (%.0f/s)' % (
                 done, count, done / (time.perf_counter() - started)))
-    if clients.dialect_of(url) == 'postgresql':
-        # Explicit ids leave the sequences behind: move them past.
-        cursor = conn.cursor()
-        for table in ('instances', 'instance_system_metadata'):
-            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), "
-                           "(SELECT max(id) FROM " + table + '))', (table,))
-    conn.close()
+    loader.close()
     return population, time.perf_counter() - started
 
 
@@ -628,8 +576,7 @@ def bench(backend, count, args):
     try:
         result['baseline_seconds'] = harness.run_child(
             sync + ['--version', BASELINE], env=env)['wall']
-        population, result['seed_seconds'] = seed(urls['sync'], count,
-                                                  workdir)
+        population, result['seed_seconds'] = seed(urls['sync'], count)
         result.update(sysmeta_rows=population.next_sysmeta_id - 1,
                       duplicated_pairs=len(population.groups))
         started = time.perf_counter()
@@ -730,7 +677,7 @@ def dba_bound(backend, count, workdir, env):
         harness.run_child([os.path.join(harness.BIN, 'nova-manage'),
                            '--config-file', conf, 'db', 'sync',
                            '--local_cell', '--version', BASELINE], env=env)
-        seed(url, count, workdir)
+        seed(url, count)
         harness.analyze(url)
         timed = []
         password = {'PGPASSWORD': sa.engine.make_url(url).password or ''}
