@@ -5,7 +5,9 @@
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 
-log() { printf '==> %s\n' "$*"; }
+# Each line says how long the run has taken so far (bash's SECONDS), so
+# a log shows where a fresh machine's time goes.
+log() { printf '==> [%4ds] %s\n' "$SECONDS" "$*"; }
 
 install_system_packages() {
     local wanted=(libvirt-dev pkg-config gcc libvirt-daemon
