@@ -12,7 +12,7 @@ log() { printf '==> [%4ds] %s\n' "$SECONDS" "$*"; }
 install_system_packages() {
     local wanted=(libvirt-dev pkg-config gcc libvirt-daemon
                   libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86
-                  galera-4 rsync)
+                  galera-4 rsync tini)
     command -v mariadb >/dev/null || wanted+=(mariadb-server mariadb-client)
     command -v psql >/dev/null || wanted+=(postgresql postgresql-client)
     local missing=()

@@ -93,8 +93,14 @@ stdio_handler = "file"
 CONF
     fi
     if ! virsh -c qemu:///system version >/dev/null 2>&1; then
-        log "starting libvirtd"
-        libvirtd --daemon
+        # libvirtd daemonizes each QEMU, whose parent is then the
+        # machine's init. A container's init may reap exited processes
+        # late, and libvirt's destroy waits until the QEMU process is
+        # gone: 1.2 to 2 s a destroy here, 0.2 s once tini, a subreaper
+        # (-s) above libvirtd, reaps them at once.
+        log "starting libvirtd (under tini)"
+        setsid tini -s -- libvirtd >> /var/log/libvirt/libvirtd.out 2>&1 \
+            < /dev/null &
         for _ in $(seq 30); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 1; done
     fi
     virsh -c qemu:///system version >/dev/null
