@@ -25,6 +25,7 @@ import sqlalchemy as sa  # noqa: E402
 from benchmarks import seed as seeding  # noqa: E402
 from nova import config  # noqa: E402
 from nova.db import migration  # noqa: E402
+from nova.db import provision  # noqa: E402
 
 BIN = os.path.dirname(os.path.abspath(sys.executable))
 CITEST = 'openstack_citest'
@@ -126,42 +127,6 @@ def probe_result(measured):
 
 # -- databases and deployments ------------------------------------------------
 
-def create_database(server_url, name):
-    """Create database ``name`` afresh on the server of ``server_url``.
-
-    A database of that name left by an earlier run is dropped first.
-    Returns the new database's URL.
-    """
-    admin = sa.create_engine(server_url, isolation_level='AUTOCOMMIT')
-    with admin.connect() as conn:
-        _terminate(conn, name)
-        conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % name))
-        conn.execute(sa.text('CREATE DATABASE %s' % name))
-    admin.dispose()
-    return sa.engine.make_url(server_url).set(database=name).render_as_string(
-        hide_password=False)
-
-
-def drop_databases(server_url, urls):
-    """Drop the databases of ``urls`` from the server of ``server_url``."""
-    admin = sa.create_engine(server_url, isolation_level='AUTOCOMMIT')
-    with admin.connect() as conn:
-        for url in urls:
-            name = sa.engine.make_url(url).database
-            _terminate(conn, name)
-            conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % name))
-    admin.dispose()
-
-
-def _terminate(conn, db_name):
-    """End PostgreSQL's other sessions on ``db_name``: they block a DROP."""
-    if conn.dialect.name == 'postgresql':
-        conn.execute(sa.text(
-            'SELECT pg_terminate_backend(pid) FROM pg_stat_activity '
-            'WHERE datname = :name AND pid <> pg_backend_pid()'),
-            {'name': db_name})
-
-
 def analyze(cell_url):
     """Refresh the planner's statistics (and reclaim dead rows on PG).
 
@@ -226,13 +191,14 @@ class Deployment:
         if self.backend == 'sqlite':
             return 'sqlite:///%s' % os.path.join(self.workdir,
                                                  '%s.sqlite' % name)
-        return create_database(SERVERS[self.backend],
-                               'bench_%s_%s' % (tag, name))
+        return provision.create_database(
+            SERVERS[self.backend], 'bench_%s_%s' % (tag, name), replace=True)
 
     def drop(self):
         """Drop the server databases (SQLite files go with the workdir)."""
         if self.backend != 'sqlite':
-            drop_databases(SERVERS[self.backend], self.urls())
+            provision.drop_databases(SERVERS[self.backend], [
+                sa.engine.make_url(url).database for url in self.urls()])
 
     def nova(self, command, *argv):
         """argv of a console script run with this deployment's nova.conf."""

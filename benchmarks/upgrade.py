@@ -57,6 +57,7 @@ from benchmarks import harness  # noqa: E402
 from benchmarks import report  # noqa: E402
 from benchmarks import seed as seeding  # noqa: E402
 from nova import config  # noqa: E402
+from nova.db import provision  # noqa: E402
 
 BASELINE = '001_baseline'
 # The node each role uses on Galera; elsewhere all share one server.
@@ -567,7 +568,8 @@ def bench(backend, count, args):
         'head %(head)s' % result['nova'])
     # Unique per run: several runs may share a database server.
     database = 'bench_upgrade_%d_%d' % (count, os.getpid())
-    harness.create_database(harness.SERVERS[backend], database)
+    provision.create_database(harness.SERVERS[backend], database,
+                              replace=True)
     urls = {role: node_url(backend, database, role) for role in GALERA_PORTS}
     conf = os.path.join(workdir, 'nova.conf')
     config.write_config_file(conf, {'database': {'connection': urls['sync']}})
@@ -599,7 +601,7 @@ def bench(backend, count, args):
         if args.keep:
             log('  kept: %s, %s' % (workdir, urls['sync']))
         else:
-            harness.drop_databases(harness.SERVERS[backend], [urls['sync']])
+            provision.drop_databases(harness.SERVERS[backend], [database])
             subprocess.run(['rm', '-rf', workdir])
     return result
 
@@ -669,7 +671,8 @@ def dba_bound(backend, count, workdir, env):
     Returns {'statements': [(what, seconds)], 'seconds': their sum}.
     """
     database = 'bench_dba_%d_%d' % (count, os.getpid())
-    harness.create_database(harness.SERVERS[backend], database)
+    provision.create_database(harness.SERVERS[backend], database,
+                              replace=True)
     url = node_url(backend, database, 'sync')
     conf = os.path.join(workdir, 'dba.conf')
     config.write_config_file(conf, {'database': {'connection': url}})
@@ -689,7 +692,7 @@ def dba_bound(backend, count, workdir, env):
             timed.append((what, time.perf_counter() - started))
             log('  DBA: %s %.1f s' % (what, timed[-1][1]))
     finally:
-        harness.drop_databases(harness.SERVERS[backend], [url])
+        provision.drop_databases(harness.SERVERS[backend], [database])
     return {'statements': timed, 'seconds': sum(t for _, t in timed)}
 
 

@@ -42,6 +42,7 @@ from nova.compute import vm_states
 from nova import config
 from nova import context
 from nova.db.main import api as main_db
+from nova.db import provision
 from nova.db import utils as db_utils
 from nova import objects
 
@@ -99,35 +100,22 @@ class Cloud:
     # -- databases and configuration ---------------------------------------
 
     def _database_urls(self, server_url):
-        """{'api': url, 'cell1': url, 'cell2': url} of new empty databases."""
+        """{'api': url, 'cell1': url, 'cell2': url} of new empty databases
+        (those an earlier rehearsal left are replaced)."""
         names = ('api', 'cell1', 'cell2')
         if not server_url:
             return {name: 'sqlite:///%s' % os.path.join(
                 self.state_dir, 'nova_%s.sqlite' % name) for name in names}
-        server = sa.engine.make_url(server_url)
-        admin = sa.create_engine(server, isolation_level='AUTOCOMMIT')
-        urls = {}
-        with admin.connect() as conn:
-            for name in names:
-                db_name = 'rehearsal_%s' % name
-                conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % db_name))
-                conn.execute(sa.text('CREATE DATABASE %s' % db_name))
-                urls[name] = server.set(database=db_name).render_as_string(
-                    hide_password=False)
-        admin.dispose()
-        return urls
+        return {name: provision.create_database(
+            server_url, 'rehearsal_%s' % name, replace=True)
+            for name in names}
 
     def drop_databases(self, server_url):
         """Drop the databases _database_urls created on the server."""
         context.reset_cell_cache()
         main_db.reset()
-        admin = sa.create_engine(server_url, isolation_level='AUTOCOMMIT')
-        force = ' WITH (FORCE)' if admin.dialect.name == 'postgresql' else ''
-        with admin.connect() as conn:
-            for url in self.urls.values():
-                conn.execute(sa.text('DROP DATABASE IF EXISTS %s%s' % (
-                    sa.engine.make_url(url).database, force)))
-        admin.dispose()
+        provision.drop_databases(server_url, [
+            sa.engine.make_url(url).database for url in self.urls.values()])
 
     def write_config(self, hw_machine_type=''):
         """nova.conf, one file per cell and one per compute host."""

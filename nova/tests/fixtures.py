@@ -26,6 +26,7 @@ import nova.conf
 from nova.db.api import api as api_db
 from nova.db.main import api as main_db
 from nova.db import migration
+from nova.db import provision
 from nova.db import transactions
 from nova import objects
 
@@ -76,28 +77,15 @@ class ConfFixture(config_fixture.Config):
         self.state_path = state_path
 
 
-def create_database(test, admin_url, db_name, what, template=None):
-    """CREATE DATABASE ``db_name`` through ``admin_url`` (PostgreSQL: a
-    copy of ``template``); return the admin engine (AUTOCOMMIT). A server
-    that cannot be reached skips the test, or fails it under CI (``what``
-    names the server)."""
-    admin = sa.create_engine(admin_url, isolation_level='AUTOCOMMIT')
-    statement = 'CREATE DATABASE %s' % db_name
-    if template:
-        statement += ' TEMPLATE %s' % template
+def create_database(test, server_url, db_name, what, template=None):
+    """provision.create_database, through ``server_url``; return the new
+    database's URL. A server that cannot be reached skips the test, or
+    fails it under CI (``what`` names the server)."""
     try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(statement))
+        return provision.create_database(server_url, db_name,
+                                         template=template)
     except sa.exc.OperationalError:
-        admin.dispose()
         unavailable(test, what)
-    return admin
-
-
-def server_url(backend, db_name):
-    """The URL of database ``db_name`` on ``backend``'s server."""
-    return sa.engine.make_url(ADMIN_URLS[backend]).set(
-        database=db_name).render_as_string(hide_password=False)
 
 
 def poll(check, timeout=120, interval=0.02):
@@ -174,26 +162,19 @@ class Database(fixtures.Fixture):
             return
         db_name = self.db_name or '%s_%s_%s' % (
             self.prefix, self.name, uuid_lib.uuid4().hex[:12])
-        admin = create_database(
-            self.test, ADMIN_URLS[self.backend], db_name, self.backend,
+        server = ADMIN_URLS[self.backend]
+        self.url = create_database(
+            self.test, server, db_name, self.backend,
             template=template if self.backend == 'postgresql' else None)
-        self.addCleanup(self._drop, admin, db_name)
+        self.addCleanup(self._drop, server, db_name)
         if template and self.backend != 'postgresql':
-            with admin.connect() as conn:
-                copy_mysql_schema(conn, template, db_name)
-        self.url = server_url(self.backend, db_name)
+            copy_mysql_schema(server, template, db_name)
 
-    def _drop(self, admin, db_name):
+    def _drop(self, server, db_name):
         context.reset_cell_cache()
         main_db.reset()
         api_db.reset()
-        with admin.connect() as conn:
-            # A thread of a test (a cell made to hang) may still hold a
-            # connection; PostgreSQL's FORCE ends it instead of failing.
-            force = ' WITH (FORCE)' if self.backend == 'postgresql' else ''
-            conn.execute(sa.text('DROP DATABASE IF EXISTS %s%s'
-                                 % (db_name, force)))
-        admin.dispose()
+        provision.drop_databases(server, [db_name])
 
 
 # (backend, database, revision) -> the template each test's database of
@@ -223,19 +204,12 @@ def schema_template(test, backend, database, revision=None):
         # 'mysql' and 'mariadb' are one server: the name says which.
         template = '%s%d_%s_%s' % (TEMPLATE_PREFIX, os.getpid(), backend,
                                    name)
-        admin = create_database(test, ADMIN_URLS[backend], template,
-                                backend)
-        atexit.register(_drop_template, admin, template)
-        migration.db_sync(database, version=revision,
-                          url=server_url(backend, template))
+        url = create_database(test, ADMIN_URLS[backend], template, backend)
+        atexit.register(provision.drop_databases, ADMIN_URLS[backend],
+                        [template])
+        migration.db_sync(database, version=revision, url=url)
     _TEMPLATES[key] = template
     return template
-
-
-def _drop_template(admin, template):
-    with admin.connect() as conn:
-        conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % template))
-    admin.dispose()
 
 
 def _drop_orphan_templates(test, backend):
@@ -249,15 +223,14 @@ def _drop_orphan_templates(test, backend):
         query = 'SELECT schema_name FROM information_schema.schemata'
     try:
         with admin.connect() as conn:
-            for name in conn.execute(sa.text(query)).scalars():
-                if name.startswith(TEMPLATE_PREFIX) and not _alive(
-                        int(name[len(TEMPLATE_PREFIX):].split('_')[0])):
-                    conn.execute(sa.text('DROP DATABASE IF EXISTS %s'
-                                         % name))
+            names = conn.execute(sa.text(query)).scalars().all()
     except sa.exc.OperationalError:
         unavailable(test, backend)
     finally:
         admin.dispose()
+    provision.drop_databases(ADMIN_URLS[backend], [
+        name for name in names if name.startswith(TEMPLATE_PREFIX)
+        and not _alive(int(name[len(TEMPLATE_PREFIX):].split('_')[0]))])
 
 
 def _alive(pid):
@@ -270,7 +243,7 @@ def _alive(pid):
     return True
 
 
-def copy_mysql_schema(conn, template, db_name):
+def copy_mysql_schema(server_url, template, db_name):
     """Create in ``db_name`` the tables of ``template``, with their rows
     (the Alembic version), on a MySQL-family server, which has no
     CREATE DATABASE ... TEMPLATE.
@@ -279,21 +252,21 @@ def copy_mysql_schema(conn, template, db_name):
     so each table is created from inside ``db_name``; the checks are off
     because a table may come before the table it refers to.
     """
-    tables = conn.execute(sa.text(
-        "SELECT table_name FROM information_schema.tables "
-        "WHERE table_schema = :db AND table_type = 'BASE TABLE'"),
-        {'db': template}).scalars().all()
-    conn.exec_driver_sql('USE %s' % db_name)
-    conn.exec_driver_sql('SET SESSION foreign_key_checks = 0')
-    try:
+    engine = sa.create_engine(provision.database_url(server_url, db_name),
+                              isolation_level='AUTOCOMMIT')
+    with engine.connect() as conn:
+        tables = conn.execute(sa.text(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = :db AND table_type = 'BASE TABLE'"),
+            {'db': template}).scalars().all()
+        conn.exec_driver_sql('SET SESSION foreign_key_checks = 0')
         for table in tables:
             ddl = conn.exec_driver_sql(
                 'SHOW CREATE TABLE %s.%s' % (template, table)).one()[1]
             conn.exec_driver_sql(ddl)
             conn.exec_driver_sql('INSERT INTO %s SELECT * FROM %s.%s'
                                  % (table, template, table))
-    finally:
-        conn.exec_driver_sql('SET SESSION foreign_key_checks = 1')
+    engine.dispose()
 
 
 class GaleraDatabase(fixtures.Fixture):
@@ -311,11 +284,10 @@ class GaleraDatabase(fixtures.Fixture):
     def setUp(self):
         super().setUp()
         db_name = 'nt_%s_%s' % (self.name, uuid_lib.uuid4().hex[:12])
-        admin = create_database(self.test, GALERA_URLS[0], db_name,
-                                'MariaDB Galera cluster')
-        self.addCleanup(self._drop, admin, db_name)
-        self.urls = [sa.engine.make_url(url).set(database=db_name)
-                     .render_as_string(hide_password=False)
+        create_database(self.test, GALERA_URLS[0], db_name,
+                        'MariaDB Galera cluster')
+        self.addCleanup(self._drop, db_name)
+        self.urls = [provision.database_url(url, db_name)
                      for url in GALERA_URLS]
         self.url = self.urls[0]
         # The other nodes apply CREATE DATABASE a moment after node 1
@@ -323,11 +295,9 @@ class GaleraDatabase(fixtures.Fixture):
         for url in self.urls[1:]:
             wait_for_login(url, timeout=30, interval=0.05)
 
-    def _drop(self, admin, db_name):
+    def _drop(self, db_name):
         CellDatabases._reset()
-        with admin.connect() as conn:
-            conn.execute(sa.text('DROP DATABASE IF EXISTS %s' % db_name))
-        admin.dispose()
+        provision.drop_databases(GALERA_URLS[0], [db_name])
 
 
 class CellDatabases(fixtures.Fixture):

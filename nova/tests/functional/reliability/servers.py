@@ -19,6 +19,7 @@ import time
 import fixtures
 import sqlalchemy as sa
 
+from nova.db import provision
 from nova.tests import fixtures as nova_fixtures
 
 USER = 'openstack_citest'
@@ -59,13 +60,7 @@ class PrivateServer(fixtures.Fixture):
 
     def create_database(self, name):
         """Create database ``name``; return its URL."""
-        engine = sa.create_engine(self.url(self.ADMIN_DATABASE),
-                                  isolation_level='AUTOCOMMIT')
-        try:
-            with engine.connect() as conn:
-                conn.execute(sa.text('CREATE DATABASE %s' % name))
-        finally:
-            engine.dispose()
+        provision.create_database(self.url(self.ADMIN_DATABASE), name)
         return self.url(name)
 
     def wait_until_up(self):
