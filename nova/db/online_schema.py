@@ -398,7 +398,10 @@ class _MariaDBLockWaitCutter(_SessionWatcher):
         super().__init__(connection)
         self.session = connection.execute(
             sa.text('SELECT CONNECTION_ID()')).scalar()
+        # Interruptions not yet claimed by cut_short: counted up by this
+        # thread, down by the one running the ALTER.
         self.interrupted = 0
+        self.lock = threading.Lock()
 
     @staticmethod
     def usable(connection):
@@ -427,15 +430,17 @@ class _MariaDBLockWaitCutter(_SessionWatcher):
                 elif now - waiting_since[1] >= MARIADB_MDL_WAIT_S:
                     # Counted first: the ALTER fails as soon as the KILL
                     # lands, maybe before this thread runs again.
-                    self.interrupted += 1
+                    with self.lock:
+                        self.interrupted += 1
                     conn.execute(sa.text('KILL QUERY ID %d' % query_id))
                     waiting_since = None
 
     def cut_short(self, code):
         """Whether error ``code`` is this thread's interruption."""
-        if code == _MYSQL_INTERRUPTED and self.interrupted:
-            self.interrupted -= 1
-            return True
+        with self.lock:
+            if code == _MYSQL_INTERRUPTED and self.interrupted:
+                self.interrupted -= 1
+                return True
         return False
 
 
