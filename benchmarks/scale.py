@@ -178,8 +178,8 @@ def run_migration_loop(dep, max_count):
     """online_data_migrations --max-count N until it exits 0.
 
     Returns run_child's figures for the whole loop: wall (the sum of
-    the calls'), rss_mib (the highest), load (when it started), and
-    calls.
+    the calls'), rss_mib (the highest), load (when it started), calls
+    and call_walls (each call's, in order: where a loop's time goes).
     """
     calls = []
     while not calls or calls[-1]['rc'] == 1:
@@ -188,9 +188,12 @@ def run_migration_loop(dep, max_count):
                                   str(max_count)), expect=(0, 1))
         call.pop('stdout')
         calls.append(call)
+        log('  --max-count call %d: %.2f s, exit %d'
+            % (len(calls), call['wall'], call['rc']))
     return {'wall': sum(c['wall'] for c in calls),
             'rss_mib': max(c['rss_mib'] for c in calls),
-            'load': calls[0]['load'], 'rc': 0, 'calls': len(calls)}
+            'load': calls[0]['load'], 'rc': 0, 'calls': len(calls),
+            'call_walls': [c['wall'] for c in calls]}
 
 
 def loop_pair(loop, op, startup, floor, rows):
@@ -212,6 +215,7 @@ def loop_pair(loop, op, startup, floor, rows):
                                                 + LOOP_CALL_ALLOWANCE)
     return pair('online_data_migrations loop', loop, op, rows=rows,
                 loop={'max_count': LOOP_MAX_COUNT, 'calls': loop['calls'],
+                      'call_walls': loop['call_walls'],
                       'startup_s': startup['wall'],
                       'startup_total_s': startup_total, 'work_s': work,
                       'work_ratio': work / (op['wall'] - startup['wall']),
