@@ -451,6 +451,8 @@ def demonstrate_new_default(cloud):
         inst = objects.Instance.get_by_uuid(cctxt, uuid,
                                             expected_attrs=['system_metadata'])
         before = inst.system_metadata.get('hw_machine_type')
+        # Offloaded, it had no domain: the unshelve starts one.
+        cloud.qemu_domains.add(uuid)
         manager.unshelve_instance(cctxt, inst)
         rows.append(('unshelve (was %s)' % before, uuid, target,
                      recorded(cctxt, uuid),

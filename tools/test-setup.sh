@@ -98,6 +98,7 @@ CONF
         # late, and libvirt's destroy waits until the QEMU process is
         # gone: 1.2 to 2 s a destroy here, 0.2 s once tini, a subreaper
         # (-s) above libvirtd, reaps them at once.
+        command -v tini >/dev/null || { log "tini not installed (bindep.txt)"; return 1; }
         log "starting libvirtd (under tini)"
         setsid tini -s -- libvirtd >> /var/log/libvirt/libvirtd.out 2>&1 \
             < /dev/null &
