@@ -171,9 +171,7 @@ class Database(fixtures.Fixture):
             copy_mysql_schema(server, template, db_name)
 
     def _drop(self, server, db_name):
-        context.reset_cell_cache()
-        main_db.reset()
-        api_db.reset()
+        CellDatabases._reset()
         provision.drop_databases(server, [db_name])
 
 
