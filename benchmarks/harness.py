@@ -158,9 +158,11 @@ class Deployment:
     def __init__(self, backend, workdir, tag, cells=1, cell_timeout=None):
         self.backend = backend
         self.workdir = workdir
-        self.api_url = self._create_database(tag, 'api')
-        self.cell_urls = [self._create_database(tag, 'cell%02d' % number)
-                          for number in range(1, cells + 1)]
+        self.databases = provision.DeploymentDatabases(
+            SERVERS.get(backend), 'bench_%s' % tag,
+            ['api'] + ['cell%02d' % number for number in range(1, cells + 1)],
+            workdir)
+        self.api_url, *self.cell_urls = self.databases.urls.values()
         self.cells = []   # [(name, uuid)], in cell_urls' order
         self.conf = os.path.join(workdir, 'nova.conf')
         default = {'state_path': workdir}
@@ -187,18 +189,9 @@ class Deployment:
     def urls(self):
         return [self.api_url] + self.cell_urls
 
-    def _create_database(self, tag, name):
-        if self.backend == 'sqlite':
-            return 'sqlite:///%s' % os.path.join(self.workdir,
-                                                 '%s.sqlite' % name)
-        return provision.create_database(
-            SERVERS[self.backend], 'bench_%s_%s' % (tag, name), replace=True)
-
     def drop(self):
         """Drop the server databases (SQLite files go with the workdir)."""
-        if self.backend != 'sqlite':
-            provision.drop_databases(SERVERS[self.backend], [
-                sa.engine.make_url(url).database for url in self.urls()])
+        self.databases.drop()
 
     def nova(self, command, *argv):
         """argv of a console script run with this deployment's nova.conf."""

@@ -91,7 +91,9 @@ class Cloud:
         self.qemu = qemu
         self.virt_type = ('kvm' if os.path.exists('/dev/kvm') else 'qemu') \
             if qemu else 'test'
-        self.urls = self._database_urls(database_url)
+        self.databases = provision.DeploymentDatabases(
+            database_url, 'rehearsal', ('api', 'cell1', 'cell2'), state_dir)
+        self.urls = self.databases.urls
         self.main_conf = os.path.join(state_dir, 'nova.conf')
         self.cell_uuids = {}
         # QEMU domains this rehearsal defined, removed when it ends.
@@ -99,23 +101,11 @@ class Cloud:
 
     # -- databases and configuration ---------------------------------------
 
-    def _database_urls(self, server_url):
-        """{'api': url, 'cell1': url, 'cell2': url} of new empty databases
-        (those an earlier rehearsal left are replaced)."""
-        names = ('api', 'cell1', 'cell2')
-        if not server_url:
-            return {name: 'sqlite:///%s' % os.path.join(
-                self.state_dir, 'nova_%s.sqlite' % name) for name in names}
-        return {name: provision.create_database(
-            server_url, 'rehearsal_%s' % name, replace=True)
-            for name in names}
-
-    def drop_databases(self, server_url):
-        """Drop the databases _database_urls created on the server."""
+    def drop_databases(self):
+        """Drop the databases the rehearsal created on the server."""
         context.reset_cell_cache()
         main_db.reset()
-        provision.drop_databases(server_url, [
-            sa.engine.make_url(url).database for url in self.urls.values()])
+        self.databases.drop()
 
     def write_config(self, hw_machine_type=''):
         """nova.conf, one file per cell and one per compute host."""
@@ -582,8 +572,7 @@ def main():
             say('\nState kept in %s' % state_dir)
         else:
             shutil.rmtree(state_dir, ignore_errors=True)
-            if args.database_url:
-                cloud.drop_databases(args.database_url)
+            cloud.drop_databases()
     say('\nRehearsal finished in %.1f s.' % (time.monotonic() - started))
 
 

@@ -7,6 +7,8 @@ these, through an administrator's URL of the server (its database part
 is the one the connection logs in to).
 """
 
+import os
+
 import sqlalchemy as sa
 
 from nova.db import utils as db_utils
@@ -62,3 +64,30 @@ def drop_databases(server_url, names):
                 conn.execute(_drop_statement(conn.dialect.name, name))
     finally:
         admin.dispose()
+
+
+class DeploymentDatabases:
+    """The new, empty databases of one deployment: an API database and
+    its cells, named ``names`` (``urls``: {name: URL}, in that order).
+
+    On the server of ``server_url`` as ``<prefix>_<name>``, replacing
+    those an earlier, interrupted run left; with no ``server_url``,
+    SQLite files ``<name>.sqlite`` in ``directory``, which go with it.
+    """
+
+    def __init__(self, server_url, prefix, names, directory):
+        self.server_url = server_url
+        if server_url:
+            self.urls = {name: create_database(
+                server_url, '%s_%s' % (prefix, name), replace=True)
+                for name in names}
+        else:
+            self.urls = {name: 'sqlite:///%s' % os.path.join(
+                directory, '%s.sqlite' % name) for name in names}
+
+    def drop(self):
+        """Drop the server's databases (nothing to do for SQLite)."""
+        if self.server_url:
+            drop_databases(self.server_url, [
+                sa.engine.make_url(url).database
+                for url in self.urls.values()])
