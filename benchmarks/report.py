@@ -74,9 +74,11 @@ def notes(row):
 
 def run_table(run):
     """Markdown of one backend and N."""
-    lines = ['#### %s, N = %s (seeded in %.0f s)' % (
+    pool = ', InnoDB buffer pool %d MiB' % run['buffer_pool_mib'] \
+        if run.get('buffer_pool_mib') else ''
+    lines = ['#### %s, N = %s (seeded in %.0f s%s)' % (
         run['backend'], '{:,}'.format(run['instances']),
-        run['seed_seconds']), '',
+        run['seed_seconds'], pool), '',
         '| operation | wall s | peak MiB | lower bound s | LB MiB | ratio '
         '| load | rows | notes |',
         '|---|---:|---:|---:|---:|---:|---:|---:|---|']

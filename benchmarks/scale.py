@@ -22,6 +22,7 @@ Prints a table per backend and N; writes every figure to --json.
 """
 
 import argparse
+import contextlib
 import functools
 import os
 import re
@@ -38,8 +39,8 @@ if ROOT not in sys.path:
 import sqlalchemy as sa  # noqa: E402
 
 from benchmarks.harness import (  # noqa: E402
-    Deployment, analyze, count_lines, log, pair, probe, probe_result,
-    record_results, run_child, run_repeated)
+    Deployment, analyze, count_lines, log, mysql_buffer_pool, pair, probe,
+    probe_result, record_results, run_child, run_repeated)
 from benchmarks import clients  # noqa: E402
 from benchmarks import probes  # noqa: E402
 from benchmarks import report  # noqa: E402
@@ -380,25 +381,36 @@ def bench(backend, count, args):
         % (backend, count, workdir))
     # Unique per run: several runs may share a database server.
     dep = Deployment(backend, workdir, tag='%d_%d' % (count, os.getpid()))
+    pool = mysql_buffer_pool(args.mysql_buffer_pool) \
+        if backend == 'mysql' else contextlib.nullcontext()
     try:
-        dep.create()
-        result = {'backend': backend, 'instances': count, 'rows': [],
-                  'seed_seconds': dep.seed(count)}
-        log('  seeded in %.1f s' % result['seed_seconds'])
-        result['rows'] += measure_listing(dep, args.repeat)
-        result['rows'] += measure_migration(dep, count, args.repeat)
-        rows, result['bulk_seed_seconds'] = measure_bulk_update(
-            dep, count, args.bulk_instances)
-        result['rows'] += rows
-        result['rows'] += measure_init_host(dep, args.domains,
-                                            count + args.bulk_instances)
-        result['rows'] += measure_get(dep, max(args.repeat, 5))
+        with pool as pool_mib:
+            result = measure_all(dep, count, args)
+        if pool_mib:
+            result['buffer_pool_mib'] = pool_mib
     finally:
         if not args.keep:
             dep.drop()
             subprocess.run(['rm', '-rf', workdir])
         else:
             log('  kept: %s, %s' % (workdir, dep.urls()))
+    return result
+
+
+def measure_all(dep, count, args):
+    """Create and seed the deployment, then take every measurement."""
+    dep.create()
+    result = {'backend': dep.backend, 'instances': count, 'rows': [],
+              'seed_seconds': dep.seed(count)}
+    log('  seeded in %.1f s' % result['seed_seconds'])
+    result['rows'] += measure_listing(dep, args.repeat)
+    result['rows'] += measure_migration(dep, count, args.repeat)
+    rows, result['bulk_seed_seconds'] = measure_bulk_update(
+        dep, count, args.bulk_instances)
+    result['rows'] += rows
+    result['rows'] += measure_init_host(dep, args.domains,
+                                        count + args.bulk_instances)
+    result['rows'] += measure_get(dep, max(args.repeat, 5))
     return result
 
 
@@ -424,6 +436,10 @@ def parse_args(argv):
     parser.add_argument('--json', default='bench-scale.json',
                         help='where to write every figure')
     parser.add_argument('--workdir', help='parent of the work directories')
+    parser.add_argument('--mysql-buffer-pool', type=int, metavar='MIB',
+                        help="MariaDB's InnoDB buffer pool for the run, "
+                        'put back afterwards (default: as the server has '
+                        'it)')
     parser.add_argument('--keep', action='store_true',
                         help='keep the databases and files afterwards')
     args = parser.parse_args(argv)

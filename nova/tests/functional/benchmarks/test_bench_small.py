@@ -67,6 +67,22 @@ class SmallBenchmarkTest(testtools.TestCase):
                          [(run['backend'], run['instances'])
                           for run in figures['runs']])
         self._check_run(figures['runs'][0])
+        if backend == 'mysql':
+            # The buffer pool the MariaDB figures were taken with, as the
+            # server has it (the run was not given one of its own).
+            pool_mib = self._server_buffer_pool_mib()
+            self.assertEqual(pool_mib, figures['runs'][0]['buffer_pool_mib'])
+            self.assertIn('InnoDB buffer pool %d MiB' % pool_mib, proc.stdout)
+
+    @staticmethod
+    def _server_buffer_pool_mib():
+        engine = sa.create_engine(nova_fixtures.ADMIN_URLS['mysql'])
+        try:
+            with engine.connect() as conn:
+                return conn.execute(sa.text(
+                    'SELECT @@innodb_buffer_pool_size')).scalar() // 2 ** 20
+        finally:
+            engine.dispose()
 
     def test_every_figure_is_produced_on_sqlite(self):
         self.check_every_figure_is_produced('sqlite')
