@@ -159,7 +159,7 @@ def make_column_exact(connection, table, column, length, report=None):
         'making %s.%s compare exactly (collation %s)', table, column,
         collation, force=True)
     change = 'MODIFY %s VARCHAR(%d) CHARACTER SET utf8mb4 COLLATE %s ' \
-        'NOT NULL' % (_quoted(connection, [column]), length, collation)
+        'NOT NULL' % (quoted(connection, [column]), length, collation)
     try:
         _mysql_alter(connection, table, change, algorithm='INSTANT',
                      report=report)
@@ -240,7 +240,7 @@ def wait_for_other_builds(connection, table, report=None):
                  for session in _other_builds(connection, table)])
 
 
-def _quoted(connection, names):
+def quoted(connection, names):
     prep = connection.dialect.identifier_preparer
     return ', '.join(prep.quote(name) for name in names)
 
@@ -356,7 +356,7 @@ def _pg_create_index(connection, table, name, columns, unique, report):
     try:
         _pg_build(connection, 'CREATE %sINDEX CONCURRENTLY %s ON %s (%s)' % (
             'UNIQUE ' if unique else '', name, table,
-            _quoted(connection, columns)), 'the build of ' + name, report)
+            quoted(connection, columns)), 'the build of ' + name, report)
     except Exception:
         if _pg_index_state(connection, name) == 'invalid':
             _pg_build(connection,
@@ -504,7 +504,7 @@ def create_index(connection, table, name, columns, unique=False,
         else:
             _mysql_alter(connection, table, 'ADD %sINDEX %s (%s)' % (
                 'UNIQUE ' if unique else '', name,
-                _quoted(connection, columns)), report=report)
+                quoted(connection, columns)), report=report)
     except sa.exc.DBAPIError as exc:
         if unique and _is_duplicate(exc):
             raise exception.DBDuplicatesDuringIndexBuild(

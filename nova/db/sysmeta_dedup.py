@@ -40,7 +40,7 @@ def _sysmeta():
                     sa.column('updated_at', sa.DateTime))
 
 
-def _newest_first(row):
+def newest_first(row):
     """Sort key: latest updated_at (else created_at), then highest id."""
     stamp = row.updated_at or row.created_at or datetime.datetime.min
     return (stamp, row.id)
@@ -54,7 +54,7 @@ def _losers(rows):
     losers = []
     for group in groups.values():
         if len(group) > 1:
-            group.sort(key=_newest_first, reverse=True)
+            group.sort(key=newest_first, reverse=True)
             losers.extend(group[1:])
     return losers
 

@@ -35,6 +35,7 @@ import nova
 from nova.db.main import api as main_db
 from nova.db import migration
 from nova.db import sync_waits
+from nova.db import table_copy
 from nova import objects
 from nova.objects import instance as instance_obj
 from nova.tests import fixtures as nova_fixtures
@@ -54,6 +55,7 @@ SEEDED = 5000
 # survive de-duplication has the value NEWEST.
 DUPLICATED_KEY = 'image_min_disk'
 NEWEST = 'newest'
+SYSMETA = 'instance_system_metadata'
 # The pace of the client writing through another node.
 WRITE_INTERVAL = 0.02
 HOSTLESS = "i.host IS NULL AND i.vm_state <> 'building'"
@@ -470,6 +472,81 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
         self.assertClean(self.start(base.NOVA_MANAGE, self.config(),
                                     'db', 'sync'))
         self.assertMigrated()
+
+    def _copy_state(self, engine):
+        """(rows in the shadow table, triggers on the table), or None
+        when the copy has not started (or is over)."""
+        with engine.connect() as conn:
+            triggers = conn.execute(sa.text(
+                'SELECT COUNT(*) FROM information_schema.triggers '
+                'WHERE trigger_schema = DATABASE() '
+                '  AND event_object_table = :table'),
+                {'table': SYSMETA}).scalar()
+            if not conn.execute(sa.text(
+                    'SELECT COUNT(*) FROM information_schema.tables '
+                    'WHERE table_schema = DATABASE() AND table_name = :name'),
+                    {'name': table_copy.shadow_name(SYSMETA)}).scalar():
+                return None
+            return conn.execute(sa.text(
+                'SELECT COUNT(*) FROM %s' % table_copy.shadow_name(SYSMETA)
+            )).scalar(), triggers
+
+    def _copying(self, engine):
+        """Whether the copy runs, with some rows copied and most not.
+
+        A statement of the copy in total order (creating the shadow or
+        a trigger) aborts even this read, as a deadlock: then it is not
+        known yet.
+        """
+        try:
+            state = self._copy_state(engine)
+        except sa.exc.OperationalError as exc:
+            if exc.orig.args[0] != DEADLOCK:
+                raise
+            return False
+        return state is not None and state[1] == 3 and \
+            0 < state[0] < self.seeded_rows // 2
+
+    def assertNoCopyLeft(self):
+        """No shadow or old table, no trigger: the copy's leftovers."""
+        self.assertEqual([], self.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = DATABASE() AND table_name LIKE '\\_%'"))
+        self.assertEqual([], self.execute(
+            'SELECT trigger_name FROM information_schema.triggers '
+            'WHERE trigger_schema = DATABASE()'))
+
+    def test_sync_killed_during_the_copy_then_run_again(self):
+        """kill -9 while the table is copied (shown from the server: the
+        shadow holds some of the rows, the triggers exist), with a client
+        writing through node 2; the rerun starts the copy again, and
+        ends with nothing left of the first and nothing the client
+        wrote lost."""
+        self.seeded_rows = self.execute(
+            'SELECT COUNT(*) FROM instance_system_metadata')[0][0]
+        watch = sa.create_engine(self.cell_db.url)
+        self.addCleanup(watch.dispose)
+        writer = self.start_writer()
+        self.assertTrue(writer.wait_for(1), writer.errors)
+        sync = self.start(base.NOVA_MANAGE, self.config(), 'db', 'sync')
+        self.assertTrue(wait_until(lambda: sync.proc.poll() is not None
+                                   or self._copying(watch), timeout=120),
+                        'db sync never copied: ' + sync.describe())
+        sync.kill_running()
+        copied, triggers = self._copy_state(watch)
+        self.assertEqual(3, triggers)
+        self.assertLess(copied, self.seeded_rows)
+        self.assertNotEqual(migration.head_revision(migration.MAIN),
+                            migration.db_version(migration.MAIN,
+                                                 url=self.cell_db.url))
+        rerun = self.start(base.NOVA_MANAGE, self.config(), 'db', 'sync')
+        self.assertClean(rerun)
+        self.assertIn('removed what an interrupted copy of %s left'
+                      % SYSMETA, rerun.stdout)
+        writer.stop()
+        self.assertMigrated()
+        self.assertNoCopyLeft()
+        self.assertEqual([], self.lost(writer.written))
 
     def test_two_syncs_through_two_nodes(self):
         """db sync through node 1 and node 2 at once: GET_LOCK is each

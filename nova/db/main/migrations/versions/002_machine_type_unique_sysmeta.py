@@ -23,7 +23,9 @@ from alembic import op
 
 from nova.db import migration
 from nova.db import online_schema
+from nova.db import sync_waits
 from nova.db import sysmeta_dedup
+from nova.db import table_copy
 from nova import exception
 
 revision = '002_machine_type_unique_sysmeta'
@@ -75,6 +77,22 @@ def _upgrade_online(connection, report):
                                KEY_VALUE_COLUMNS, report=report)
 
 
+def _upgrade_galera(connection, report):
+    """The same end state on a Galera cluster, without a build in total
+    order: de-duplicate, then copy the table into one with both indexes
+    (nova.db.table_copy). A run that was interrupted starts the copy
+    again."""
+    online_schema.make_column_exact(connection, TABLE, 'key', 255, report)
+    table_copy.drop_leftovers(connection, TABLE, report)
+    missing = [(unique, name, columns) for unique, name, columns in (
+        (True, UNIQUE, UNIQUE_COLUMNS), (False, KEY_VALUE, KEY_VALUE_COLUMNS))
+        if not online_schema.index_exists(connection, TABLE, name)]
+    if not missing:
+        return
+    sysmeta_dedup.soft_delete_duplicate_sysmeta(connection, report)
+    table_copy.rebuild(connection, TABLE, missing, UNIQUE_COLUMNS, report)
+
+
 def _upgrade_sqlite(connection):
     """SQLite: the same result with a table rebuild (embedded, one user)."""
     sysmeta_dedup.soft_delete_duplicate_sysmeta(connection)
@@ -89,4 +107,7 @@ def upgrade():
         _upgrade_sqlite(op.get_bind())
         return
     with op.get_context().autocommit_block():
-        _upgrade_online(op.get_bind(), report)
+        if sync_waits.on_galera(op.get_bind()):
+            _upgrade_galera(op.get_bind(), report)
+        else:
+            _upgrade_online(op.get_bind(), report)

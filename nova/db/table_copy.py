@@ -1,0 +1,291 @@
+"""New indexes for a large table on a Galera cluster, by copying it.
+
+On a MariaDB Galera cluster an ``ALTER TABLE`` runs in total order
+(``wsrep_OSU_method=TOI``): while any node builds an index, no node of
+the cluster commits anything, in any schema, and a transaction that holds
+the table on a node when the ``ALTER`` reaches it is aborted. Instead the
+table is rebuilt beside itself, as DBAs do on such clusters:
+
+1. a shadow table ``_<table>_new`` with the table's columns, its indexes
+   and the new ones, and its foreign keys; it is empty, so creating it
+   and its indexes takes milliseconds in total order;
+2. triggers on the table mirror every insert, update and delete into the
+   shadow from then on (they run where the client writes, and their rows
+   replicate with the client's own);
+3. the rows present before the triggers existed are copied in chunks of
+   COPY_CHUNK ids, each chunk one ``INSERT ... SELECT`` replicated as an
+   ordinary transaction; a row a trigger already wrote is left as the
+   trigger wrote it;
+4. one ``RENAME TABLE`` swaps the two tables (in total order, in an
+   instant), and the old table is dropped.
+
+The statements that run in total order (creating the shadow, its
+indexes, the triggers, the rename and the drop) each hold the cluster for
+milliseconds, not for the length of a build.
+
+The new indexes include a unique key over columns ending in ``deleted``
+(Nova's soft delete: a deleted row has ``deleted = id``). A live row that
+would break it in the shadow (a duplicate written after the table was
+de-duplicated) is resolved as the de-duplication resolves it: the newest
+of the two stays live, the other is copied soft-deleted. The shadow never
+loses a row the table has.
+
+An interrupted copy (kill -9, a node lost) leaves the shadow, the
+triggers or the old table behind; ``drop_leftovers`` removes them and
+the copy starts again from the beginning.
+"""
+
+import datetime
+
+import sqlalchemy as sa
+
+from nova.db import online_schema
+from nova.db import sync_waits
+from nova.db import sysmeta_dedup
+
+# Ids per chunk of the copy: one replicated transaction of at most that
+# many rows (about 150 KB of write set for system metadata rows).
+COPY_CHUNK = 1000
+_TRIGGER_EVENTS = ('insert', 'update', 'delete')
+
+
+def shadow_name(table):
+    return '_%s_new' % table
+
+
+def old_name(table):
+    return '_%s_old' % table
+
+
+def trigger_name(table, event):
+    return '%s_copy_%s' % (table, event)
+
+
+def _exists(connection, table):
+    return connection.execute(sa.text(
+        'SELECT 1 FROM information_schema.tables'
+        ' WHERE table_schema = DATABASE() AND table_name = :table'),
+        {'table': table}).scalar() is not None
+
+
+def drop_leftovers(connection, table, report=None):
+    """Remove what an interrupted copy of ``table`` left: its triggers
+    (first, so that no write goes to the shadow any more), the shadow,
+    and the old table a swap left. Returns whether there was any."""
+    found = False
+    for event in _TRIGGER_EVENTS:
+        name = trigger_name(table, event)
+        if connection.execute(sa.text(
+                'SELECT 1 FROM information_schema.triggers'
+                ' WHERE trigger_schema = DATABASE()'
+                '   AND trigger_name = :name'), {'name': name}).scalar():
+            connection.execute(sa.text('DROP TRIGGER IF EXISTS %s' % name))
+            found = True
+    for leftover in (shadow_name(table), old_name(table)):
+        if _exists(connection, leftover):
+            connection.execute(sa.text('DROP TABLE IF EXISTS %s' % leftover))
+            found = True
+    if found and report is not None:
+        report('  removed what an interrupted copy of %s left' % table)
+    return found
+
+
+def _columns(connection, table):
+    return connection.execute(sa.text(
+        'SELECT column_name FROM information_schema.columns'
+        ' WHERE table_schema = DATABASE() AND table_name = :table'
+        ' ORDER BY ordinal_position'), {'table': table}).scalars().all()
+
+
+def _foreign_keys(connection, table):
+    """[(columns, referenced table, referenced columns)] of ``table``."""
+    rows = connection.execute(sa.text(
+        'SELECT constraint_name, column_name, referenced_table_name,'
+        '       referenced_column_name'
+        '  FROM information_schema.key_column_usage'
+        ' WHERE table_schema = DATABASE() AND table_name = :table'
+        '   AND referenced_table_name IS NOT NULL'
+        ' ORDER BY constraint_name, ordinal_position'),
+        {'table': table}).all()
+    keys = {}
+    for name, column, referenced, referenced_column in rows:
+        columns, _, referenced_columns = keys.setdefault(
+            name, ([], referenced, []))
+        columns.append(column)
+        referenced_columns.append(referenced_column)
+    return list(keys.values())
+
+
+def _create_shadow(connection, table, indexes):
+    """The empty shadow: the table's columns and indexes, ``indexes``
+    added, the same foreign keys (named after the shadow, so that the
+    swap gives them the table's names back)."""
+    shadow = shadow_name(table)
+    connection.execute(sa.text('CREATE TABLE %s LIKE %s' % (shadow, table)))
+    clauses = ['ADD %sINDEX %s (%s)' % (
+        'UNIQUE ' if unique else '', name,
+        online_schema.quoted(connection, columns))
+        for unique, name, columns in indexes]
+    clauses += ['ADD FOREIGN KEY (%s) REFERENCES %s (%s)' % (
+        online_schema.quoted(connection, columns), referenced,
+        online_schema.quoted(connection, referenced_columns))
+        for columns, referenced, referenced_columns in _foreign_keys(
+            connection, table)]
+    if clauses:
+        connection.execute(sa.text('ALTER TABLE %s %s'
+                                   % (shadow, ', '.join(clauses))))
+
+
+def _live_duplicate_of(row, unique_columns):
+    """SQL: the shadow's other live rows with ``row``'s unique key."""
+    return ' AND '.join(['%s = %s.%s' % (c, row, c)
+                         for c in unique_columns if c != 'deleted'] +
+                        ['deleted = 0', 'id <> %s.id' % row])
+
+
+def _create_triggers(connection, table, columns, unique_columns):
+    """Mirror every write to ``table`` into the shadow.
+
+    A live row written now is the newest of its unique key: any other
+    live row of that key in the shadow is soft-deleted first, as the
+    de-duplication would have done, then the row is written by id.
+    """
+    shadow = shadow_name(table)
+    quoted = [online_schema.quoted(connection, [c]) for c in columns]
+    unique = [online_schema.quoted(connection, [c]) for c in unique_columns]
+    write = (
+        'BEGIN'
+        ' IF NEW.deleted = 0 THEN'
+        '  UPDATE {shadow} SET deleted = id, deleted_at = UTC_TIMESTAMP()'
+        '   WHERE {duplicate};'
+        ' END IF;'
+        ' REPLACE INTO {shadow} ({columns}) VALUES ({values});'
+        ' END').format(
+            shadow=shadow, duplicate=_live_duplicate_of('NEW', unique),
+            columns=', '.join(quoted),
+            values=', '.join('NEW.%s' % c for c in quoted))
+    bodies = {
+        'insert': write,
+        'update': write,
+        'delete': 'DELETE FROM %s WHERE id = OLD.id' % shadow,
+    }
+    for event in _TRIGGER_EVENTS:
+        connection.execute(sa.text(
+            'CREATE TRIGGER %s AFTER %s ON %s FOR EACH ROW %s'
+            % (trigger_name(table, event), event.upper(), table,
+               bodies[event])))
+
+
+def _copy_chunk(connection, table, columns, low, high, report):
+    """Copy the rows with ids in (low, high] that the shadow lacks.
+
+    The rows read are share-locked until the chunk commits, so that a
+    delete or update of one waits for the copy (on another node, aborts
+    the copy, which is sent again) and its trigger then finds the row in
+    the shadow: a stale copy never overwrites what a trigger wrote.
+
+      INSERT INTO _t_new (...) SELECT ... FROM t FORCE INDEX (PRIMARY)
+       WHERE id > :low AND id <= :high LOCK IN SHARE MODE
+      ON DUPLICATE KEY UPDATE id = _t_new.id   -- no change
+    """
+    shadow = shadow_name(table)
+    names = online_schema.quoted(connection, columns)
+    statement = sa.text(
+        'INSERT INTO {shadow} ({names}) SELECT {names} FROM {table}'
+        ' FORCE INDEX (PRIMARY) WHERE id > :low AND id <= :high'
+        ' LOCK IN SHARE MODE'
+        ' ON DUPLICATE KEY UPDATE id = {shadow}.id'.format(
+            shadow=shadow, names=names, table=table))
+    sync_waits.run_when_table_free(connection, statement,
+                                   '%s rows' % table, report,
+                                   {'low': low, 'high': high})
+
+
+def _missing_ids(connection, table, low, high):
+    """Ids in (low, high] of the table's rows that the shadow lacks."""
+    return connection.execute(sa.text(
+        'SELECT t.id FROM {table} t LEFT JOIN {shadow} s ON s.id = t.id'
+        ' WHERE t.id > :low AND t.id <= :high AND s.id IS NULL'.format(
+            table=table, shadow=shadow_name(table))),
+        {'low': low, 'high': high}).scalars().all()
+
+
+# Attempts at placing one row that met a live duplicate: each is only
+# repeated when a client's write changed the pair meanwhile.
+PLACE_ATTEMPTS = 10
+
+
+def _place_duplicate(connection, table, columns, unique_columns, row_id):
+    """Copy row ``row_id``, which met a live row of its unique key in the
+    shadow: the newer of the two stays live, the other is soft-deleted
+    (deleted = id), as the de-duplication decides."""
+    shadow = shadow_name(table)
+    quoted = online_schema.quoted(connection, columns)
+    key = [c for c in unique_columns if c != 'deleted']
+    for _ in range(PLACE_ATTEMPTS):
+        row = connection.execute(sa.text(
+            'SELECT * FROM %s WHERE id = :id' % table), {'id': row_id}).first()
+        if row is None or connection.execute(sa.text(
+                'SELECT 1 FROM %s WHERE id = :id' % shadow),
+                {'id': row_id}).scalar():
+            return
+        live = connection.execute(sa.text(
+            'SELECT id, created_at, updated_at FROM {shadow} WHERE {where}'
+            .format(shadow=shadow, where=' AND '.join(
+                ['%s = :%s' % (online_schema.quoted(connection, [c]), c)
+                 for c in key] + ['deleted = 0', 'id <> :id']))),
+            dict({c: row._mapping[c] for c in key}, id=row_id)).first()
+        now = datetime.datetime.now(datetime.timezone.utc).replace(
+            tzinfo=None)
+        values = dict(row._mapping)
+        if live is not None and row.deleted == 0:
+            if (sysmeta_dedup.newest_first(live) >
+                    sysmeta_dedup.newest_first(row)):
+                values.update(deleted=row_id, deleted_at=now)
+            else:
+                connection.execute(sa.text(
+                    'UPDATE %s SET deleted = id, deleted_at = :now'
+                    ' WHERE id = :id AND deleted = 0' % shadow),
+                    {'now': now, 'id': live.id})
+        try:
+            connection.execute(sa.text(
+                'INSERT INTO %s (%s) VALUES (%s)' % (
+                    shadow, quoted, ', '.join(':%s' % c for c in columns))),
+                values)
+            return
+        except sa.exc.IntegrityError:
+            continue   # a client wrote the pair meanwhile: look again
+
+
+def rebuild(connection, table, indexes, unique_columns, report=None):
+    """Give ``table`` the ``indexes`` [(unique, name, columns)] by
+    copying it into a shadow that has them, then swapping the two.
+
+    ``unique_columns``: the unique key (ending in ``deleted``) that live
+    duplicates are resolved for. Call drop_leftovers first.
+    """
+    columns = _columns(connection, table)
+    rows = online_schema.table_rows(connection, table)
+    progress = online_schema.Progress(report, rows)
+    progress.say('copying %s into a table with %s (about %d rows)', table,
+                 ', '.join(name for _, name, _ in indexes), rows, force=True)
+    _create_shadow(connection, table, indexes)
+    _create_triggers(connection, table, columns, unique_columns)
+    # Read after the triggers exist: a row written after this is theirs.
+    low, high = connection.execute(sa.text(
+        'SELECT min(id) - 1, max(id) FROM %s' % table)).one()
+    for start in range(low or 0, high or 0, COPY_CHUNK):
+        end = min(start + COPY_CHUNK, high)
+        _copy_chunk(connection, table, columns, start, end, report)
+        for row_id in _missing_ids(connection, table, start, end):
+            _place_duplicate(connection, table, columns, unique_columns,
+                             row_id)
+        progress.say('  copied ids up to %d of %d', end, high)
+    connection.execute(sa.text('RENAME TABLE {table} TO {old},'
+                               ' {shadow} TO {table}'.format(
+                                   table=table, old=old_name(table),
+                                   shadow=shadow_name(table))))
+    # The old table takes its triggers with it.
+    connection.execute(sa.text('DROP TABLE %s' % old_name(table)))
+    progress.say('copied %s; its new indexes are in place', table,
+                 force=True)

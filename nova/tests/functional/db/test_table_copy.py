@@ -1,0 +1,167 @@
+"""nova.db.table_copy on MariaDB: what the Galera path of revision 002
+does, step by step, on a cell at the baseline.
+
+The copy is plain SQL, so one MariaDB server shows what it keeps; the
+cluster tests (test_galera.py) show it under clients and kills.
+"""
+
+import datetime
+import uuid as uuid_lib
+
+import sqlalchemy as sa
+
+from nova.db import online_schema
+from nova.db import table_copy
+from nova.tests import fixtures as nova_fixtures
+
+TABLE = 'instance_system_metadata'
+UNIQUE = 'uniq_instance_system_metadata0instance_uuid0key0deleted'
+UNIQUE_COLUMNS = ['instance_uuid', 'key', 'deleted']
+KEY_VALUE = 'instance_system_metadata_key_value_id_idx'
+INDEXES = [(True, UNIQUE, UNIQUE_COLUMNS),
+           (False, KEY_VALUE, ['key', 'deleted', 'value', 'id'])]
+T0 = datetime.datetime(2026, 1, 1)
+HOUR = datetime.timedelta(hours=1)
+
+
+class TableCopyTests(nova_fixtures.TestCase):
+
+    DATABASE = 'mysql'
+    CELL_REVISION = '001_baseline'
+
+    def setUp(self):
+        super().setUp()
+        self.engine = sa.create_engine(self.db.cell_urls[0],
+                                       isolation_level='AUTOCOMMIT')
+        self.addCleanup(self.engine.dispose)
+        self.conn = self.engine.connect()
+        self.addCleanup(self.conn.close)
+        online_schema.make_column_exact(self.conn, TABLE, 'key', 255)
+        self.instances = [str(uuid_lib.uuid4()) for _ in range(3)]
+        for uuid in self.instances:
+            self.sql('INSERT INTO instances (uuid, deleted, created_at) '
+                     'VALUES (:uuid, 0, :t0)', uuid=uuid, t0=T0)
+
+    def sql(self, statement, **params):
+        return self.conn.execute(sa.text(statement), params)
+
+    def add(self, uuid, key, value, created, updated=None):
+        """A live row; returns its id."""
+        return self.sql(
+            'INSERT INTO instance_system_metadata (instance_uuid, `key`,'
+            ' value, deleted, created_at, updated_at)'
+            ' VALUES (:uuid, :key, :value, 0, :created, :updated)',
+            uuid=uuid, key=key, value=value, created=created,
+            updated=updated).lastrowid
+
+    def rows(self):
+        """{id: (instance_uuid, key, value, deleted)} of every row."""
+        return {row.id: (row.instance_uuid, row.key, row.value, row.deleted)
+                for row in self.sql('SELECT * FROM instance_system_metadata')}
+
+    def indexes(self):
+        return {row[0] for row in self.sql(
+            'SELECT index_name FROM information_schema.statistics'
+            ' WHERE table_schema = DATABASE() AND table_name = :table',
+            table=TABLE)}
+
+    def assertNothingLeft(self):
+        self.assertEqual([], self.sql(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = DATABASE()"
+            "   AND table_name LIKE '\\_%'").all())
+        self.assertEqual([], self.sql(
+            'SELECT trigger_name FROM information_schema.triggers'
+            ' WHERE trigger_schema = DATABASE()').all())
+
+    def test_live_duplicates_met_by_the_copy_keep_the_newest(self):
+        """Rows the de-duplication never saw: the copy keeps the newest
+        of each (instance, key) live (latest updated_at, else created_at,
+        then the highest id) and every other one soft-deleted."""
+        a, b, c = self.instances
+        older = self.add(a, 'image_foo', 'old', T0)
+        newer = self.add(a, 'image_foo', 'new', T0 + HOUR)
+        # Updated later than the row created after it: it wins.
+        updated = self.add(b, 'image_foo', 'updated', T0, T0 + 2 * HOUR)
+        created = self.add(b, 'image_foo', 'created', T0 + HOUR)
+        # Same stamps: the highest id wins.
+        first = self.add(c, 'image_foo', 'first', T0)
+        last = self.add(c, 'image_foo', 'last', T0)
+        # Keys that differ in case or a trailing space are not duplicates.
+        lookalikes = [self.add(a, key, key, T0)
+                      for key in ('image_Foo', 'image_foo ')]
+        before = self.rows()
+
+        table_copy.rebuild(self.conn, TABLE, INDEXES, UNIQUE_COLUMNS)
+
+        after = self.rows()
+        self.assertEqual(sorted(before), sorted(after))
+        losers = {older, created, first}
+        for row_id, (uuid, key, value, deleted) in before.items():
+            expected = row_id if row_id in losers else 0
+            self.assertEqual((uuid, key, value, expected), after[row_id])
+        self.assertEqual(
+            {'new', 'updated', 'last', 'image_Foo', 'image_foo '},
+            {value for _, _, value, deleted in after.values()
+             if deleted == 0})
+        self.assertLessEqual({newer, updated, last, *lookalikes},
+                             set(after))
+        self.assertLessEqual({UNIQUE, KEY_VALUE}, self.indexes())
+        self.assertNothingLeft()
+
+    def test_writes_between_the_triggers_and_the_swap_are_kept(self):
+        """What clients write once the triggers exist (an insert, an
+        update, a soft delete, a hard delete, a duplicate of a copied
+        row) is in the table after the swap, as they wrote it."""
+        a, b, _ = self.instances
+        kept = self.add(a, 'image_kept', 'v1', T0)
+        changed = self.add(a, 'image_changed', 'v1', T0)
+        removed = self.add(a, 'image_removed', 'v1', T0)
+        soft = self.add(b, 'image_soft', 'v1', T0)
+        table_copy._create_shadow(self.conn, TABLE, INDEXES)
+        columns = table_copy._columns(self.conn, TABLE)
+        table_copy._create_triggers(self.conn, TABLE, columns,
+                                    UNIQUE_COLUMNS)
+        # The rows already there are copied before the writes: each
+        # write must reach the shadow through a trigger.
+        table_copy._copy_chunk(self.conn, TABLE, columns, 0, soft, None)
+        inserted = self.add(b, 'image_new', 'v1', T0)
+        self.sql("UPDATE instance_system_metadata SET value = 'v2',"
+                 " updated_at = :t WHERE id = :id", t=T0 + HOUR, id=changed)
+        self.sql('UPDATE instance_system_metadata SET deleted = id'
+                 ' WHERE id = :id', id=soft)
+        self.sql('DELETE FROM instance_system_metadata WHERE id = :id',
+                 id=removed)
+        # A second live row of the row copied first: it is the newest.
+        duplicate = self.add(a, 'image_kept', 'v2', T0 + HOUR)
+        top = self.sql('SELECT max(id) FROM instance_system_metadata'
+                       ).scalar()
+        table_copy._copy_chunk(self.conn, TABLE, columns, soft, top, None)
+        self.assertEqual([], table_copy._missing_ids(self.conn, TABLE, 0,
+                                                     top))
+        self.sql('RENAME TABLE instance_system_metadata TO {old},'
+                 ' {shadow} TO instance_system_metadata'.format(
+                     old=table_copy.old_name(TABLE),
+                     shadow=table_copy.shadow_name(TABLE)))
+        self.sql('DROP TABLE %s' % table_copy.old_name(TABLE))
+
+        self.assertEqual({
+            kept: (a, 'image_kept', 'v1', kept),
+            changed: (a, 'image_changed', 'v2', 0),
+            soft: (b, 'image_soft', 'v1', soft),
+            inserted: (b, 'image_new', 'v1', 0),
+            duplicate: (a, 'image_kept', 'v2', 0),
+        }, self.rows())
+        self.assertNothingLeft()
+
+    def test_leftovers_of_an_interrupted_copy_are_removed(self):
+        self.add(self.instances[0], 'image_foo', 'v1', T0)
+        table_copy._create_shadow(self.conn, TABLE, INDEXES)
+        table_copy._create_triggers(
+            self.conn, TABLE, table_copy._columns(self.conn, TABLE),
+            UNIQUE_COLUMNS)
+        self.assertTrue(table_copy.drop_leftovers(self.conn, TABLE))
+        self.assertNothingLeft()
+        self.assertFalse(table_copy.drop_leftovers(self.conn, TABLE))
+        # The table itself is as it was: no index of the copy.
+        self.assertFalse({UNIQUE, KEY_VALUE} & self.indexes())
