@@ -20,6 +20,7 @@ import contextlib
 import datetime
 import fcntl
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -547,6 +548,59 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
         self.assertMigrated()
         self.assertNoCopyLeft()
         self.assertEqual([], self.lost(writer.written))
+
+    def test_node_in_use_stopped_during_the_copy_then_rerun(self):
+        """Node 1, through which db sync copies the table, goes in the
+        middle of the copy (shown from the server: the shadow holds part
+        of the rows) while a client writes through node 2: db sync fails
+        without a traceback; rerun through node 2 it starts the copy
+        again and completes; node 1 comes back with the same schema and
+        rows as node 2, and nothing the client wrote is lost."""
+        self.seeded_rows = self.execute(
+            'SELECT COUNT(*) FROM instance_system_metadata')[0][0]
+        watch = sa.create_engine(self.cell_db.url)
+        self.addCleanup(watch.dispose)
+        writer = self.start_writer()
+        self.assertTrue(writer.wait_for(1), writer.errors)
+        sync = self.start(base.NOVA_MANAGE, self.config(0), 'db', 'sync')
+        self.assertTrue(wait_until(lambda: sync.proc.poll() is not None
+                                   or self._copying(watch), timeout=120),
+                        'db sync never copied: ' + sync.describe())
+        # Frozen while its node goes, so that the node leaves mid-copy.
+        sync.signal(signal.SIGSTOP)
+        self.assertIsNone(sync.proc.poll(),
+                          'ended before node 1 left: ' + sync.describe())
+        copied, _ = self._copy_state(watch)
+        self.assertLess(copied, self.seeded_rows)
+        watch.dispose()
+        self.addCleanup(self.galera, 'start', '1')
+        self.galera('stop', '1')
+        self.assertTrue(wait_until(lambda: cluster_sizes() == [None, 2, 2]),
+                        cluster_sizes())
+        sync.signal(signal.SIGCONT)
+        self.assertNotEqual(0, sync.finish(), sync.describe())
+        self.assertNotIn('Traceback', sync.stdout + sync.stderr)
+        rerun = self.start(base.NOVA_MANAGE, self.config(1), 'db', 'sync')
+        self.assertClean(rerun)
+        self.assertIn('removed what an interrupted copy of %s left'
+                      % SYSMETA, rerun.stdout)
+        writer.stop()
+        self.galera('start', '1')
+        self.assertTrue(wait_until(lambda: cluster_sizes() == [3, 3, 3]),
+                        cluster_sizes())
+        digests, schemas = [], []
+        for node in (1, 0):
+            with self.reading_through(node):
+                self.assertMigrated()
+                self.assertNoCopyLeft()
+                self.assertEqual([], self.lost(writer.written))
+                digests.append(self.digest())
+                # Less the next id, each node's own (Galera gives each
+                # node its own auto-increment offset).
+                schemas.append(re.sub(r' AUTO_INCREMENT=\d+', '', self.execute(
+                    'SHOW CREATE TABLE instance_system_metadata')[0][1]))
+        self.assertEqual(digests[0], digests[1])
+        self.assertEqual(schemas[0], schemas[1])
 
     def test_two_syncs_through_two_nodes(self):
         """db sync through node 1 and node 2 at once: GET_LOCK is each
