@@ -36,6 +36,7 @@ the copy starts again from the beginning.
 """
 
 import datetime
+import time
 
 import sqlalchemy as sa
 
@@ -47,6 +48,19 @@ from nova.db import sysmeta_dedup
 # many rows (about 150 KB of write set for system metadata rows).
 COPY_CHUNK = 1000
 _TRIGGER_EVENTS = ('insert', 'update', 'delete')
+# Seconds between two statements in total order. Galera aborts a client
+# statement that holds the table when one arrives; the server replays an
+# aborted autocommit statement once (wsrep_retry_autocommit, 1 by
+# default), and a second statement in total order right behind the
+# first would abort the replay too.
+TOTAL_ORDER_GAP = 0.3
+
+
+def _in_total_order(connection, statement):
+    """Run DDL (in total order on Galera), then leave the clients the
+    statement aborted TOTAL_ORDER_GAP to replay theirs."""
+    connection.execute(sa.text(statement))
+    time.sleep(TOTAL_ORDER_GAP)
 
 
 def shadow_name(table):
@@ -79,11 +93,11 @@ def drop_leftovers(connection, table, report=None):
                 'SELECT 1 FROM information_schema.triggers'
                 ' WHERE trigger_schema = DATABASE()'
                 '   AND trigger_name = :name'), {'name': name}).scalar():
-            connection.execute(sa.text('DROP TRIGGER IF EXISTS %s' % name))
+            _in_total_order(connection, 'DROP TRIGGER IF EXISTS %s' % name)
             found = True
     for leftover in (shadow_name(table), old_name(table)):
         if _exists(connection, leftover):
-            connection.execute(sa.text('DROP TABLE IF EXISTS %s' % leftover))
+            _in_total_order(connection, 'DROP TABLE IF EXISTS %s' % leftover)
             found = True
     if found and report is not None:
         report('  removed what an interrupted copy of %s left' % table)
@@ -121,7 +135,7 @@ def _create_shadow(connection, table, indexes):
     added, the same foreign keys (named after the shadow, so that the
     swap gives them the table's names back)."""
     shadow = shadow_name(table)
-    connection.execute(sa.text('CREATE TABLE %s LIKE %s' % (shadow, table)))
+    _in_total_order(connection, 'CREATE TABLE %s LIKE %s' % (shadow, table))
     clauses = ['ADD %sINDEX %s (%s)' % (
         'UNIQUE ' if unique else '', name,
         online_schema.quoted(connection, columns))
@@ -132,8 +146,8 @@ def _create_shadow(connection, table, indexes):
         for columns, referenced, referenced_columns in _foreign_keys(
             connection, table)]
     if clauses:
-        connection.execute(sa.text('ALTER TABLE %s %s'
-                                   % (shadow, ', '.join(clauses))))
+        _in_total_order(connection, 'ALTER TABLE %s %s'
+                        % (shadow, ', '.join(clauses)))
 
 
 def _live_duplicate_of(row, unique_columns):
@@ -170,10 +184,10 @@ def _create_triggers(connection, table, columns, unique_columns):
         'delete': 'DELETE FROM %s WHERE id = OLD.id' % shadow,
     }
     for event in _TRIGGER_EVENTS:
-        connection.execute(sa.text(
-            'CREATE TRIGGER %s AFTER %s ON %s FOR EACH ROW %s'
-            % (trigger_name(table, event), event.upper(), table,
-               bodies[event])))
+        _in_total_order(connection,
+                        'CREATE TRIGGER %s AFTER %s ON %s FOR EACH ROW %s'
+                        % (trigger_name(table, event), event.upper(), table,
+                           bodies[event]))
 
 
 def _copy_chunk(connection, table, columns, low, high, report):
@@ -281,11 +295,11 @@ def rebuild(connection, table, indexes, unique_columns, report=None):
             _place_duplicate(connection, table, columns, unique_columns,
                              row_id)
         progress.say('  copied ids up to %d of %d', end, high)
-    connection.execute(sa.text('RENAME TABLE {table} TO {old},'
-                               ' {shadow} TO {table}'.format(
-                                   table=table, old=old_name(table),
-                                   shadow=shadow_name(table))))
+    _in_total_order(connection, 'RENAME TABLE {table} TO {old},'
+                    ' {shadow} TO {table}'.format(
+                        table=table, old=old_name(table),
+                        shadow=shadow_name(table)))
     # The old table takes its triggers with it.
-    connection.execute(sa.text('DROP TABLE %s' % old_name(table)))
+    _in_total_order(connection, 'DROP TABLE %s' % old_name(table))
     progress.say('copied %s; its new indexes are in place', table,
                  force=True)
