@@ -517,22 +517,29 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
             'SELECT trigger_name FROM information_schema.triggers '
             'WHERE trigger_schema = DATABASE()'))
 
-    def test_sync_killed_during_the_copy_then_run_again(self):
-        """kill -9 while the table is copied (shown from the server: the
-        shadow holds some of the rows, the triggers exist), with a client
-        writing through node 2; the rerun starts the copy again, and
-        ends with nothing left of the first and nothing the client
-        wrote lost."""
+    def sync_until_copying(self):
+        """A client writing through node 2, then db sync through node 1
+        until the server shows the copy part done; (sync, writer, the
+        engine that watched it)."""
         self.seeded_rows = self.execute(
             'SELECT COUNT(*) FROM instance_system_metadata')[0][0]
         watch = sa.create_engine(self.cell_db.url)
         self.addCleanup(watch.dispose)
         writer = self.start_writer()
         self.assertTrue(writer.wait_for(1), writer.errors)
-        sync = self.start(base.NOVA_MANAGE, self.config(), 'db', 'sync')
+        sync = self.start(base.NOVA_MANAGE, self.config(0), 'db', 'sync')
         self.assertTrue(wait_until(lambda: sync.proc.poll() is not None
                                    or self._copying(watch), timeout=120),
                         'db sync never copied: ' + sync.describe())
+        return sync, writer, watch
+
+    def test_sync_killed_during_the_copy_then_run_again(self):
+        """kill -9 while the table is copied (shown from the server: the
+        shadow holds some of the rows, the triggers exist), with a client
+        writing through node 2; the rerun starts the copy again, and
+        ends with nothing left of the first and nothing the client
+        wrote lost."""
+        sync, writer, watch = self.sync_until_copying()
         sync.kill_running()
         copied, triggers = self._copy_state(watch)
         self.assertEqual(3, triggers)
@@ -556,16 +563,7 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
         without a traceback; rerun through node 2 it starts the copy
         again and completes; node 1 comes back with the same schema and
         rows as node 2, and nothing the client wrote is lost."""
-        self.seeded_rows = self.execute(
-            'SELECT COUNT(*) FROM instance_system_metadata')[0][0]
-        watch = sa.create_engine(self.cell_db.url)
-        self.addCleanup(watch.dispose)
-        writer = self.start_writer()
-        self.assertTrue(writer.wait_for(1), writer.errors)
-        sync = self.start(base.NOVA_MANAGE, self.config(0), 'db', 'sync')
-        self.assertTrue(wait_until(lambda: sync.proc.poll() is not None
-                                   or self._copying(watch), timeout=120),
-                        'db sync never copied: ' + sync.describe())
+        sync, writer, watch = self.sync_until_copying()
         # Frozen while its node goes, so that the node leaves mid-copy.
         sync.signal(signal.SIGSTOP)
         self.assertIsNone(sync.proc.poll(),
