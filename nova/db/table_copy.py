@@ -75,13 +75,6 @@ def trigger_name(table, event):
     return '%s_copy_%s' % (table, event)
 
 
-def _exists(connection, table):
-    return connection.execute(sa.text(
-        'SELECT 1 FROM information_schema.tables'
-        ' WHERE table_schema = DATABASE() AND table_name = :table'),
-        {'table': table}).scalar() is not None
-
-
 def drop_leftovers(connection, table, report=None):
     """Remove what an interrupted copy of ``table`` left: its triggers
     (first, so that no write goes to the shadow any more), the shadow,
@@ -96,7 +89,7 @@ def drop_leftovers(connection, table, report=None):
             _in_total_order(connection, 'DROP TRIGGER IF EXISTS %s' % name)
             found = True
     for leftover in (shadow_name(table), old_name(table)):
-        if _exists(connection, leftover):
+        if sa.inspect(connection).has_table(leftover):
             _in_total_order(connection, 'DROP TABLE IF EXISTS %s' % leftover)
             found = True
     if found and report is not None:
