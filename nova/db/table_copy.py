@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from nova.db import online_schema
 from nova.db import sync_waits
 from nova.db import sysmeta_dedup
+from nova import exception
 
 # Ids per chunk of the copy: one replicated transaction of at most that
 # many rows (about 150 KB of write set for system metadata rows).
@@ -262,6 +263,11 @@ def _place_duplicate(connection, table, columns, unique_columns, row_id):
             return
         except sa.exc.IntegrityError:
             continue   # a client wrote the pair meanwhile: look again
+    # Swapping now would lose the row: stop, the rerun copies again.
+    raise exception.MigrationError(reason=(
+        'row %d of %s could not be copied: clients kept writing its key '
+        '%d times while it was placed; run db sync again' % (
+            row_id, table, PLACE_ATTEMPTS)))
 
 
 def rebuild(connection, table, indexes, unique_columns, report=None):

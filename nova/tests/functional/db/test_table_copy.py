@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from nova.db import online_schema
 from nova.db import table_copy
+from nova import exception
 from nova.tests import fixtures as nova_fixtures
 
 TABLE = 'instance_system_metadata'
@@ -165,3 +166,22 @@ class TableCopyTests(nova_fixtures.TestCase):
         self.assertFalse(table_copy.drop_leftovers(self.conn, TABLE))
         # The table itself is as it was: no index of the copy.
         self.assertFalse({UNIQUE, KEY_VALUE} & self.indexes())
+
+    def test_a_row_that_cannot_be_placed_stops_the_copy(self):
+        """A row the shadow keeps refusing is never dropped silently: the
+        copy stops before any swap. Here the refusal is the foreign key
+        (a row written with the server's checks off, for an instance
+        that does not exist); in service it would be clients rewriting
+        the row's key faster than it can be placed."""
+        self.sql('SET foreign_key_checks = 0')
+        orphan = self.add(str(uuid_lib.uuid4()), 'image_foo', 'v1', T0)
+        self.sql('SET foreign_key_checks = 1')
+        table_copy._create_shadow(self.conn, TABLE, INDEXES)
+        columns = table_copy._columns(self.conn, TABLE)
+        self.assertRaisesRegex(
+            exception.MigrationError,
+            'row %d of instance_system_metadata could not be copied'
+            % orphan, table_copy._place_duplicate, self.conn, TABLE,
+            columns, UNIQUE_COLUMNS, orphan)
+        self.assertEqual([], self.sql(
+            'SELECT id FROM %s' % table_copy.shadow_name(TABLE)).all())
