@@ -36,6 +36,8 @@ the copy starts again from the beginning.
 """
 
 import datetime
+import os
+import socket
 import time
 
 import sqlalchemy as sa
@@ -55,6 +57,13 @@ _TRIGGER_EVENTS = ('insert', 'update', 'delete')
 # default), and a second statement in total order right behind the
 # first would abort the replay too.
 TOTAL_ORDER_GAP = 0.3
+
+
+# The shadow holds the table's rows and indexes once more, plus its new
+# indexes. Measured on system metadata (benchmarks/RESULTS.md), the new
+# table was under 1.5 times the old one; the check asks for twice.
+SPACE_FACTOR = 2
+_GIB = 1024 ** 3
 
 
 def _in_total_order(connection, statement):
@@ -96,6 +105,78 @@ def drop_leftovers(connection, table, report=None):
     if found and report is not None:
         report('  removed what an interrupted copy of %s left' % table)
     return found
+
+
+def table_bytes(connection, table):
+    """Bytes of ``table``'s rows and indexes, as InnoDB counts them."""
+    return int(connection.execute(sa.text(
+        'SELECT data_length + index_length FROM information_schema.tables'
+        ' WHERE table_schema = DATABASE() AND table_name = :table'),
+        {'table': table}).scalar() or 0)
+
+
+def _disks(connection):
+    """[(mount point, bytes available)] as MariaDB's DISKS plugin reports
+    the server's file systems; [] when the plugin is not loaded (or the
+    user lacks the FILE privilege it asks for)."""
+    if not connection.execute(sa.text(
+            "SELECT 1 FROM information_schema.plugins"
+            " WHERE plugin_name = 'DISKS' AND plugin_status = 'ACTIVE'"
+            )).scalar():
+        return []
+    return [(path, available * 1024) for path, available in
+            connection.execute(sa.text(
+                'SELECT path, available FROM information_schema.disks'))]
+
+
+def free_space(connection):
+    """(bytes free, how it was learnt) in the server's data directory, or
+    (None, why not).
+
+    The server says it through the DISKS plugin, if loaded. Otherwise the
+    directory is only looked at when the server runs on this machine
+    (same host name); a remote server's file systems cannot be seen.
+    """
+    datadir = connection.execute(sa.text('SELECT @@datadir')).scalar()
+    mounts = [(path, free) for path, free in _disks(connection)
+              if datadir.startswith(path.rstrip('/') + '/')]
+    if mounts:
+        path, free = max(mounts, key=lambda mount: len(mount[0]))
+        return free, 'the server (information_schema.DISKS, %s)' % path
+    host = connection.execute(sa.text('SELECT @@hostname')).scalar()
+    if host == socket.gethostname():
+        try:
+            stat = os.statvfs(datadir)
+        except OSError as exc:
+            return None, 'its data directory: %s' % exc
+        return stat.f_bavail * stat.f_frsize, datadir
+    return None, ("the server (%s) is not this machine and does not load "
+                  "MariaDB's DISKS plugin (INSTALL SONAME 'disks')" % host)
+
+
+def check_space(connection, table, report=None):
+    """Stop before the copy of ``table`` if the server's data directory
+    lacks SPACE_FACTOR times the table's size; say so when that cannot
+    be learnt. Returns the bytes needed."""
+    needed = SPACE_FACTOR * table_bytes(connection, table)
+    free, source = free_space(connection)
+    if free is not None and free < needed:
+        raise exception.MigrationError(reason=(
+            'not enough disk for the copy of %s: it needs about %.1f GiB '
+            '(the table takes %.1f GiB), %.1f GiB is free (%s); free disk '
+            'on every node and run db sync again' % (
+                table, needed / _GIB, needed / SPACE_FACTOR / _GIB,
+                free / _GIB, source)))
+    if report is None:
+        pass
+    elif free is None:
+        report('  WARNING: free disk not checked (%s): the copy of %s '
+               'needs about %.1f GiB free in the data directory of every '
+               'node' % (source, table, needed / _GIB))
+    else:
+        report('  the copy of %s needs about %.1f GiB of disk; %.1f GiB '
+               'is free (%s)' % (table, needed / _GIB, free / _GIB, source))
+    return needed
 
 
 def _columns(connection, table):

@@ -6,8 +6,11 @@ cluster tests (test_galera.py) show it under clients and kills.
 """
 
 import datetime
+import importlib
+import os
 import uuid as uuid_lib
 
+import fixtures
 import sqlalchemy as sa
 
 from nova.db import online_schema
@@ -21,7 +24,10 @@ UNIQUE_COLUMNS = ['instance_uuid', 'key', 'deleted']
 KEY_VALUE = 'instance_system_metadata_key_value_id_idx'
 INDEXES = [(True, UNIQUE, UNIQUE_COLUMNS),
            (False, KEY_VALUE, ['key', 'deleted', 'value', 'id'])]
+REVISION_002 = importlib.import_module(
+    'nova.db.main.migrations.versions.002_machine_type_unique_sysmeta')
 T0 = datetime.datetime(2026, 1, 1)
+GIB = 1024 ** 3
 HOUR = datetime.timedelta(hours=1)
 
 
@@ -185,3 +191,62 @@ class TableCopyTests(nova_fixtures.TestCase):
             columns, UNIQUE_COLUMNS, orphan)
         self.assertEqual([], self.sql(
             'SELECT id FROM %s' % table_copy.shadow_name(TABLE)).all())
+
+    def data_dir_free(self):
+        """Bytes free where the test server keeps its data (it runs on
+        this machine)."""
+        stat = os.statvfs(self.sql('SELECT @@datadir').scalar())
+        return stat.f_bavail * stat.f_frsize
+
+    def test_free_space_is_the_data_directory_s(self):
+        """Without the DISKS plugin the server's directory is looked at
+        here; with it, the server's own figure is the same (within what
+        other tests write meanwhile)."""
+        if self.sql("SELECT 1 FROM information_schema.plugins"
+                    " WHERE plugin_name = 'DISKS'").scalar():
+            self.skipTest('the DISKS plugin was loaded outside the tests')
+        free, source = table_copy.free_space(self.conn)
+        self.assertEqual(self.sql('SELECT @@datadir').scalar(), source)
+        self.assertLess(abs(free - self.data_dir_free()), GIB)
+        self.sql("INSTALL SONAME 'disks'")
+        try:
+            free, source = table_copy.free_space(self.conn)
+        finally:
+            self.sql("UNINSTALL SONAME 'disks'")
+        self.assertIn('information_schema.DISKS', source)
+        self.assertLess(abs(free - self.data_dir_free()), GIB)
+
+    def test_a_cell_without_the_disk_for_the_copy_is_left_as_it_was(self):
+        """The check comes before the de-duplication: the duplicate stays
+        live, nothing of a copy exists, and the message gives the
+        figures. Here the need is made larger than the disk (the table
+        counted a billion times over) rather than the disk filled."""
+        uuid = self.instances[0]
+        self.add(uuid, 'image_foo', 'old', T0)
+        self.add(uuid, 'image_foo', 'new', T0 + HOUR)
+        before = self.rows()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.db.table_copy.SPACE_FACTOR', 10 ** 9))
+        lines = []
+        exc = self.assertRaises(exception.MigrationError,
+                                REVISION_002._upgrade_galera, self.conn,
+                                lines.append)
+        self.assertRegex(
+            str(exc), r'not enough disk for the copy of '
+            r'instance_system_metadata: it needs about [0-9.]+ GiB \(the '
+            r'table takes [0-9.]+ GiB\), [0-9.]+ GiB is free \(/')
+        self.assertEqual(before, self.rows())
+        self.assertNothingLeft()
+        self.assertFalse({UNIQUE, KEY_VALUE} & self.indexes())
+
+    def test_the_copy_says_what_disk_it_needs(self):
+        self.add(self.instances[0], 'image_foo', 'v1', T0)
+        lines = []
+        needed = table_copy.check_space(self.conn, TABLE, lines.append)
+        self.assertEqual(
+            table_copy.SPACE_FACTOR * table_copy.table_bytes(self.conn, TABLE),
+            needed)
+        self.assertGreater(needed, 0)
+        self.assertRegex(lines[-1], r'the copy of instance_system_metadata '
+                         r'needs about [0-9.]+ GiB of disk; [0-9.]+ GiB is '
+                         r'free \(/')

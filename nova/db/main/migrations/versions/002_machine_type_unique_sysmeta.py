@@ -89,6 +89,8 @@ def _upgrade_galera(connection, report):
         if not online_schema.index_exists(connection, TABLE, name)]
     if not missing:
         return
+    # Before the de-duplication: a cell without the disk is left as it was.
+    table_copy.check_space(connection, TABLE, report)
     sysmeta_dedup.soft_delete_duplicate_sysmeta(connection, report)
     table_copy.rebuild(connection, TABLE, missing, UNIQUE_COLUMNS, report)
 
