@@ -5,6 +5,10 @@
 #   tools/galera.sh status     each node's state and the cluster size
 #   tools/galera.sh start N    start node N (1-3) as a joiner, wait: Synced
 #   tools/galera.sh stop N     shut node N down cleanly
+#   tools/galera.sh start-empty N
+#                              start node N (stopped) with its data
+#                              directory emptied, as after a lost disk:
+#                              it joins by a full copy (SST)
 #   tools/galera.sh sql N      run the SQL read from stdin on node N as root
 #   tools/galera.sh start-all  what tools/test-setup.sh runs: make the
 #                              cluster, bootstrap it again after a reboot
@@ -212,9 +216,36 @@ start_node() {
         { log "node $n: no other node runs to join: use start-all" >&2;
           exit 1; }
     log "node $n: starting (joiner)"
+    local err offset
+    err=$(node_file "$n" err)
+    offset=$(stat -c %s "$err" 2>/dev/null || echo 0)
     launch "$n"
     wait_synced "$n" "$LAUNCHED"
-    log "node $n: Synced"
+    log "node $n: Synced, joined by $(transfer_since "$err" "$offset")"
+}
+
+transfer_since() {
+    # How the node whose error log is $1 got the cluster's state since
+    # byte $2 of it, as the SST script says on the joiner: SST (a copy of
+    # the donor's data directory) or IST (only the write sets it missed).
+    local received
+    received=$(tail -c +"$(($2 + 1))" "$1" |
+        grep -o '[IS]ST completed on joiner' || true)
+    case $received in
+        SST*) echo SST ;;
+        IST*) echo IST ;;
+        *) echo 'no state transfer' ;;
+    esac
+}
+
+start_empty() {
+    # A node back after losing its disk: nothing of it is kept.
+    local n=$1
+    is_up "$n" && { log "node $n: running; stop it first" >&2; exit 1; }
+    rm -rf "${GALERA_DIR:?}/node$n"
+    mkdir -p "$GALERA_DIR/node$n"
+    chown mysql:mysql "$GALERA_DIR/node$n"
+    start_node "$n"
 }
 
 stop_node() {
@@ -271,7 +302,8 @@ status() {
 }
 
 usage() {
-    echo "usage: $0 status|start-all|start N|stop N|sql N (N: 1, 2 or 3)" >&2
+    echo "usage: $0 status|start-all|start N|start-empty N|stop N|sql N" \
+        "(N: 1, 2 or 3)" >&2
     exit 2
 }
 
@@ -279,6 +311,7 @@ case ${1:-}/${2:-} in
     status/) status ;;
     start-all/) start_all ;;
     start/[123]) start_node "$2" ;;
+    start-empty/[123]) start_empty "$2" ;;
     stop/[123]) stop_node "$2" ;;
     sql/[123]) sql "$2" ;;
     *) usage ;;

@@ -279,7 +279,8 @@ class GaleraCells:
         return super().config(**sections)
 
     def galera(self, *argv):
-        """Run tools/galera.sh (root only: it uses the nodes' sockets)."""
+        """Run tools/galera.sh (root only: it uses the nodes' sockets);
+        returns what it printed."""
         if os.geteuid() != 0:
             nova_fixtures.unavailable(self, 'root, for tools/galera.sh')
         result = subprocess.run(['bash', GALERA_SH, *argv],
@@ -287,6 +288,7 @@ class GaleraCells:
                                 timeout=base.TIMEOUT)
         self.assertEqual(0, result.returncode,
                          result.stdout + result.stderr)
+        return result.stdout
 
 
 class ClusterTests(GaleraCells, base.ReliabilityTestCase):
@@ -561,8 +563,9 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
         middle of the copy (shown from the server: the shadow holds part
         of the rows) while a client writes through node 2: db sync fails
         without a traceback; rerun through node 2 it starts the copy
-        again and completes; node 1 comes back with the same schema and
-        rows as node 2, and nothing the client wrote is lost."""
+        again and completes; node 1 comes back by an incremental transfer
+        (IST) with the same schema and rows as node 2, and nothing the
+        client wrote is lost."""
         sync, writer, watch = self.sync_until_copying()
         # Frozen while its node goes, so that the node leaves mid-copy.
         sync.signal(signal.SIGSTOP)
@@ -583,15 +586,45 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
         self.assertIn('removed what an interrupted copy of %s left'
                       % SYSMETA, rerun.stdout)
         writer.stop()
-        self.galera('start', '1')
+        # It missed the rerun's copy: the write sets, kept by the others.
+        self.assertIn('node 1: Synced, joined by IST',
+                      self.galera('start', '1'))
+        self.assertRejoinedMigrated(0, writer.written, reference=1)
+
+    def test_node_lost_during_the_copy_rejoins_by_full_copy(self):
+        """Node 3 goes in the middle of the copy (shown from the server)
+        and loses its disk; db sync goes on through node 1 and completes.
+        Node 3 comes back empty, gets the whole database from a donor
+        (SST) and has the same schema and rows as node 1."""
+        sync, writer, watch = self.sync_until_copying()
+        sync.signal(signal.SIGSTOP)
+        self.assertIsNone(sync.proc.poll(),
+                          'ended before node 3 left: ' + sync.describe())
+        copied, _ = self._copy_state(watch)
+        self.assertLess(copied, self.seeded_rows)
+        self.addCleanup(self.galera, 'start', '3')
+        self.galera('stop', '3')
+        self.assertTrue(wait_until(lambda: cluster_sizes() == [2, 2, None]),
+                        cluster_sizes())
+        sync.signal(signal.SIGCONT)
+        self.assertClean(sync)
+        writer.stop()
+        self.assertIn('node 3: Synced, joined by SST',
+                      self.galera('start-empty', '3'))
+        self.assertRejoinedMigrated(2, writer.written, reference=0)
+
+    def assertRejoinedMigrated(self, node, written, reference):
+        """Once the cluster has its three nodes again, ``node`` (0-based)
+        has the migrated schema and the same rows as ``reference``,
+        nothing ``written`` lost."""
         self.assertTrue(wait_until(lambda: cluster_sizes() == [3, 3, 3]),
                         cluster_sizes())
         digests, schemas = [], []
-        for node in (1, 0):
-            with self.reading_through(node):
+        for reader in (reference, node):
+            with self.reading_through(reader):
                 self.assertMigrated()
                 self.assertNoCopyLeft()
-                self.assertEqual([], self.lost(writer.written))
+                self.assertEqual([], self.lost(written))
                 digests.append(self.digest())
                 # Less the next id, each node's own (Galera gives each
                 # node its own auto-increment offset).
