@@ -148,6 +148,23 @@ def analyze(cell_url):
     engine.dispose()
 
 
+def table_mib(cell_url, table):
+    """MiB of ``table``'s rows and indexes on disk, as the server counts
+    them (InnoDB: its statistics, fresh after ``analyze``)."""
+    statement = {
+        'mysql': 'SELECT (data_length + index_length) / 1048576'
+                 ' FROM information_schema.tables'
+                 ' WHERE table_schema = DATABASE() AND table_name = :table',
+        'postgresql': 'SELECT pg_total_relation_size(:table) / 1048576.0',
+    }[sa.engine.make_url(cell_url).get_backend_name()]
+    engine = sa.create_engine(cell_url)
+    with engine.connect() as conn:
+        mib = float(conn.execute(sa.text(statement),
+                                 {'table': table}).scalar())
+    engine.dispose()
+    return mib
+
+
 @contextlib.contextmanager
 def mysql_buffer_pool(mib):
     """The MariaDB server's InnoDB buffer pool resized to ``mib`` MiB

@@ -198,6 +198,9 @@ def upgrade_table(run):
             row['p99_ms'], row['slow'], row['sync_requests'],
             row['sync_worst_ms']))
     lines += ['', upgrade_checks(run['verify'])]
+    if 'sysmeta_mib' in run:
+        lines += ['', 'instance_system_metadata on disk: %.0f MiB before '
+                  'db sync, %.0f MiB after.' % tuple(run['sysmeta_mib'])]
     lines += beside_lines(run)
     errors = ['- %s: `%s`' % (row['client'], error)
               for row in run['clients'] for error in row['first_errors']]

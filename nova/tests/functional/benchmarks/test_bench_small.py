@@ -146,6 +146,11 @@ class SmallBenchmarkTest(testtools.TestCase):
         for client in run['clients']:
             self.assertGreater(client['sync_requests'], 0, client)
             self.assertEqual(0, client['failures'], client['first_errors'])
+        # The table's size on disk before and after: larger by the new
+        # indexes.
+        before, after = run['sysmeta_mib']
+        self.assertGreater(before, 1)
+        self.assertGreater(after, before)
 
     def test_upgrade_on_mysql(self):
         self.check_upgrade('mysql')
