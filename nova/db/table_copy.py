@@ -6,9 +6,9 @@ the cluster commits anything, in any schema, and a transaction that holds
 the table on a node when the ``ALTER`` reaches it is aborted. Instead the
 table is rebuilt beside itself, as DBAs do on such clusters:
 
-1. a shadow table ``_<table>_new`` with the table's columns, its indexes
-   and the new ones, and its foreign keys; it is empty, so creating it
-   and its indexes takes milliseconds in total order;
+1. a shadow table ``_<table>_new`` with the table's definition (columns,
+   indexes, foreign keys, next id) and the new indexes, created empty in
+   one statement, which takes milliseconds in total order;
 2. triggers on the table mirror every insert, update and delete into the
    shadow from then on (they run where the client writes, and their rows
    replicate with the client's own);
@@ -19,8 +19,8 @@ table is rebuilt beside itself, as DBAs do on such clusters:
 4. one ``RENAME TABLE`` swaps the two tables (in total order, in an
    instant), and the old table is dropped.
 
-The statements that run in total order (creating the shadow, its
-indexes, the triggers, the rename and the drop) each hold the cluster for
+The statements that run in total order (creating the shadow, the
+triggers, the rename and the drop) each hold the cluster for
 milliseconds, not for the length of a build.
 
 The new indexes include a unique key over columns ending in ``deleted``
@@ -37,6 +37,7 @@ the copy starts again from the beginning.
 
 import datetime
 import os
+import re
 import socket
 import time
 
@@ -186,43 +187,35 @@ def _columns(connection, table):
         ' ORDER BY ordinal_position'), {'table': table}).scalars().all()
 
 
-def _foreign_keys(connection, table):
-    """[(columns, referenced table, referenced columns)] of ``table``."""
-    rows = connection.execute(sa.text(
-        'SELECT constraint_name, column_name, referenced_table_name,'
-        '       referenced_column_name'
-        '  FROM information_schema.key_column_usage'
-        ' WHERE table_schema = DATABASE() AND table_name = :table'
-        '   AND referenced_table_name IS NOT NULL'
-        ' ORDER BY constraint_name, ordinal_position'),
-        {'table': table}).all()
-    keys = {}
-    for name, column, referenced, referenced_column in rows:
-        columns, _, referenced_columns = keys.setdefault(
-            name, ([], referenced, []))
-        columns.append(column)
-        referenced_columns.append(referenced_column)
-    return list(keys.values())
+def _shadow_definition(connection, table, indexes):
+    """``CREATE TABLE`` of the shadow: the table's own definition, as
+    the server shows it, with ``indexes`` added.
+
+    The next id (``AUTO_INCREMENT``) is kept: an id of a row deleted
+    before the copy is never given again (the archive tables keep ids).
+
+    Its foreign keys lose their names: foreign key names are unique in
+    a schema, and the server names them after the shadow, names that
+    the swap turns into the table's.
+    """
+    definition = connection.execute(sa.text(
+        'SHOW CREATE TABLE %s' % table)).one()[1]
+    head, *body, tail = definition.splitlines()
+    body = [re.sub(r'^CONSTRAINT `[^`]+` FOREIGN KEY', 'FOREIGN KEY',
+                   line.strip().rstrip(',')) for line in body]
+    body += ['%sKEY %s (%s)' % ('UNIQUE ' if unique else '', name,
+                                online_schema.quoted(connection, columns))
+             for unique, name, columns in indexes]
+    return 'CREATE TABLE %s (\n  %s\n%s' % (
+        shadow_name(table), ',\n  '.join(body), tail)
 
 
 def _create_shadow(connection, table, indexes):
-    """The empty shadow: the table's columns and indexes, ``indexes``
-    added, the same foreign keys (named after the shadow, so that the
-    swap gives them the table's names back)."""
-    shadow = shadow_name(table)
-    _in_total_order(connection, 'CREATE TABLE %s LIKE %s' % (shadow, table))
-    clauses = ['ADD %sINDEX %s (%s)' % (
-        'UNIQUE ' if unique else '', name,
-        online_schema.quoted(connection, columns))
-        for unique, name, columns in indexes]
-    clauses += ['ADD FOREIGN KEY (%s) REFERENCES %s (%s)' % (
-        online_schema.quoted(connection, columns), referenced,
-        online_schema.quoted(connection, referenced_columns))
-        for columns, referenced, referenced_columns in _foreign_keys(
-            connection, table)]
-    if clauses:
-        _in_total_order(connection, 'ALTER TABLE %s %s'
-                        % (shadow, ', '.join(clauses)))
+    """The empty shadow with ``indexes``, in one statement: creating a
+    table with a foreign key aborts no client's transaction on the
+    referenced table, adding one to an existing table does."""
+    _in_total_order(connection, _shadow_definition(connection, table,
+                                                   indexes))
 
 
 def _live_duplicate_of(row, unique_columns):

@@ -97,6 +97,10 @@ class TableCopyTests(nova_fixtures.TestCase):
         # Keys that differ in case or a trailing space are not duplicates.
         lookalikes = [self.add(a, key, key, T0)
                       for key in ('image_Foo', 'image_foo ')]
+        # The last ids, deleted: not given again after the copy.
+        for _ in range(50):
+            self.gone = self.add(a, 'image_gone', 'v', T0)
+        self.sql("DELETE FROM %s WHERE `key` = 'image_gone'" % TABLE)
         before = self.rows()
 
         table_copy.rebuild(self.conn, TABLE, INDEXES, UNIQUE_COLUMNS)
@@ -115,6 +119,23 @@ class TableCopyTests(nova_fixtures.TestCase):
                              set(after))
         self.assertLessEqual({UNIQUE, KEY_VALUE}, self.indexes())
         self.assertNothingLeft()
+        self.assertTableAsBefore()
+
+    def assertTableAsBefore(self):
+        """The copied table keeps its own index, its foreign key (by the
+        name the server gave the original) and its next id: not that of
+        the last row, deleted before the copy."""
+        self.assertIn('instance_uuid', self.indexes())
+        self.assertEqual([('instance_system_metadata_ibfk_1', 'instances')],
+                         self.sql(
+            'SELECT constraint_name, referenced_table_name'
+            '  FROM information_schema.referential_constraints'
+            ' WHERE constraint_schema = DATABASE()'
+            '   AND table_name = :table', table=TABLE).all())
+        self.assertRaises(sa.exc.IntegrityError, self.add,
+                          str(uuid_lib.uuid4()), 'image_foo', 'v1', T0)
+        self.assertGreater(self.add(self.instances[0], 'image_new', 'v', T0),
+                           self.gone)
 
     def test_writes_between_the_triggers_and_the_swap_are_kept(self):
         """What clients write once the triggers exist (an insert, an
