@@ -60,10 +60,11 @@ _TRIGGER_EVENTS = ('insert', 'update', 'delete')
 TOTAL_ORDER_GAP = 0.3
 
 
-# The shadow holds the table's rows and indexes once more, plus its new
-# indexes. Measured on system metadata (benchmarks/RESULTS.md), the new
-# table was under 1.5 times the old one; the check asks for twice.
-SPACE_FACTOR = 2
+# Free disk asked for, in times the table's size: the shadow holds the
+# table's rows and indexes once more, plus its new indexes. For system
+# metadata the new table took 2.2 times the old one (143 MiB, then 312
+# MiB at 100,000 instances, benchmarks/RESULTS.md).
+SPACE_FACTOR = 3
 _GIB = 1024 ** 3
 
 
