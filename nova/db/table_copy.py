@@ -102,11 +102,30 @@ def drop_leftovers(connection, table, report=None):
             found = True
     for leftover in (shadow_name(table), old_name(table)):
         if sa.inspect(connection).has_table(leftover):
-            _in_total_order(connection, 'DROP TABLE IF EXISTS %s' % leftover)
+            _drop_table(connection, leftover)
             found = True
     if found and report is not None:
         report('  removed what an interrupted copy of %s left' % table)
     return found
+
+
+def _drop_table(connection, name):
+    """Drop a table no client uses, its foreign keys first.
+
+    Dropping a table that has a foreign key aborts clients' transactions
+    on the table it references (instances), and takes as long as
+    deleting the table's file (0.3 s for 1.3 GB on the test machine's
+    disk). Dropping the keys alone changes metadata only, in
+    milliseconds; the drop then concerns no table in use.
+    """
+    for key in connection.execute(sa.text(
+            'SELECT constraint_name'
+            '  FROM information_schema.referential_constraints'
+            ' WHERE constraint_schema = DATABASE() AND table_name = :name'),
+            {'name': name}).scalars().all():
+        _in_total_order(connection, 'ALTER TABLE %s DROP FOREIGN KEY %s,'
+                        ' ALGORITHM=INPLACE' % (name, key))
+    _in_total_order(connection, 'DROP TABLE %s' % name)
 
 
 def table_bytes(connection, table):
@@ -374,6 +393,6 @@ def rebuild(connection, table, indexes, unique_columns, report=None):
                         table=table, old=old_name(table),
                         shadow=shadow_name(table)))
     # The old table takes its triggers with it.
-    _in_total_order(connection, 'DROP TABLE %s' % old_name(table))
+    _drop_table(connection, old_name(table))
     progress.say('copied %s; its new indexes are in place', table,
                  force=True)
