@@ -58,12 +58,6 @@ _TRIGGER_EVENTS = ('insert', 'update', 'delete')
 # default), and a second statement in total order right behind the
 # first would abort the replay too.
 TOTAL_ORDER_GAP = 0.3
-# Seconds without writes before the swap. A statement in total order
-# waits on every node until the write sets before it are applied, and
-# with the copy under way the other nodes are up to gcs.fc_limit chunks
-# behind (the rename took 0.44 s at 1,000,000 instances, the clients'
-# statements it aborted waiting that long before their replay failed).
-CATCH_UP = 1.0
 
 
 # Free disk asked for, in times the table's size: the shadow holds the
@@ -394,7 +388,6 @@ def rebuild(connection, table, indexes, unique_columns, report=None):
             _place_duplicate(connection, table, columns, unique_columns,
                              row_id)
         progress.say('  copied ids up to %d of %d', end, high)
-    time.sleep(CATCH_UP)
     _in_total_order(connection, 'RENAME TABLE {table} TO {old},'
                     ' {shadow} TO {table}'.format(
                         table=table, old=old_name(table),
