@@ -271,3 +271,24 @@ class TableCopyTests(nova_fixtures.TestCase):
         self.assertRegex(lines[-1], r'the copy of instance_system_metadata '
                          r'needs about [0-9.]+ GiB of disk; [0-9.]+ GiB is '
                          r'free \(/')
+
+    def test_a_server_elsewhere_without_the_plugin_is_not_checked(self):
+        """db sync on another machine than the server, which does not
+        load the DISKS plugin: nothing to learn the free disk from, so
+        it warns with the figure and goes on. (This machine is given
+        another name: the server must not be the same host.)"""
+        if self.sql("SELECT 1 FROM information_schema.plugins"
+                    " WHERE plugin_name = 'DISKS'").scalar():
+            self.skipTest('the DISKS plugin was loaded outside the tests')
+        self.useFixture(fixtures.MonkeyPatch(
+            'socket.gethostname', lambda: 'not-the-database-server'))
+        self.add(self.instances[0], 'image_foo', 'v1', T0)
+        lines = []
+        table_copy.check_space(self.conn, TABLE, lines.append)
+        host = self.sql('SELECT @@hostname').scalar()
+        self.assertEqual(
+            ["  WARNING: free disk not checked (the server (%s) is not this "
+             "machine and does not load MariaDB's DISKS plugin (INSTALL "
+             "SONAME 'disks')): the copy of instance_system_metadata needs "
+             "about 0.0 GiB free in the data directory of every node"
+             % host], lines)
