@@ -17,11 +17,13 @@ table is rebuilt beside itself, as DBAs do on such clusters:
    ordinary transaction; a row a trigger already wrote is left as the
    trigger wrote it;
 4. one ``RENAME TABLE`` swaps the two tables (in total order, in an
-   instant), and the old table is dropped.
+   instant), and the old table is dropped, its foreign keys first.
 
 The statements that run in total order (creating the shadow, the
-triggers, the rename and the drop) each hold the cluster for
-milliseconds, not for the length of a build.
+triggers, the rename, the drop) each hold the cluster for milliseconds
+(the rename: 0.3-0.4 s at a million instances), not for the length of
+a build, but for the drop: every node deletes the old table's file
+meanwhile (0.3 s for 1.3 GB on one server of the test machine).
 
 The new indexes include a unique key over columns ending in ``deleted``
 (Nova's soft delete: a deleted row has ``deleted = id``). A live row that
