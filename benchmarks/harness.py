@@ -27,6 +27,7 @@ from benchmarks import seed as seeding  # noqa: E402
 from nova import config  # noqa: E402
 from nova.db import migration  # noqa: E402
 from nova.db import provision  # noqa: E402
+from nova.db import table_copy  # noqa: E402
 
 BIN = os.path.dirname(os.path.abspath(sys.executable))
 CITEST = 'openstack_citest'
@@ -150,19 +151,17 @@ def analyze(cell_url):
 
 def table_mib(cell_url, table):
     """MiB of ``table``'s rows and indexes on disk, as the server counts
-    them (InnoDB: its statistics, fresh after ``analyze``)."""
-    statement = {
-        'mysql': 'SELECT (data_length + index_length) / 1048576'
-                 ' FROM information_schema.tables'
-                 ' WHERE table_schema = DATABASE() AND table_name = :table',
-        'postgresql': 'SELECT pg_total_relation_size(:table) / 1048576.0',
-    }[sa.engine.make_url(cell_url).get_backend_name()]
+    them (InnoDB: its statistics, fresh after ``analyze``; the figure
+    db sync's disk check starts from)."""
     engine = sa.create_engine(cell_url)
     with engine.connect() as conn:
-        mib = float(conn.execute(sa.text(statement),
-                                 {'table': table}).scalar())
+        if conn.dialect.name == 'postgresql':
+            size = conn.execute(sa.text('SELECT pg_total_relation_size(:t)'),
+                                {'t': table}).scalar()
+        else:
+            size = table_copy.table_bytes(conn, table)
     engine.dispose()
-    return mib
+    return size / 2 ** 20
 
 
 @contextlib.contextmanager

@@ -586,13 +586,13 @@ def bench(backend, count, args):
         result['analyze_seconds'] = time.perf_counter() - started
         if backend == 'galera':
             catch_up(urls)
-        sizes = [harness.table_mib(urls['sync'], 'instance_system_metadata')]
+        before = harness.table_mib(urls['sync'], 'instance_system_metadata')
         result['sync'], records = under_load(urls, population, sync, env,
                                              args.settle, args)
         harness.analyze(urls['sync'])
         # On Galera the copy held both tables until the old one's drop.
-        result['sysmeta_mib'] = sizes + [
-            harness.table_mib(urls['sync'], 'instance_system_metadata')]
+        result['sysmeta_mib'] = [before, harness.table_mib(
+            urls['sync'], 'instance_system_metadata')]
         result['clients'] = [clients.summarize(
             r, result['sync']['start'], result['sync']['end'])
             for r in records]

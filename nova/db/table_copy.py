@@ -117,8 +117,10 @@ def _drop_table(connection, name):
     Dropping a table that has a foreign key aborts clients' transactions
     on the table it references (instances), and takes as long as
     deleting the table's file (0.3 s for 1.3 GB on the test machine's
-    disk). Dropping the keys alone changes metadata only, in
-    milliseconds; the drop then concerns no table in use.
+    disk): at a million instances the statements it aborted failed
+    after waiting for it. Dropping the keys first (a change of metadata,
+    though 0.3 s there too) moves those aborts to a shorter statement;
+    it does not avoid them. The drop itself then aborts no client.
     """
     for key in connection.execute(sa.text(
             'SELECT constraint_name'
@@ -181,24 +183,24 @@ def check_space(connection, table, report=None):
     """Stop before the copy of ``table`` if the server's data directory
     lacks SPACE_FACTOR times the table's size; say so when that cannot
     be learnt. Returns the bytes needed."""
-    needed = SPACE_FACTOR * table_bytes(connection, table)
+    size = table_bytes(connection, table)
+    needed = SPACE_FACTOR * size
     free, source = free_space(connection)
     if free is not None and free < needed:
         raise exception.MigrationError(reason=(
             'not enough disk for the copy of %s: it needs about %.1f GiB '
             '(the table takes %.1f GiB), %.1f GiB is free (%s); free disk '
             'on every node and run db sync again' % (
-                table, needed / _GIB, needed / SPACE_FACTOR / _GIB,
-                free / _GIB, source)))
-    if report is None:
-        pass
-    elif free is None:
-        report('  WARNING: free disk not checked (%s): the copy of %s '
-               'needs about %.1f GiB free in the data directory of every '
-               'node' % (source, table, needed / _GIB))
+                table, needed / _GIB, size / _GIB, free / _GIB, source)))
+    if free is None:
+        line = ('  WARNING: free disk not checked (%s): the copy of %s '
+                'needs about %.1f GiB free in the data directory of every '
+                'node' % (source, table, needed / _GIB))
     else:
-        report('  the copy of %s needs about %.1f GiB of disk; %.1f GiB '
-               'is free (%s)' % (table, needed / _GIB, free / _GIB, source))
+        line = ('  the copy of %s needs about %.1f GiB of disk; %.1f GiB '
+                'is free (%s)' % (table, needed / _GIB, free / _GIB, source))
+    if report is not None:
+        report(line)
     return needed
 
 
@@ -222,7 +224,7 @@ def _shadow_definition(connection, table, indexes):
     """
     definition = connection.execute(sa.text(
         'SHOW CREATE TABLE %s' % table)).one()[1]
-    head, *body, tail = definition.splitlines()
+    _, *body, tail = definition.splitlines()
     body = [re.sub(r'^CONSTRAINT `[^`]+` FOREIGN KEY', 'FOREIGN KEY',
                    line.strip().rstrip(',')) for line in body]
     body += ['%sKEY %s (%s)' % ('UNIQUE ' if unique else '', name,

@@ -567,18 +567,7 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
         (IST) with the same schema and rows as node 2, and nothing the
         client wrote is lost."""
         sync, writer, watch = self.sync_until_copying()
-        # Frozen while its node goes, so that the node leaves mid-copy.
-        sync.signal(signal.SIGSTOP)
-        self.assertIsNone(sync.proc.poll(),
-                          'ended before node 1 left: ' + sync.describe())
-        copied, _ = self._copy_state(watch)
-        self.assertLess(copied, self.seeded_rows)
-        watch.dispose()
-        self.addCleanup(self.galera, 'start', '1')
-        self.galera('stop', '1')
-        self.assertTrue(wait_until(lambda: cluster_sizes() == [None, 2, 2]),
-                        cluster_sizes())
-        sync.signal(signal.SIGCONT)
+        self.stop_node_mid_copy(sync, watch, 0)
         self.assertNotEqual(0, sync.finish(), sync.describe())
         self.assertNotIn('Traceback', sync.stdout + sync.stderr)
         rerun = self.start(base.NOVA_MANAGE, self.config(1), 'db', 'sync')
@@ -597,21 +586,29 @@ class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
         Node 3 comes back empty, gets the whole database from a donor
         (SST) and has the same schema and rows as node 1."""
         sync, writer, watch = self.sync_until_copying()
-        sync.signal(signal.SIGSTOP)
-        self.assertIsNone(sync.proc.poll(),
-                          'ended before node 3 left: ' + sync.describe())
-        copied, _ = self._copy_state(watch)
-        self.assertLess(copied, self.seeded_rows)
-        self.addCleanup(self.galera, 'start', '3')
-        self.galera('stop', '3')
-        self.assertTrue(wait_until(lambda: cluster_sizes() == [2, 2, None]),
-                        cluster_sizes())
-        sync.signal(signal.SIGCONT)
+        self.stop_node_mid_copy(sync, watch, 2)
         self.assertClean(sync)
         writer.stop()
         self.assertIn('node 3: Synced, joined by SST',
                       self.galera('start-empty', '3'))
         self.assertRejoinedMigrated(2, writer.written, reference=0)
+
+    def stop_node_mid_copy(self, sync, watch, node):
+        """Shut ``node`` (0-based) down in the middle of the copy: db
+        sync is frozen while it goes (the server shows the shadow holding
+        part of the rows), then goes on."""
+        sync.signal(signal.SIGSTOP)
+        self.assertIsNone(sync.proc.poll(), 'ended before node %d left: %s'
+                          % (node + 1, sync.describe()))
+        copied, _ = self._copy_state(watch)
+        self.assertLess(copied, self.seeded_rows)
+        watch.dispose()
+        self.addCleanup(self.galera, 'start', str(node + 1))
+        self.galera('stop', str(node + 1))
+        remaining = [None if n == node else 2 for n in range(3)]
+        self.assertTrue(wait_until(lambda: cluster_sizes() == remaining),
+                        cluster_sizes())
+        sync.signal(signal.SIGCONT)
 
     def assertRejoinedMigrated(self, node, written, reference):
         """Once the cluster has its three nodes again, ``node`` (0-based)
