@@ -51,10 +51,14 @@ REPORT_EVERY = 10.0
 # How long a DDL statement may wait for a table lock before it gives way
 # to other clients (PostgreSQL in milliseconds; MySQL's
 # lock_wait_timeout is whole seconds, 1 the shortest wait there is, so
-# on MariaDB a watchdog cuts the wait at MARIADB_MDL_WAIT_S).
+# on MariaDB a watchdog cuts the wait at MARIADB_MDL_WAIT_S). A cut at
+# a build's end is followed by the server rolling the build back, while
+# writers still queue: at 1,000,000 instances 0.25 s + that rollback
+# made a writer wait 1.03 s, 0.1 s + it 0.42 s (benchmarks/RESULTS.md);
+# clients' own transactions hold the table for milliseconds.
 PG_LOCK_TIMEOUT_MS = 200
 MYSQL_LOCK_WAIT_S = 1
-MARIADB_MDL_WAIT_S = 0.25
+MARIADB_MDL_WAIT_S = 0.1
 _MDL_POLL = 0.05
 _MDL_WAIT_STATE = 'Waiting for table metadata lock'
 # ER_QUERY_INTERRUPTED: what KILL QUERY makes the statement raise.
@@ -451,7 +455,7 @@ def _mysql_alter(connection, table, clause, algorithm='INPLACE',
     ``ALGORITHM=INPLACE, LOCK=NONE`` (or ``ALGORITHM=INSTANT``) makes the
     server refuse an ALTER it cannot do without blocking writes. The
     ALTER needs the table's metadata lock to itself at its start and at
-    its end; a 1 s lock_wait_timeout (on MariaDB, a quarter of a second:
+    its end; a 1 s lock_wait_timeout (on MariaDB, a tenth of a second:
     _MariaDBLockWaitCutter) bounds how long other clients queue behind
     it, and run_when_table_free waits for the transactions that held the
     table before sending it again.
