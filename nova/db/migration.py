@@ -131,6 +131,7 @@ def db_sync(database=MAIN, version=None, url=None, progress=None):
                     lock_connection.execution_options(
                         isolation_level='AUTOCOMMIT'), progress), \
                 _connect(engine, url) as connection:
+            sync_waits.pace_total_order(connection)
             sync_waits.bound_lock_waits(connection)
             config = _alembic_config(database, connection, progress)
             alembic_command.upgrade(config, target)

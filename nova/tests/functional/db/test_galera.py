@@ -306,6 +306,68 @@ class ClusterTests(GaleraCells, base.ReliabilityTestCase):
                 'SELECT uuid FROM instances'))
 
 
+class TotalOrderPacingTests(GaleraCells, base.ReliabilityTestCase):
+    """db sync's statements in total order, as its connection sends them.
+
+    Each aborts the client statements that hold its table on the other
+    nodes; the server replays such a statement once, and a second
+    statement in total order right behind the first aborts the replay.
+    """
+
+    SYNC_CELL = False
+
+    def record_statements(self):
+        """[(connection, start, end, statement)] of every statement run
+        from now on through a new connection of any engine, timed
+        around the server's answer."""
+        statements = []
+
+        def before(conn, cursor, statement, *args):
+            conn.info['statement_started'] = time.monotonic()
+
+        def after(conn, cursor, statement, *args):
+            statements.append((id(conn), conn.info['statement_started'],
+                               time.monotonic(), statement))
+
+        def connected(conn):
+            # On the connection itself, first: before a pause that
+            # pace_total_order adds later on it.
+            sa.event.listen(conn, 'before_cursor_execute', before)
+            sa.event.listen(conn, 'after_cursor_execute', after, insert=True)
+
+        sa.event.listen(sa.engine.Engine, 'engine_connect', connected)
+        self.addCleanup(sa.event.remove, sa.engine.Engine, 'engine_connect',
+                        connected)
+        return statements
+
+    def test_sync_pauses_after_each_statement_in_total_order(self):
+        """From the baseline to head, whichever revision sends it (the
+        copy's triggers and rename in 002, 004's index rename, the new
+        tables): after each, nothing for TOTAL_ORDER_GAP."""
+        migration.db_sync(migration.MAIN, version=BASELINE,
+                          url=self.cell_db.url)
+        statements = self.record_statements()
+        migration.db_sync(migration.MAIN, url=self.cell_db.url)
+        migrating = {conn for conn, _, _, sql in statements
+                     if 'alembic_version' in sql}
+        self.assertEqual(1, len(migrating))
+        sent = [row[1:] for row in statements if row[0] in migrating]
+        paced = []
+        for (_, ended, sql), (started, _, _) in zip(sent, sent[1:]):
+            first = sql.split(None, 1)[0].upper()
+            if first in sync_waits._TOTAL_ORDER:
+                paced.append(sql.split('(', 1)[0].strip())
+
+                self.assertGreaterEqual(started - ended,
+                                        sync_waits.TOTAL_ORDER_GAP, sql)
+        for expected in ('CREATE TRIGGER instance_system_metadata_copy_insert',
+                         'RENAME TABLE instance_system_metadata TO',
+                         'ALTER TABLE instances RENAME INDEX',
+                         'CREATE TABLE host_machine_types'):
+            self.assertTrue([sql for sql in paced
+                             if sql.startswith(expected)], (expected, paced))
+
+
 class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
     """``nova-manage db sync`` from the baseline, through node 1.
 
