@@ -217,10 +217,16 @@ def pace_total_order(connection):
                         _pause_after_total_order)
 
 
+def in_total_order(statement):
+    """Whether a Galera cluster runs ``statement`` (SQL text) in total
+    order: DDL, under the default wsrep_OSU_method=TOI."""
+    words = statement.split(None, 1)
+    return bool(words) and words[0].upper() in _TOTAL_ORDER
+
+
 def _pause_after_total_order(conn, cursor, statement, parameters, context,
                              executemany):
-    words = statement.split(None, 1)
-    if words and words[0].upper() in _TOTAL_ORDER:
+    if in_total_order(statement):
         time.sleep(TOTAL_ORDER_GAP)
 
 
