@@ -56,6 +56,8 @@ from nova import exception
 # many rows (about 150 KB of write set for system metadata rows).
 COPY_CHUNK = 1000
 _TRIGGER_EVENTS = ('insert', 'update', 'delete')
+# MySQL's ER_DUP_ENTRY: a key of the row is taken.
+_MYSQL_DUPLICATE_ENTRY = 1062
 
 
 # Free disk asked for, in times the table's size: the shadow holds the
@@ -82,6 +84,19 @@ def drop_leftovers(connection, table, report=None):
     """Remove what an interrupted copy of ``table`` left: its triggers
     (first, so that no write goes to the shadow any more), the shadow,
     and the old table a swap left. Returns whether there was any."""
+    found = drop_triggers(connection, table)
+    for leftover in (shadow_name(table), old_name(table)):
+        if sa.inspect(connection).has_table(leftover):
+            _drop_table(connection, leftover)
+            found = True
+    if found and report is not None:
+        report('  removed what an interrupted copy of %s left' % table)
+    return found
+
+
+def drop_triggers(connection, table):
+    """Drop the copy's triggers on ``table``; returns whether there were
+    any."""
     found = False
     for event in _TRIGGER_EVENTS:
         name = trigger_name(table, event)
@@ -91,12 +106,6 @@ def drop_leftovers(connection, table, report=None):
                 '   AND trigger_name = :name'), {'name': name}).scalar():
             connection.execute(sa.text('DROP TRIGGER IF EXISTS %s' % name))
             found = True
-    for leftover in (shadow_name(table), old_name(table)):
-        if sa.inspect(connection).has_table(leftover):
-            _drop_table(connection, leftover)
-            found = True
-    if found and report is not None:
-        report('  removed what an interrupted copy of %s left' % table)
     return found
 
 
@@ -193,7 +202,8 @@ def check_space(connection, table, report=None):
     return needed
 
 
-def _columns(connection, table):
+def columns_of(connection, table):
+    """``table``'s column names, in order."""
     return connection.execute(sa.text(
         'SELECT column_name FROM information_schema.columns'
         ' WHERE table_schema = DATABASE() AND table_name = :table'
@@ -223,7 +233,7 @@ def _shadow_definition(connection, table, indexes):
         shadow_name(table), ',\n  '.join(body), tail)
 
 
-def _create_shadow(connection, table, indexes):
+def create_shadow(connection, table, indexes):
     """The empty shadow with ``indexes``, in one statement: creating a
     table with a foreign key aborts no client's transaction on the
     referenced table, adding one to an existing table does."""
@@ -238,25 +248,41 @@ def _live_duplicate_of(row, unique_columns):
                         ['deleted = 0', 'id <> %s.id' % row])
 
 
-def _create_triggers(connection, table, columns, unique_columns):
+def create_triggers(connection, table, columns, unique_columns):
     """Mirror every write to ``table`` into the shadow.
 
     A live row written now is the newest of its unique key: any other
     live row of that key in the shadow is soft-deleted first, as the
     de-duplication would have done, then the row is written by id.
+
+    The row is first simply inserted, and looked for by its key only
+    when that fails (its copy, or a live row of its key, is there).
+    Looking first would lock the shadow's gap where the key would be
+    (InnoDB's next-key locks), and the copy's chunks insert rows in
+    every such gap: on a Galera node the chunk arriving from db sync's
+    node aborts the client statement holding the gap (a client insert
+    or update failed so once or twice per 100,000 instances). An
+    insert that succeeds locks no gap, and a key that is found locks
+    only its rows.
     """
     shadow = shadow_name(table)
     quoted = [online_schema.quoted(connection, [c]) for c in columns]
     unique = [online_schema.quoted(connection, [c]) for c in unique_columns]
     write = (
         'BEGIN'
-        ' IF NEW.deleted = 0 THEN'
-        '  UPDATE {shadow} SET deleted = id, deleted_at = UTC_TIMESTAMP()'
-        '   WHERE {duplicate};'
+        ' DECLARE taken INT DEFAULT 0;'
+        ' DECLARE CONTINUE HANDLER FOR {duplicate_entry} SET taken = 1;'
+        ' INSERT INTO {shadow} ({columns}) VALUES ({values});'
+        ' IF taken THEN'
+        '  IF NEW.deleted = 0 THEN'
+        '   UPDATE {shadow} SET deleted = id, deleted_at = UTC_TIMESTAMP()'
+        '    WHERE {duplicate};'
+        '  END IF;'
+        '  REPLACE INTO {shadow} ({columns}) VALUES ({values});'
         ' END IF;'
-        ' REPLACE INTO {shadow} ({columns}) VALUES ({values});'
         ' END').format(
-            shadow=shadow, duplicate=_live_duplicate_of('NEW', unique),
+            duplicate_entry=_MYSQL_DUPLICATE_ENTRY, shadow=shadow,
+            duplicate=_live_duplicate_of('NEW', unique),
             columns=', '.join(quoted),
             values=', '.join('NEW.%s' % c for c in quoted))
     bodies = {
@@ -283,17 +309,21 @@ def _copy_chunk(connection, table, columns, low, high, report):
        WHERE id > :low AND id <= :high LOCK IN SHARE MODE
       ON DUPLICATE KEY UPDATE id = _t_new.id   -- no change
     """
-    shadow = shadow_name(table)
+    sync_waits.run_when_table_free(connection,
+                                   chunk_statement(connection, table, columns),
+                                   '%s rows' % table, report,
+                                   {'low': low, 'high': high})
+
+
+def chunk_statement(connection, table, columns):
+    """The statement that copies a chunk, ids in (:low, :high]."""
     names = online_schema.quoted(connection, columns)
-    statement = sa.text(
+    return sa.text(
         'INSERT INTO {shadow} ({names}) SELECT {names} FROM {table}'
         ' FORCE INDEX (PRIMARY) WHERE id > :low AND id <= :high'
         ' LOCK IN SHARE MODE'
         ' ON DUPLICATE KEY UPDATE id = {shadow}.id'.format(
-            shadow=shadow, names=names, table=table))
-    sync_waits.run_when_table_free(connection, statement,
-                                   '%s rows' % table, report,
-                                   {'low': low, 'high': high})
+            shadow=shadow_name(table), names=names, table=table))
 
 
 def _missing_ids(connection, table, low, high):
@@ -364,13 +394,13 @@ def rebuild(connection, table, indexes, unique_columns, report=None):
     ``unique_columns``: the unique key (ending in ``deleted``) that live
     duplicates are resolved for. Call drop_leftovers first.
     """
-    columns = _columns(connection, table)
+    columns = columns_of(connection, table)
     rows = online_schema.table_rows(connection, table)
     progress = online_schema.Progress(report, rows)
     progress.say('copying %s into a table with %s (about %d rows)', table,
                  ', '.join(name for _, name, _ in indexes), rows, force=True)
-    _create_shadow(connection, table, indexes)
-    _create_triggers(connection, table, columns, unique_columns)
+    create_shadow(connection, table, indexes)
+    create_triggers(connection, table, columns, unique_columns)
     # Read after the triggers exist: a row written after this is theirs.
     low, high = connection.execute(sa.text(
         'SELECT min(id) - 1, max(id) FROM %s' % table)).one()

@@ -146,10 +146,9 @@ class TableCopyTests(nova_fixtures.TestCase):
         changed = self.add(a, 'image_changed', 'v1', T0)
         removed = self.add(a, 'image_removed', 'v1', T0)
         soft = self.add(b, 'image_soft', 'v1', T0)
-        table_copy._create_shadow(self.conn, TABLE, INDEXES)
-        columns = table_copy._columns(self.conn, TABLE)
-        table_copy._create_triggers(self.conn, TABLE, columns,
-                                    UNIQUE_COLUMNS)
+        table_copy.create_shadow(self.conn, TABLE, INDEXES)
+        columns = table_copy.columns_of(self.conn, TABLE)
+        table_copy.create_triggers(self.conn, TABLE, columns, UNIQUE_COLUMNS)
         # The rows already there are copied before the writes: each
         # write must reach the shadow through a trigger.
         table_copy._copy_chunk(self.conn, TABLE, columns, 0, soft, None)
@@ -182,11 +181,61 @@ class TableCopyTests(nova_fixtures.TestCase):
         }, self.rows())
         self.assertNothingLeft()
 
+    def test_a_write_through_the_triggers_locks_no_gap_of_the_shadow(self):
+        """A client's insert, and its update of a row not copied yet,
+        in a transaction still open, do not hold back the copy of the
+        rows beside theirs in the shadow's unique key. (On a Galera node
+        the copy, arriving from db sync's node, would abort them.)"""
+        a, b, _ = self.instances
+        copied = self.add(a, 'image_a', 'v1', T0)
+        after_new = self.add(a, 'image_c', 'v1', T0)
+        # Rows of another instance between: a chunk's range scan reads
+        # (and share-locks) the row after its last, which must not be
+        # one the client holds (on a Galera cluster, a read on db
+        # sync's node never waits for a client on another node).
+        spacers = [self.add(b, 'image_spacer', 'v1', T0)]
+        updated = self.add(a, 'image_d', 'v1', T0)
+        after_updated = self.add(a, 'image_e', 'v1', T0)
+        spacers.append(self.add(b, 'image_spacer2', 'v1', T0))
+        table_copy.create_shadow(self.conn, TABLE, INDEXES)
+        columns = table_copy.columns_of(self.conn, TABLE)
+        table_copy.create_triggers(self.conn, TABLE, columns, UNIQUE_COLUMNS)
+        table_copy._copy_chunk(self.conn, TABLE, columns, 0, copied, None)
+        chunk = table_copy.chunk_statement(self.conn, TABLE, columns)
+        self.sql('SET SESSION innodb_lock_wait_timeout = 1')
+        client = self.engine.connect().execution_options(
+            isolation_level='REPEATABLE READ')
+        self.addCleanup(client.close)
+        with client.begin():
+            new = client.execute(sa.text(
+                "INSERT INTO instance_system_metadata (instance_uuid, `key`,"
+                " value, deleted, created_at) VALUES (:a, 'image_b', 'v1',"
+                " 0, :t0)"), {'a': a, 't0': T0}).lastrowid
+            client.execute(sa.text(
+                "UPDATE instance_system_metadata SET value = 'v2'"
+                " WHERE id = :id"), {'id': updated})
+            # The chunks of the rows after each of the client's: each
+            # would wait for the client and fail after 1 s if the
+            # triggers had locked the shadow's gap there.
+            self.conn.execute(chunk, {'low': copied, 'high': after_new})
+            self.conn.execute(chunk, {'low': updated, 'high': after_updated})
+        table_copy._copy_chunk(self.conn, TABLE, columns, copied, new, None)
+        self.assertEqual(
+            {spacers[0]: (b, 'image_spacer', 'v1', 0),
+             spacers[1]: (b, 'image_spacer2', 'v1', 0),
+             copied: (a, 'image_a', 'v1', 0), new: (a, 'image_b', 'v1', 0),
+             after_new: (a, 'image_c', 'v1', 0),
+             updated: (a, 'image_d', 'v2', 0),
+             after_updated: (a, 'image_e', 'v1', 0)},
+            {row.id: (row.instance_uuid, row.key, row.value, row.deleted)
+             for row in self.sql('SELECT * FROM %s'
+                                 % table_copy.shadow_name(TABLE))})
+
     def test_leftovers_of_an_interrupted_copy_are_removed(self):
         self.add(self.instances[0], 'image_foo', 'v1', T0)
-        table_copy._create_shadow(self.conn, TABLE, INDEXES)
-        table_copy._create_triggers(
-            self.conn, TABLE, table_copy._columns(self.conn, TABLE),
+        table_copy.create_shadow(self.conn, TABLE, INDEXES)
+        table_copy.create_triggers(
+            self.conn, TABLE, table_copy.columns_of(self.conn, TABLE),
             UNIQUE_COLUMNS)
         self.assertTrue(table_copy.drop_leftovers(self.conn, TABLE))
         self.assertNothingLeft()
@@ -203,8 +252,8 @@ class TableCopyTests(nova_fixtures.TestCase):
         self.sql('SET foreign_key_checks = 0')
         orphan = self.add(str(uuid_lib.uuid4()), 'image_foo', 'v1', T0)
         self.sql('SET foreign_key_checks = 1')
-        table_copy._create_shadow(self.conn, TABLE, INDEXES)
-        columns = table_copy._columns(self.conn, TABLE)
+        table_copy.create_shadow(self.conn, TABLE, INDEXES)
+        columns = table_copy.columns_of(self.conn, TABLE)
         self.assertRaisesRegex(
             exception.MigrationError,
             'row %d of instance_system_metadata could not be copied'
