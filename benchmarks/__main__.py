@@ -8,7 +8,8 @@ what each measures and prints.
 import importlib
 import sys
 
-SCENARIOS = ('scale', 'upgrade', 'cells', 'commands', 'report')
+SCENARIOS = ('scale', 'upgrade', 'cells', 'commands', 'total_order',
+             'report')
 
 
 def main(argv):

@@ -9,7 +9,9 @@ grow with N; ``upgrades`` (upgrade.py): a table per backend, N and nova
 commit of what each client saw during db sync, and one line per
 measurement side by side; ``cells`` (cells.py): the cross-cell commands
 beside their bound, healthy and with failing cells; ``commands``
-(commands.py): the one-instance commands beside the driver's look-ups.
+(commands.py): the one-instance commands beside the driver's look-ups;
+``total_order`` (total_order.py): the client statements that Galera's
+statements in total order aborted.
 The scenarios print the same tables when they end.
 """
 
@@ -281,6 +283,32 @@ def commands_table(run):
     return '\n'.join(out)
 
 
+def total_order_table(run):
+    """Markdown of one total_order run: the statements, then a client a
+    line."""
+    failures = sum(row['failures'] for row in run['clients'])
+    lines = ['#### total_order, %s rows, wsrep_retry_autocommit %s: %d '
+             'statements in total order in %.0f s' % (
+                 '{:,}'.format(run['rows']),
+                 '/'.join(str(k) for k in sorted(set(
+                     run['retry_autocommit']))),
+                 run['statements'], run['seconds']), '',
+             'Each statement took %.0f ms (median), %.0f ms at worst; the '
+             'clients saw %d of their statements fail, %.3f a statement in '
+             'total order.' % (
+                 run['statement_median_ms'], run['statement_worst_ms'],
+                 failures, failures / run['statements']), '',
+             '| client | requests | failures | worst ms | p99 ms |',
+             '|---|---:|---:|---:|---:|']
+    for row in run['clients']:
+        lines.append('| %s | %d | %d | %.1f | %.1f |' % (
+            row['client'], row['requests'], row['failures'], row['worst_ms'],
+            row['p99_ms']))
+    errors = ['- %s: `%s`' % (row['client'], error)
+              for row in run['clients'] for error in row['first_errors']]
+    return '\n'.join(lines + ([''] + errors if errors else []))
+
+
 def main(paths):
     """Print the Markdown of every result in ``paths``, whatever the
     scenario that wrote it."""
@@ -302,6 +330,11 @@ def main(paths):
         for key in sorted(found):
             print(table(found[key]))
             print()
+    for path in paths:
+        with open(path) as f:
+            for run in json.load(f).get('total_order', []):
+                print(total_order_table(run))
+                print()
 
 
 if __name__ == '__main__':

@@ -19,10 +19,12 @@ machine's few cores.
 import contextlib
 import datetime
 import fcntl
+import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -43,9 +45,8 @@ from nova.tests import fixtures as nova_fixtures
 from nova.tests.functional.reliability import base
 from nova.tests.functional.reliability import test_races
 
-GALERA_SH = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(nova.__file__))),
-    'tools', 'galera.sh')
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(nova.__file__)))
+GALERA_SH = os.path.join(ROOT, 'tools', 'galera.sh')
 # Outside the tests' temporary directories: every stestr worker uses it.
 LOCK_PATH = os.path.join(tempfile.gettempdir(), 'nova-galera-tests.lock')
 BASELINE = '001_baseline'
@@ -364,6 +365,59 @@ class TotalOrderPacingTests(GaleraCells, base.ReliabilityTestCase):
                          'CREATE TABLE host_machine_types'):
             self.assertTrue([sql for sql in paced
                              if sql.startswith(expected)], (expected, paced))
+
+
+class TotalOrderBenchmarkTests(testtools.TestCase):
+    """benchmarks/total_order.py at a small size, so that it keeps
+    working: its figures, and the nodes' setting it changes for a run
+    put back."""
+
+    def retry_settings(self):
+        values = []
+        for url in nova_fixtures.GALERA_URLS[1:]:
+            engine = sa.create_engine(url)
+            try:
+                with engine.connect() as conn:
+                    values.append(conn.execute(sa.text(
+                        'SELECT @@global.wsrep_retry_autocommit')).scalar())
+            finally:
+                engine.dispose()
+        return values
+
+    def test_every_figure_is_produced_and_the_setting_put_back(self):
+        self.useFixture(ClusterLock())
+        try:
+            before = self.retry_settings()
+        except sa.exc.OperationalError as exc:
+            nova_fixtures.unavailable(self, 'the Galera cluster (%s)'
+                                      % exc.orig)
+        results = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                               'total_order.json')
+        proc = subprocess.run(
+            [sys.executable, '-m', 'benchmarks', 'total_order', '--rows',
+             '2000', '--rounds', '2', '--retry-autocommit', '0',
+             '--json', results],
+            capture_output=True, text=True, timeout=base.TIMEOUT,
+            cwd=ROOT)
+        self.addDetail('output', testtools.content.text_content(
+            proc.stdout + proc.stderr))
+        self.assertEqual(0, proc.returncode)
+        with open(results) as f:
+            [run] = json.load(f)['total_order']
+        # Three triggers created and dropped twice, each timed.
+        self.assertEqual(12, run['statements'])
+        self.assertGreater(run['statement_worst_ms'], 0)
+        self.assertEqual([0, 0], run['retry_autocommit'])
+        self.assertEqual(['insert', 'update', 'read'],
+                         [client['client'] for client in run['clients']])
+        for client in run['clients']:
+            self.assertGreater(client['requests'], 0, client)
+        # Without a replay, what failed failed as Galera's aborts do.
+        for client in run['clients']:
+            for error in client['first_errors']:
+                self.assertIn('(1213, ', error)
+        self.assertIn('#### total_order, 2,000 rows', proc.stdout)
+        self.assertEqual(before, self.retry_settings())
 
 
 class SchemaMigrationTests(GaleraCells, base.ReliabilityTestCase):
