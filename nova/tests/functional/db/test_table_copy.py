@@ -137,6 +137,26 @@ class TableCopyTests(nova_fixtures.TestCase):
         self.assertGreater(self.add(self.instances[0], 'image_new', 'v', T0),
                            self.gone)
 
+    def test_chunks_that_shrink_still_copy_every_row(self):
+        """Chunks slower than CHUNK_SECONDS make the next smaller (here
+        every chunk is: 64 ids, then 32, 16 and 8 each): every row is
+        copied once, none skipped between two chunks."""
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.db.table_copy.COPY_CHUNK', 64))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.db.table_copy.MIN_CHUNK', 8))
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.db.table_copy.CHUNK_SECONDS', 0))
+        for i in range(200):
+            self.add(self.instances[i % 3], 'image_%d' % i, 'v%d' % i, T0)
+        before = self.rows()
+
+        table_copy.rebuild(self.conn, TABLE, INDEXES, UNIQUE_COLUMNS)
+
+        self.assertEqual(before, self.rows())
+        self.assertLessEqual({UNIQUE, KEY_VALUE}, self.indexes())
+        self.assertNothingLeft()
+
     def test_writes_between_the_triggers_and_the_swap_are_kept(self):
         """What clients write once the triggers exist (an insert, an
         update, a soft delete, a hard delete, a duplicate of a copied
