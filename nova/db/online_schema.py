@@ -63,7 +63,8 @@ _MDL_POLL = 0.05
 _MDL_WAIT_STATE = 'Waiting for table metadata lock'
 # ER_QUERY_INTERRUPTED: what KILL QUERY makes the statement raise.
 _MYSQL_INTERRUPTED = 1317
-_MYSQL_DUPLICATE = 1062
+# ER_DUP_ENTRY: a key of the row is taken.
+MYSQL_DUPLICATE = 1062
 # ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON): the algorithm asked for
 # cannot do this change.
 _MYSQL_UNSUPPORTED_ALGORITHM = (1845, 1846)
@@ -71,7 +72,7 @@ _PG_DUPLICATE = '23505'
 
 
 def _is_duplicate(exc):
-    return db_utils.server_error_code(exc) in (_MYSQL_DUPLICATE, _PG_DUPLICATE)
+    return db_utils.server_error_code(exc) in (MYSQL_DUPLICATE, _PG_DUPLICATE)
 
 
 class Progress:

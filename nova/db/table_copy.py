@@ -68,8 +68,6 @@ COPY_CHUNK = 1000
 CHUNK_SECONDS = 0.1
 MIN_CHUNK = 50
 _TRIGGER_EVENTS = ('insert', 'update', 'delete')
-# MySQL's ER_DUP_ENTRY: a key of the row is taken.
-_MYSQL_DUPLICATE_ENTRY = 1062
 
 
 # Free disk asked for, in times the table's size: the shadow holds the
@@ -293,7 +291,7 @@ def create_triggers(connection, table, columns, unique_columns):
         '  REPLACE INTO {shadow} ({columns}) VALUES ({values});'
         ' END IF;'
         ' END').format(
-            duplicate_entry=_MYSQL_DUPLICATE_ENTRY, shadow=shadow,
+            duplicate_entry=online_schema.MYSQL_DUPLICATE, shadow=shadow,
             duplicate=_live_duplicate_of('NEW', unique),
             columns=', '.join(quoted),
             values=', '.join('NEW.%s' % c for c in quoted))
